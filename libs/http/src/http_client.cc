@@ -1,0 +1,1 @@
+// HTTP client: see atrium/http/client.h
