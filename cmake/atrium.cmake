@@ -2,7 +2,7 @@
 
 # Warnings for Atrium's own code (not third-party headers).
 function(atrium_warnings target)
-  target_compile_options(${target} PRIVATE -Wall -Wextra -Wno-unused-parameter)
+  target_compile_options(${target} PRIVATE -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers)
 endfunction()
 
 # atrium_test(NAME name SOURCES a_test.cc ... LIBS lib ... [LABELS l ...] [FIXTURES f ...])

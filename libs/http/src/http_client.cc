@@ -1,1 +1,615 @@
-// HTTP client: see atrium/http/client.h
+// HttpClient implementation. One io_context per I/O thread; each request runs as a coroutine on
+// one of them, and each context has its own connection pool, so no pool state is shared between
+// threads. See atrium/http/client.h for the contract and docs/http-client.md for a guide.
+#include "atrium/http/client.h"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/ssl/context.hpp>
+#include <boost/asio/ssl/error.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/http/buffer_body.hpp>
+#include <boost/beast/http/error.hpp>
+#include <boost/beast/http/parser.hpp>
+#include <boost/beast/http/read.hpp>
+#include <boost/beast/http/string_body.hpp>
+#include <boost/beast/http/write.hpp>
+
+#include <algorithm>
+#include <atomic>
+#include <deque>
+#include <exception>
+#include <future>
+#include <map>
+#include <optional>
+#include <thread>
+#include <unordered_set>
+#include <vector>
+
+#include "client_connection.h"
+#include "client_url.h"
+
+namespace atrium::http {
+
+// ---- CancelToken ----
+
+void CancelToken::Cancel() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (cancelled_) return;
+  cancelled_ = true;
+  // Run under the lock so that RemoveCallback() can promise that no callback is still running.
+  for (auto& [id, fn] : callbacks_) fn();
+  callbacks_.clear();
+}
+
+bool CancelToken::cancelled() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return cancelled_;
+}
+
+CancelToken::CallbackId CancelToken::AddCallback(std::function<void()> fn) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (cancelled_) return 0;
+  CallbackId id = next_id_++;
+  callbacks_.emplace_back(id, std::move(fn));
+  return id;
+}
+
+void CancelToken::RemoveCallback(CallbackId id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::erase_if(callbacks_, [id](const auto& entry) { return entry.first == id; });
+}
+
+// ---- HttpClient::Impl ----
+
+namespace {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using client_internal::Clock;
+using client_internal::Connection;
+using client_internal::Limits;
+using client_internal::ProxyKind;
+using client_internal::ProxySpec;
+using client_internal::RequestControl;
+using client_internal::TargetUrl;
+using std::chrono::milliseconds;
+
+// The client whose I/O thread this is (SendSync refuses to block there).
+thread_local const void* t_current_client = nullptr;
+
+constexpr size_t kChunkBufferSize = 64 * 1024;
+constexpr size_t kHeaderLimit = 64 * 1024;
+constexpr size_t kRedirectBodyLimit = 1 << 20;  // larger redirect bodies close the connection
+
+bool IsIdempotent(std::string_view method) {
+  for (std::string_view m : {"GET", "HEAD", "PUT", "DELETE", "OPTIONS", "TRACE"}) {
+    if (EqualsIgnoreCase(method, m)) return true;
+  }
+  return false;
+}
+
+bool IsRedirect(unsigned status) {
+  return status == 301 || status == 302 || status == 303 || status == 307 || status == 308;
+}
+
+// One I/O thread's world: its io_context, its pool and its requests. Touched only on its thread
+// (after construction).
+struct IoContext {
+  asio::io_context io{1};
+  asio::executor_work_guard<asio::io_context::executor_type> work = asio::make_work_guard(io);
+  asio::steady_timer sweep_timer{io};
+  bool stopping = false;
+  // Idle connections per pool key, oldest first.
+  std::map<std::string, std::deque<std::unique_ptr<Connection>>> idle;
+  std::unordered_set<std::shared_ptr<RequestControl>> active;
+};
+
+}  // namespace
+
+class HttpClient::Impl {
+ public:
+  explicit Impl(ClientOptions options);
+  ~Impl();
+
+  void Send(ClientRequest request, std::function<void(Result<ClientResponse>)> done);
+  Stats stats() const {
+    return Stats{opened_.load(), reused_.load(), retries_.load()};
+  }
+  const Status& init_status() const { return init_status_; }
+
+ private:
+  struct Job;
+  struct Outcome;
+
+  static asio::awaitable<void> Run(std::shared_ptr<Job> job);
+  static asio::awaitable<Result<ClientResponse>> Perform(std::shared_ptr<Job> job);
+  static asio::awaitable<Outcome> ExchangeWithRetry(std::shared_ptr<Job> job, TargetUrl target,
+                                                    std::string method, Headers headers,
+                                                    std::string body);
+  template <bool kTls>
+  static asio::awaitable<Outcome> Exchange(std::shared_ptr<Job> job, Connection* connection,
+                                           bool reused, TargetUrl target, std::string method,
+                                           Headers headers, std::string body);
+  static asio::awaitable<void> SweepLoop(Impl* impl, IoContext* context);
+  static void Finish(const std::shared_ptr<Job>& job, Result<ClientResponse> result);
+
+  std::unique_ptr<Connection> TakeIdle(IoContext& context, const std::string& key);
+  void ReleaseIdle(IoContext& context, std::unique_ptr<Connection> connection);
+  void Prune(IoContext& context);
+
+  const ClientOptions options_;
+  Status init_status_;
+  asio::ssl::context ssl_context_{asio::ssl::context::tls_client};
+  std::vector<std::unique_ptr<IoContext>> contexts_;
+  std::vector<std::thread> threads_;
+  std::atomic<size_t> next_context_{0};
+  std::atomic<uint64_t> opened_{0};
+  std::atomic<uint64_t> reused_{0};
+  std::atomic<uint64_t> retries_{0};
+};
+
+struct HttpClient::Impl::Job {
+  Impl* impl = nullptr;
+  IoContext* context = nullptr;
+  ClientRequest request;
+  std::function<void(Result<ClientResponse>)> done;
+  std::shared_ptr<RequestControl> control = std::make_shared<RequestControl>();
+  Limits limits;
+  ProxySpec proxy;
+  CancelToken::CallbackId cancel_id = 0;
+  bool finished = false;
+  std::vector<char> chunk;  // read buffer for response bodies
+};
+
+// The result of one request/response exchange on one connection.
+struct HttpClient::Impl::Outcome {
+  Status status;
+  bool retriable = false;  // failed on a reused connection before the request could take effect
+  ClientResponse response;
+  std::optional<std::string> redirect_location;
+  bool reusable = false;  // the connection may go back to the pool
+
+  static Outcome Fail(Status status) {
+    Outcome outcome;
+    outcome.status = std::move(status);
+    return outcome;
+  }
+};
+
+HttpClient::Impl::Impl(ClientOptions options) : options_(std::move(options)) {
+  beast::error_code ec;
+  ssl_context_.set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
+                           asio::ssl::context::no_sslv3 | asio::ssl::context::no_tlsv1 |
+                           asio::ssl::context::no_tlsv1_1);
+  ssl_context_.set_default_verify_paths(ec);  // a missing system store is not fatal
+  if (!options_.ca_file.empty()) {
+    ssl_context_.load_verify_file(options_.ca_file, ec);
+    if (ec) {
+      init_status_ = InvalidArgument("cannot load ca_file '" + options_.ca_file +
+                                     "': " + ec.message());
+    }
+  }
+  int threads = std::max(1, options_.threads);
+  for (int i = 0; i < threads; ++i) contexts_.push_back(std::make_unique<IoContext>());
+  for (auto& context : contexts_) {
+    asio::co_spawn(context->io, SweepLoop(this, context.get()), asio::detached);
+    threads_.emplace_back([this, io = &context->io] {
+      t_current_client = this;
+      io->run();
+    });
+  }
+}
+
+HttpClient::Impl::~Impl() {
+  for (auto& context : contexts_) {
+    asio::post(context->io, [c = context.get()] {
+      c->stopping = true;
+      for (const auto& control : c->active) control->Abort("HTTP client shut down");
+      for (auto& [key, connections] : c->idle) {
+        for (auto& connection : connections) connection->Close();
+      }
+      c->idle.clear();
+      c->sweep_timer.cancel();
+    });
+    context->work.reset();
+  }
+  for (auto& thread : threads_) thread.join();
+}
+
+void HttpClient::Impl::Send(ClientRequest request,
+                            std::function<void(Result<ClientResponse>)> done) {
+  auto job = std::make_shared<Job>();
+  job->impl = this;
+  job->context = contexts_[next_context_.fetch_add(1) % contexts_.size()].get();
+  job->request = std::move(request);
+  job->done = std::move(done);
+  asio::co_spawn(job->context->io, Run(job), [job](std::exception_ptr e) {
+    if (!e || job->finished) return;
+    std::string what = "unexpected exception";
+    try {
+      std::rethrow_exception(e);
+    } catch (const std::exception& ex) {
+      what = ex.what();
+    } catch (...) {
+    }
+    Finish(job, Internal("HTTP client: " + what));
+  });
+}
+
+void HttpClient::Impl::Finish(const std::shared_ptr<Job>& job, Result<ClientResponse> result) {
+  if (job->finished) return;
+  job->finished = true;
+  job->context->active.erase(job->control);
+  if (job->cancel_id != 0) job->request.cancel->RemoveCallback(job->cancel_id);
+  auto done = std::move(job->done);
+  if (done) done(std::move(result));
+}
+
+asio::awaitable<void> HttpClient::Impl::Run(std::shared_ptr<Job> job) {
+  IoContext& context = *job->context;
+  const ClientRequest& request = job->request;
+  if (context.stopping) {
+    Finish(job, Cancelled("HTTP client shut down"));
+    co_return;
+  }
+  if (!job->impl->init_status_.ok()) {
+    Finish(job, job->impl->init_status_);
+    co_return;
+  }
+  context.active.insert(job->control);
+  if (request.cancel) {
+    std::weak_ptr<RequestControl> weak = job->control;
+    job->cancel_id = request.cancel->AddCallback([weak, executor = context.io.get_executor()] {
+      asio::post(executor, [weak] {
+        if (auto control = weak.lock()) control->Abort("request cancelled");
+      });
+    });
+    if (job->cancel_id == 0) {
+      Finish(job, Cancelled("request cancelled"));
+      co_return;
+    }
+  }
+  job->limits.connect_timeout = request.connect_timeout;
+  job->limits.read_timeout = request.read_timeout;
+  job->limits.total_timeout = request.total_timeout;
+  if (request.total_timeout.count() > 0) {
+    job->limits.total_deadline = Clock::now() + request.total_timeout;
+  }
+  Result<ClientResponse> result = co_await Perform(job);
+  Finish(job, std::move(result));
+}
+
+asio::awaitable<Result<ClientResponse>> HttpClient::Impl::Perform(std::shared_ptr<Job> job) {
+  const ClientRequest& request = job->request;
+  auto proxy = client_internal::ParseProxyUrl(request.proxy);
+  if (!proxy.ok()) co_return proxy.status();
+  job->proxy = *proxy;
+  std::string url = request.url;
+  std::string method = request.method.empty() ? "GET" : request.method;
+  std::string body = request.body;
+  Headers headers = request.headers;
+  for (int redirects = 0;; ++redirects) {
+    auto target = client_internal::ParseTargetUrl(url);
+    if (!target.ok()) co_return target.status();
+    Outcome outcome = co_await ExchangeWithRetry(job, *target, method, headers, body);
+    if (!outcome.status.ok()) co_return outcome.status;
+    if (!outcome.redirect_location) co_return std::move(outcome.response);
+
+    if (redirects >= kMaxRedirects) {
+      co_return ResourceExhausted("too many redirects (more than " +
+                                  std::to_string(kMaxRedirects) + ") from '" + request.url + "'");
+    }
+    auto next = client_internal::ResolveRedirect(url, *outcome.redirect_location);
+    if (!next.ok()) co_return next.status();
+    auto next_target = client_internal::ParseTargetUrl(*next);
+    if (!next_target.ok()) co_return next_target.status();
+    int status = outcome.response.status;
+    if (status == 303 || ((status == 301 || status == 302) && EqualsIgnoreCase(method, "POST"))) {
+      if (!EqualsIgnoreCase(method, "HEAD")) method = "GET";
+      body.clear();
+      headers.Remove("Content-Type");
+    }
+    if (next_target->tls != target->tls || next_target->host != target->host ||
+        next_target->port != target->port) {
+      // Credentials are for the origin they were given to.
+      headers.Remove("Authorization");
+      headers.Remove("Cookie");
+      headers.Remove("Host");
+    }
+    url = std::move(*next);
+  }
+}
+
+asio::awaitable<HttpClient::Impl::Outcome> HttpClient::Impl::ExchangeWithRetry(
+    std::shared_ptr<Job> job, TargetUrl target, std::string method, Headers headers,
+    std::string body) {
+  Impl* impl = job->impl;
+  IoContext& context = *job->context;
+  std::string key = std::string(target.tls ? "https://" : "http://") + target.Authority() + "|" +
+                    job->request.proxy;
+  for (int attempt = 0;; ++attempt) {
+    std::unique_ptr<Connection> connection = impl->TakeIdle(context, key);
+    bool reused = connection != nullptr;
+    if (reused) {
+      impl->reused_.fetch_add(1);
+    } else {
+      client_internal::ConnectParams params;
+      params.pool_key = key;
+      params.target = target;
+      params.proxy = job->proxy;
+      params.limits = job->limits;
+      params.ssl_context = &impl->ssl_context_;
+      params.insecure_skip_verify = impl->options_.insecure_skip_verify;
+      auto connected = co_await client_internal::Connect(std::move(params), job->control,
+                                                         [impl] { impl->opened_.fetch_add(1); });
+      job->control->connection = nullptr;
+      if (!connected.ok()) co_return Outcome::Fail(connected.status());
+      connection = std::move(*connected);
+    }
+    if (job->control->aborted) co_return Outcome::Fail(Cancelled(job->control->abort_reason));
+    job->control->connection = connection.get();
+    // (No co_await inside ?: — GCC 12 miscompiles it.)
+    Outcome outcome;
+    if (connection->is_tls()) {
+      outcome = co_await Exchange<true>(job, connection.get(), reused, target, method, headers,
+                                        body);
+    } else {
+      outcome = co_await Exchange<false>(job, connection.get(), reused, target, method, headers,
+                                         body);
+    }
+    job->control->connection = nullptr;
+    if (outcome.reusable) {
+      impl->ReleaseIdle(context, std::move(connection));
+    } else {
+      connection->Close();
+    }
+    if (!outcome.status.ok() && outcome.retriable && reused && attempt == 0 &&
+        !job->control->aborted) {
+      impl->retries_.fetch_add(1);
+      continue;
+    }
+    co_return outcome;
+  }
+}
+
+template <bool kTls>
+asio::awaitable<HttpClient::Impl::Outcome> HttpClient::Impl::Exchange(
+    std::shared_ptr<Job> job, Connection* connection, bool reused, TargetUrl target,
+    std::string method, Headers headers, std::string body) {
+  auto& stream = [connection]() -> auto& {
+    if constexpr (kTls) {
+      return connection->tls();
+    } else {
+      return connection->tcp();
+    }
+  }();
+  const ClientRequest& request = job->request;
+  const Limits& limits = job->limits;
+  RequestControl& control = *job->control;
+  const ClientOptions& options = job->impl->options_;
+  bool plain_via_http_proxy = job->proxy.kind == ProxyKind::kHttp && !target.tls;
+
+  http::request<http::string_body> message;
+  message.version(11);
+  message.method_string(method);
+  message.target(plain_via_http_proxy ? target.AbsoluteForm() : target.target);
+  for (const auto& [name, value] : headers.fields()) message.insert(name, value);
+  if (!headers.Has("Host")) message.set(http::field::host, target.host_header);
+  if (!headers.Has("User-Agent") && !options.user_agent.empty()) {
+    message.set(http::field::user_agent, options.user_agent);
+  }
+  if (!headers.Has("Authorization") && !target.authorization.empty()) {
+    message.set(http::field::authorization, target.authorization);
+  }
+  if (plain_via_http_proxy && job->proxy.has_credentials && !headers.Has("Proxy-Authorization")) {
+    message.set(http::field::proxy_authorization,
+                "Basic " + client_internal::Base64Encode(job->proxy.user + ":" +
+                                                         job->proxy.password));
+  }
+  message.body() = std::move(body);
+  message.prepare_payload();
+  bool idempotent = IsIdempotent(method);
+
+  beast::error_code ec;
+  Clock::time_point deadline = limits.OpDeadline(limits.read_timeout);
+  connection->tcp().expires_at(deadline);
+  size_t written =
+      co_await http::async_write(stream, message, asio::redirect_error(asio::use_awaitable, ec));
+  if (ec || control.aborted) {
+    Outcome outcome = Outcome::Fail(client_internal::OperationError(
+        ec, control, limits, limits.read_timeout, deadline, "sending request to " + request.url));
+    outcome.retriable = reused && (idempotent || written == 0) && ec != beast::error::timeout;
+    co_return outcome;
+  }
+
+  // Response head; interim 1xx responses (100 Continue, 103 Early Hints) are skipped.
+  std::optional<http::response_parser<http::buffer_body>> parser;
+  beast::flat_buffer& buffer = connection->buffer();
+  for (;;) {
+    parser.emplace();
+    parser->body_limit(boost::none);  // enforced below, and only when accumulating
+    parser->header_limit(kHeaderLimit);
+    if (EqualsIgnoreCase(method, "HEAD")) parser->skip(true);
+    deadline = limits.OpDeadline(limits.read_timeout);
+    connection->tcp().expires_at(deadline);
+    co_await http::async_read_header(stream, buffer, *parser,
+                                     asio::redirect_error(asio::use_awaitable, ec));
+    if (ec || control.aborted) {
+      Outcome outcome = Outcome::Fail(client_internal::OperationError(
+          ec, control, limits, limits.read_timeout, deadline,
+          "reading response headers from " + request.url));
+      outcome.retriable = reused && idempotent && !parser->got_some() &&
+                          ec != beast::error::timeout;
+      co_return outcome;
+    }
+    unsigned code = parser->get().result_int();
+    if (code < 100 || code >= 200 || code == 101) break;
+  }
+
+  Outcome outcome;
+  auto& head = parser->get();
+  outcome.response.status = static_cast<int>(head.result_int());
+  for (const auto& field : head) {
+    outcome.response.headers.Add(field.name_string(), field.value());
+  }
+  bool redirecting = request.follow_redirects && IsRedirect(head.result_int()) &&
+                     head.find(http::field::location) != head.end();
+  if (redirecting) outcome.redirect_location = std::string(head[http::field::location]);
+  bool streaming = !redirecting && request.on_data != nullptr;
+  size_t limit = redirecting ? kRedirectBodyLimit : request.max_response_bytes;
+  if (!redirecting && request.on_headers) {
+    request.on_headers(outcome.response.status, outcome.response.headers);
+    if (control.aborted) co_return Outcome::Fail(Cancelled(control.abort_reason));
+  }
+  if (!streaming && parser->content_length() && *parser->content_length() > limit) {
+    if (redirecting) {
+      outcome.status = Status();
+      co_return outcome;  // not worth draining; the connection is closed
+    }
+    co_return Outcome::Fail(ResourceExhausted(
+        "response body of " + std::to_string(*parser->content_length()) +
+        " bytes exceeds max_response_bytes (" + std::to_string(limit) + ") for " + request.url));
+  }
+
+  if (job->chunk.empty()) job->chunk.resize(kChunkBufferSize);
+  std::string& accumulated = outcome.response.body;
+  while (!parser->is_done()) {
+    parser->get().body().data = job->chunk.data();
+    parser->get().body().size = job->chunk.size();
+    deadline = limits.OpDeadline(limits.read_timeout);
+    connection->tcp().expires_at(deadline);
+    co_await http::async_read_some(stream, buffer, *parser,
+                                   asio::redirect_error(asio::use_awaitable, ec));
+    if (ec == http::error::need_buffer) ec = {};
+    if constexpr (kTls) {
+      // Servers that end an EOF-delimited body without close_notify.
+      if (ec == asio::ssl::error::stream_truncated && parser->need_eof()) {
+        ec = {};
+        parser->put_eof(ec);
+      }
+    }
+    if (ec || control.aborted) {
+      co_return Outcome::Fail(client_internal::OperationError(
+          ec, control, limits, limits.read_timeout, deadline,
+          "reading response body from " + request.url));
+    }
+    size_t n = job->chunk.size() - parser->get().body().size;
+    if (n == 0) continue;
+    std::string_view data(job->chunk.data(), n);
+    if (streaming) {
+      if (!request.on_data(data)) co_return Outcome::Fail(Cancelled("request aborted by on_data"));
+      if (control.aborted) co_return Outcome::Fail(Cancelled(control.abort_reason));
+    } else if (accumulated.size() + n > limit) {
+      if (redirecting) {
+        accumulated.clear();
+        co_return outcome;  // connection not kept
+      }
+      co_return Outcome::Fail(ResourceExhausted("response body exceeds max_response_bytes (" +
+                                          std::to_string(limit) + ") for " + request.url));
+    } else {
+      accumulated.append(data);
+    }
+  }
+  if (redirecting) accumulated.clear();
+  if (parser->keep_alive() && !parser->need_eof() && buffer.size() == 0 && !control.aborted) {
+    outcome.reusable = true;
+  }
+  co_return outcome;
+}
+
+asio::awaitable<void> HttpClient::Impl::SweepLoop(Impl* impl, IoContext* context) {
+  auto period = std::max<Clock::duration>(impl->options_.idle_timeout / 2, std::chrono::seconds(1));
+  while (!context->stopping) {
+    beast::error_code ec;
+    context->sweep_timer.expires_after(period);
+    co_await context->sweep_timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    if (context->stopping) break;
+    impl->Prune(*context);
+  }
+}
+
+std::unique_ptr<Connection> HttpClient::Impl::TakeIdle(IoContext& context,
+                                                       const std::string& key) {
+  auto it = context.idle.find(key);
+  if (it == context.idle.end()) return nullptr;
+  auto& connections = it->second;
+  std::unique_ptr<Connection> found;
+  Clock::time_point now = Clock::now();
+  while (!connections.empty() && !found) {
+    std::unique_ptr<Connection> candidate = std::move(connections.back());
+    connections.pop_back();
+    if (now - candidate->idle_since < options_.idle_timeout && candidate->LooksReusable()) {
+      found = std::move(candidate);
+    } else {
+      candidate->Close();
+    }
+  }
+  if (connections.empty()) context.idle.erase(it);
+  return found;
+}
+
+void HttpClient::Impl::ReleaseIdle(IoContext& context, std::unique_ptr<Connection> connection) {
+  if (context.stopping || options_.max_idle_per_origin == 0) {
+    connection->Close();
+    return;
+  }
+  connection->idle_since = Clock::now();
+  auto& connections = context.idle[connection->pool_key()];
+  connections.push_back(std::move(connection));
+  while (connections.size() > options_.max_idle_per_origin) {
+    connections.front()->Close();
+    connections.pop_front();
+  }
+}
+
+void HttpClient::Impl::Prune(IoContext& context) {
+  Clock::time_point now = Clock::now();
+  for (auto it = context.idle.begin(); it != context.idle.end();) {
+    std::erase_if(it->second, [&](const std::unique_ptr<Connection>& connection) {
+      if (now - connection->idle_since < options_.idle_timeout && connection->LooksReusable()) {
+        return false;
+      }
+      connection->Close();
+      return true;
+    });
+    it = it->second.empty() ? context.idle.erase(it) : std::next(it);
+  }
+}
+
+// ---- HttpClient ----
+
+HttpClient::HttpClient(ClientOptions options) : impl_(std::make_unique<Impl>(std::move(options))) {}
+
+Result<std::unique_ptr<HttpClient>> HttpClient::Create(ClientOptions options) {
+  auto client = std::make_unique<HttpClient>(std::move(options));
+  if (!client->impl_->init_status().ok()) return client->impl_->init_status();
+  return client;
+}
+
+HttpClient::~HttpClient() = default;
+
+void HttpClient::Send(ClientRequest request, std::function<void(Result<ClientResponse>)> done) {
+  impl_->Send(std::move(request), std::move(done));
+}
+
+Result<ClientResponse> HttpClient::SendSync(ClientRequest request) {
+  if (t_current_client == impl_.get()) {
+    return Internal("HttpClient::SendSync called on one of the client's own I/O threads");
+  }
+  std::promise<Result<ClientResponse>> promise;
+  auto future = promise.get_future();
+  impl_->Send(std::move(request),
+              [&promise](Result<ClientResponse> result) { promise.set_value(std::move(result)); });
+  return future.get();
+}
+
+HttpClient::Stats HttpClient::stats() const { return impl_->stats(); }
+
+}  // namespace atrium::http
