@@ -53,8 +53,8 @@ asio::awaitable<Result<tcp::resolver::results_type>> Resolve(
     }
   });
   beast::error_code ec;
-  auto results = co_await resolver.async_resolve(
-      host, std::to_string(port), asio::redirect_error(asio::use_awaitable, ec));
+  auto results = co_await resolver.async_resolve(host, std::to_string(port),
+                                                 asio::redirect_error(asio::use_awaitable, ec));
   control->resolver = nullptr;
   timer.cancel();
   if (control->aborted) co_return Cancelled(control->abort_reason);
@@ -67,9 +67,9 @@ asio::awaitable<Result<tcp::resolver::results_type>> Resolve(
 }
 
 // HTTP CONNECT handshake with the proxy on `connection`, tunnelling to `target`.
-asio::awaitable<Status> HttpConnectTunnel(Connection* connection, TargetUrl target,
-                                          ProxySpec proxy, std::shared_ptr<RequestControl> control,
-                                          Limits limits, Clock::time_point deadline) {
+asio::awaitable<Status> HttpConnectTunnel(Connection* connection, TargetUrl target, ProxySpec proxy,
+                                          std::shared_ptr<RequestControl> control, Limits limits,
+                                          Clock::time_point deadline) {
   beast::tcp_stream& stream = connection->tcp();
   http::request<http::empty_body> req{http::verb::connect, target.Authority(), 11};
   req.set(http::field::host, target.Authority());
@@ -105,9 +105,9 @@ asio::awaitable<Status> HttpConnectTunnel(Connection* connection, TargetUrl targ
 }
 
 // SOCKS5 (RFC 1928, RFC 1929) negotiation on `connection`.
-asio::awaitable<Status> Socks5Handshake(Connection* connection, TargetUrl target,
-                                        ProxySpec proxy, std::shared_ptr<RequestControl> control,
-                                        Limits limits, Clock::time_point deadline) {
+asio::awaitable<Status> Socks5Handshake(Connection* connection, TargetUrl target, ProxySpec proxy,
+                                        std::shared_ptr<RequestControl> control, Limits limits,
+                                        Clock::time_point deadline) {
   beast::tcp_stream& stream = connection->tcp();
   beast::error_code ec;
   auto fail = [&](std::string_view what) {
@@ -189,9 +189,9 @@ asio::awaitable<Status> Socks5Handshake(Connection* connection, TargetUrl target
   if (head[0] != 0x05) co_return Unavailable("SOCKS5 proxy answered with a bad version");
   if (head[1] != 0x00) {
     static constexpr const char* kReplies[] = {
-        "succeeded",          "general failure",       "connection not allowed by ruleset",
-        "network unreachable", "host unreachable",     "connection refused",
-        "TTL expired",        "command not supported", "address type not supported"};
+        "succeeded",           "general failure",       "connection not allowed by ruleset",
+        "network unreachable", "host unreachable",      "connection refused",
+        "TTL expired",         "command not supported", "address type not supported"};
     std::string why = head[1] < 9 ? kReplies[head[1]] : "error " + std::to_string(head[1]);
     co_return Unavailable("SOCKS5 proxy could not connect to " + target.Authority() + ": " + why);
   }
@@ -254,8 +254,8 @@ asio::awaitable<Status> TlsHandshake(Connection* connection, TargetUrl target,
   if (!control->aborted && ec != beast::error::timeout) {
     long result = SSL_get_verify_result(stream.native_handle());
     if (!verify_error->empty() || result != X509_V_OK) {
-      std::string why = !verify_error->empty() ? *verify_error
-                                               : X509_verify_cert_error_string(result);
+      std::string why =
+          !verify_error->empty() ? *verify_error : X509_verify_cert_error_string(result);
       co_return Unavailable("TLS certificate verification failed for '" + target.host +
                             "': " + why);
     }
@@ -302,8 +302,7 @@ void RequestControl::Abort(std::string reason) {
 }
 
 Clock::time_point Limits::OpDeadline(milliseconds op) const {
-  Clock::time_point op_deadline =
-      op.count() > 0 ? Clock::now() + op : Clock::time_point::max();
+  Clock::time_point op_deadline = op.count() > 0 ? Clock::now() + op : Clock::time_point::max();
   return std::min(op_deadline, total_deadline);
 }
 
@@ -346,9 +345,9 @@ asio::awaitable<Result<std::unique_ptr<Connection>>> Connect(
                                            asio::redirect_error(asio::use_awaitable, ec));
   if (ec || control->aborted) {
     control->connection = nullptr;
-    co_return OperationError(ec, *control, limits, limits.connect_timeout, deadline,
-                             std::string(via_proxy ? "connecting to proxy " : "connecting to ") +
-                                 dial);
+    co_return OperationError(
+        ec, *control, limits, limits.connect_timeout, deadline,
+        std::string(via_proxy ? "connecting to proxy " : "connecting to ") + dial);
   }
   if (on_tcp_connected) on_tcp_connected();
   connection->tcp().socket().set_option(tcp::no_delay(true), ec);

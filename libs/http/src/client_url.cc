@@ -117,7 +117,8 @@ Result<std::string> ResolveRedirect(std::string_view base, std::string_view loca
   }
   urls::url dest;
   auto r = urls::resolve(*b, *ref, dest);
-  if (!r) return InvalidArgument("cannot resolve redirect Location '" + std::string(location) + "'");
+  if (!r)
+    return InvalidArgument("cannot resolve redirect Location '" + std::string(location) + "'");
   dest.remove_fragment();
   return std::string(dest.buffer());
 }
@@ -129,8 +130,8 @@ std::string Base64Encode(std::string_view in) {
   out.reserve((in.size() + 2) / 3 * 4);
   size_t i = 0;
   for (; i + 2 < in.size(); i += 3) {
-    uint32_t v = (uint32_t(uint8_t(in[i])) << 16) | (uint32_t(uint8_t(in[i + 1])) << 8) |
-                 uint8_t(in[i + 2]);
+    uint32_t v =
+        (uint32_t(uint8_t(in[i])) << 16) | (uint32_t(uint8_t(in[i + 1])) << 8) | uint8_t(in[i + 2]);
     out += kAlphabet[(v >> 18) & 63];
     out += kAlphabet[(v >> 12) & 63];
     out += kAlphabet[(v >> 6) & 63];

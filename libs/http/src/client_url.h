@@ -12,10 +12,10 @@ namespace atrium::http::client_internal {
 // An absolute http(s) URL split into what a request needs.
 struct TargetUrl {
   bool tls = false;
-  std::string host;         // decoded, IPv6 without brackets
-  uint16_t port = 0;        // explicit or the scheme's default
-  std::string target;       // origin-form: "/path?query" (never empty)
-  std::string host_header;  // "host" or "host:port" (IPv6 bracketed); port only when non-default
+  std::string host;           // decoded, IPv6 without brackets
+  uint16_t port = 0;          // explicit or the scheme's default
+  std::string target;         // origin-form: "/path?query" (never empty)
+  std::string host_header;    // "host" or "host:port" (IPv6 bracketed); port only when non-default
   std::string authorization;  // "Basic ..." from user info, or empty
   // "http://127.0.0.1:8080/x?y" with the port always present, for absolute-form proxy requests.
   std::string AbsoluteForm() const;

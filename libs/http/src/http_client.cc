@@ -119,9 +119,7 @@ class HttpClient::Impl {
   ~Impl();
 
   void Send(ClientRequest request, std::function<void(Result<ClientResponse>)> done);
-  Stats stats() const {
-    return Stats{opened_.load(), reused_.load(), retries_.load()};
-  }
+  Stats stats() const { return Stats{opened_.load(), reused_.load(), retries_.load()}; }
   const Status& init_status() const { return init_status_; }
 
  private:
@@ -192,8 +190,8 @@ HttpClient::Impl::Impl(ClientOptions options) : options_(std::move(options)) {
   if (!options_.ca_file.empty()) {
     ssl_context_.load_verify_file(options_.ca_file, ec);
     if (ec) {
-      init_status_ = InvalidArgument("cannot load ca_file '" + options_.ca_file +
-                                     "': " + ec.message());
+      init_status_ =
+          InvalidArgument("cannot load ca_file '" + options_.ca_file + "': " + ec.message());
     }
   }
   int threads = std::max(1, options_.threads);
@@ -303,8 +301,8 @@ asio::awaitable<Result<ClientResponse>> HttpClient::Impl::Perform(std::shared_pt
     if (!outcome.redirect_location) co_return std::move(outcome.response);
 
     if (redirects >= kMaxRedirects) {
-      co_return ResourceExhausted("too many redirects (more than " +
-                                  std::to_string(kMaxRedirects) + ") from '" + request.url + "'");
+      co_return ResourceExhausted("too many redirects (more than " + std::to_string(kMaxRedirects) +
+                                  ") from '" + request.url + "'");
     }
     auto next = client_internal::ResolveRedirect(url, *outcome.redirect_location);
     if (!next.ok()) co_return next.status();
@@ -358,11 +356,11 @@ asio::awaitable<HttpClient::Impl::Outcome> HttpClient::Impl::ExchangeWithRetry(
     // (No co_await inside ?: — GCC 12 miscompiles it.)
     Outcome outcome;
     if (connection->is_tls()) {
-      outcome = co_await Exchange<true>(job, connection.get(), reused, target, method, headers,
-                                        body);
+      outcome =
+          co_await Exchange<true>(job, connection.get(), reused, target, method, headers, body);
     } else {
-      outcome = co_await Exchange<false>(job, connection.get(), reused, target, method, headers,
-                                         body);
+      outcome =
+          co_await Exchange<false>(job, connection.get(), reused, target, method, headers, body);
     }
     job->control->connection = nullptr;
     if (outcome.reusable) {
@@ -389,7 +387,8 @@ asio::awaitable<HttpClient::Impl::Outcome> HttpClient::Impl::Exchange(
     } else {
       return connection->tcp();
     }
-  }();
+  }
+  ();
   const ClientRequest& request = job->request;
   const Limits& limits = job->limits;
   RequestControl& control = *job->control;
@@ -409,9 +408,9 @@ asio::awaitable<HttpClient::Impl::Outcome> HttpClient::Impl::Exchange(
     message.set(http::field::authorization, target.authorization);
   }
   if (plain_via_http_proxy && job->proxy.has_credentials && !headers.Has("Proxy-Authorization")) {
-    message.set(http::field::proxy_authorization,
-                "Basic " + client_internal::Base64Encode(job->proxy.user + ":" +
-                                                         job->proxy.password));
+    message.set(
+        http::field::proxy_authorization,
+        "Basic " + client_internal::Base64Encode(job->proxy.user + ":" + job->proxy.password));
   }
   message.body() = std::move(body);
   message.prepare_payload();
@@ -442,11 +441,11 @@ asio::awaitable<HttpClient::Impl::Outcome> HttpClient::Impl::Exchange(
     co_await http::async_read_header(stream, buffer, *parser,
                                      asio::redirect_error(asio::use_awaitable, ec));
     if (ec || control.aborted) {
-      Outcome outcome = Outcome::Fail(client_internal::OperationError(
-          ec, control, limits, limits.read_timeout, deadline,
-          "reading response headers from " + request.url));
-      outcome.retriable = reused && idempotent && !parser->got_some() &&
-                          ec != beast::error::timeout;
+      Outcome outcome = Outcome::Fail(
+          client_internal::OperationError(ec, control, limits, limits.read_timeout, deadline,
+                                          "reading response headers from " + request.url));
+      outcome.retriable =
+          reused && idempotent && !parser->got_some() && ec != beast::error::timeout;
       co_return outcome;
     }
     unsigned code = parser->get().result_int();
@@ -496,9 +495,9 @@ asio::awaitable<HttpClient::Impl::Outcome> HttpClient::Impl::Exchange(
       }
     }
     if (ec || control.aborted) {
-      co_return Outcome::Fail(client_internal::OperationError(
-          ec, control, limits, limits.read_timeout, deadline,
-          "reading response body from " + request.url));
+      co_return Outcome::Fail(
+          client_internal::OperationError(ec, control, limits, limits.read_timeout, deadline,
+                                          "reading response body from " + request.url));
     }
     size_t n = job->chunk.size() - parser->get().body().size;
     if (n == 0) continue;
@@ -512,7 +511,7 @@ asio::awaitable<HttpClient::Impl::Outcome> HttpClient::Impl::Exchange(
         co_return outcome;  // connection not kept
       }
       co_return Outcome::Fail(ResourceExhausted("response body exceeds max_response_bytes (" +
-                                          std::to_string(limit) + ") for " + request.url));
+                                                std::to_string(limit) + ") for " + request.url));
     } else {
       accumulated.append(data);
     }
@@ -535,8 +534,7 @@ asio::awaitable<void> HttpClient::Impl::SweepLoop(Impl* impl, IoContext* context
   }
 }
 
-std::unique_ptr<Connection> HttpClient::Impl::TakeIdle(IoContext& context,
-                                                       const std::string& key) {
+std::unique_ptr<Connection> HttpClient::Impl::TakeIdle(IoContext& context, const std::string& key) {
   auto it = context.idle.find(key);
   if (it == context.idle.end()) return nullptr;
   auto& connections = it->second;

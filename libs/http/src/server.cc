@@ -24,6 +24,7 @@
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http.hpp>
 
+#include "atrium/core/log.h"
 #include "atrium/core/metrics.h"
 #include "atrium/http/body_stream.h"
 #include "atrium/http/json_error.h"
@@ -507,6 +508,7 @@ class Server::State : public std::enable_shared_from_this<Server::State> {
 
   void RunChain(Request& req, const RouteMatch& match,
                 const std::shared_ptr<internal::ReplyState>& reply, std::atomic<size_t>& entered) {
+    ScopedRequestId scoped_id(req.request_id);  // log lines of handlers carry the request id
     auto slot = std::make_shared<internal::ReplySlot>(reply);
     Responder responder(slot);
     slot.reset();

@@ -25,8 +25,8 @@ std::string Base64(std::string_view in) {
   std::string out;
   size_t i = 0;
   for (; i + 2 < in.size(); i += 3) {
-    uint32_t v = (uint32_t(uint8_t(in[i])) << 16) | (uint32_t(uint8_t(in[i + 1])) << 8) |
-                 uint8_t(in[i + 2]);
+    uint32_t v =
+        (uint32_t(uint8_t(in[i])) << 16) | (uint32_t(uint8_t(in[i + 1])) << 8) | uint8_t(in[i + 2]);
     for (int s : {18, 12, 6, 0}) out += kAlphabet[(v >> s) & 63];
   }
   if (in.size() - i == 1) {
@@ -189,8 +189,9 @@ bool TestConnection::Write(std::string_view bytes) {
 }
 
 bool TestConnection::Respond(int status, std::string_view body, std::string_view extra_headers) {
-  std::string head = "HTTP/1.1 " + std::to_string(status) + " Status\r\nContent-Length: " +
-                     std::to_string(body.size()) + "\r\n" + std::string(extra_headers) + "\r\n";
+  std::string head = "HTTP/1.1 " + std::to_string(status) +
+                     " Status\r\nContent-Length: " + std::to_string(body.size()) + "\r\n" +
+                     std::string(extra_headers) + "\r\n";
   return Write(head + std::string(body));
 }
 
@@ -269,8 +270,7 @@ void TestHttpProxy::Serve(Socket& socket) {
       Socket upstream(socket.get_executor());
       if (colon == std::string::npos ||
           !ConnectUpstream(upstream, target.substr(0, colon), target.substr(colon + 1))) {
-        asio::write(socket, asio::buffer(std::string_view("HTTP/1.1 502 Bad Gateway\r\n\r\n")),
-                    ec);
+        asio::write(socket, asio::buffer(std::string_view("HTTP/1.1 502 Bad Gateway\r\n\r\n")), ec);
         return;
       }
       asio::write(socket,
@@ -299,8 +299,8 @@ TestSocks5Proxy::~TestSocks5Proxy() { Stop(); }
 
 std::string TestSocks5Proxy::Url(bool remote_dns) const {
   return std::string(remote_dns ? "socks5h://" : "socks5://") +
-         (user_.empty() ? "" : user_ + ":" + password_ + "@") + "127.0.0.1:" +
-         std::to_string(port());
+         (user_.empty() ? "" : user_ + ":" + password_ + "@") +
+         "127.0.0.1:" + std::to_string(port());
 }
 
 std::vector<std::string> TestSocks5Proxy::destinations() const {

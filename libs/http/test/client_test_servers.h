@@ -76,8 +76,8 @@ struct TestRequest {
 // One server-side connection of TestHttpServer.
 class TestConnection {
  public:
-  TestConnection(TestListener::Socket& socket, boost::asio::ssl::context* tls,
-                 TestListener* owner, int index);
+  TestConnection(TestListener::Socket& socket, boost::asio::ssl::context* tls, TestListener* owner,
+                 int index);
   ~TestConnection();
   // TLS handshake (no-op for plain connections). False on failure.
   bool Handshake();
@@ -90,7 +90,7 @@ class TestConnection {
   void Close();
   bool closed() const { return closed_; }
   bool Sleep(std::chrono::milliseconds d) { return owner_->Sleep(d); }
-  int index() const { return index_; }       // 1 for the first accepted connection
+  int index() const { return index_; }        // 1 for the first accepted connection
   int requests() const { return requests_; }  // requests read so far on this connection
 
  private:
@@ -129,7 +129,7 @@ class TestHttpProxy : public TestListener {
  public:
   explicit TestHttpProxy(std::string credentials = "");
   ~TestHttpProxy() override;
-  std::string Url() const;  // http://[user:pass@]127.0.0.1:PORT
+  std::string Url() const;                   // http://[user:pass@]127.0.0.1:PORT
   std::vector<std::string> targets() const;  // request targets seen, in order
 
  private:

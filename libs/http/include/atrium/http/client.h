@@ -58,8 +58,8 @@ class CancelToken {
 
  private:
   mutable std::mutex mu_;
-  bool cancelled_ = false;  // guarded by mu_
-  CallbackId next_id_ = 1;  // guarded by mu_
+  bool cancelled_ = false;                                               // guarded by mu_
+  CallbackId next_id_ = 1;                                               // guarded by mu_
   std::vector<std::pair<CallbackId, std::function<void()>>> callbacks_;  // guarded by mu_
 };
 

@@ -1,0 +1,227 @@
+#include "server_main.h"
+
+#include <cstdio>
+#include <filesystem>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "atrium/core/env.h"
+#include "atrium/core/health.h"
+#include "atrium/core/log.h"
+#include "atrium/core/metrics.h"
+#include "atrium/core/version.h"
+#include "atrium/http/server.h"
+#include "atrium/http/server_config.h"
+#include "atrium/http/static_files.h"
+#include "atrium/store/database.h"
+#include "atrium/store/fs_blob_store.h"
+#include "atrium/store/migrations.h"
+
+namespace atrium::app {
+namespace {
+
+std::vector<std::string> AllServices() {
+  return std::vector<std::string>(std::begin(kServiceNames), std::end(kServiceNames));
+}
+
+std::string StoreUrl(const Config& config) {
+  const std::string& url = config.GetString("store.url");
+  if (!url.empty()) return url;
+  return JoinPath(config.GetString("data_dir"), "atrium.db");
+}
+
+// Every migration the binary knows (the composition root collects them from the modules).
+Result<store::MigrationSet> AllMigrations() {
+  store::MigrationSet set;
+  RETURN_IF_ERROR(set.Add(store::FoundationMigrations()));
+  return set;
+}
+
+// Creates the data directory with owner-only permissions (and tightens an existing one).
+Status PrepareDataDir(Env& env, const std::string& dir) {
+  RETURN_IF_ERROR(env.CreateDirs(dir, 0700));
+  return env.SetPermissions(dir, 0700);
+}
+
+Result<std::unique_ptr<store::Database>> OpenStore(const Config& config) {
+  store::DatabaseOptions opts;
+  opts.pool_size = static_cast<int>(config.GetInt("store.pool_size"));
+  auto db = store::OpenDatabase(StoreUrl(config), opts);
+  if (!db.ok()) return db.status().WithContext("opening the database (store.url)");
+  return db;
+}
+
+// /health, /health/live, /health/ready, /info, /metrics.
+Status AddSystemRoutes(http::Router& router, std::shared_ptr<const Config> config,
+                       HealthRegistry& health, MetricsRegistry& metrics, int64_t started_micros) {
+  using http::Request;
+  using http::Response;
+  using http::SyncHandler;
+  RETURN_IF_ERROR(router.Add("GET", "/health/live",
+                             SyncHandler([](Request&) { return http::OkJson(); })));
+  // Both answer 503 when a required component is down; /health is for people, /health/ready
+  // for load balancers.
+  auto health_handler = SyncHandler([&health](Request&) {
+    auto results = health.RunAll();
+    return Response::Json(HealthRegistry::Ready(results) ? 200 : 503,
+                          HealthRegistry::ToJson(results));
+  });
+  http::RouteOptions blocking{.blocking = true};
+  RETURN_IF_ERROR(router.Add("GET", "/health", health_handler, blocking));
+  RETURN_IF_ERROR(router.Add("GET", "/health/ready", health_handler, blocking));
+  RETURN_IF_ERROR(router.Add(
+      "GET", "/info", SyncHandler([config, started_micros](Request&) {
+        std::string services;
+        for (const auto& s : config->GetStringList("services")) {
+          services += (services.empty() ? "\"" : ",\"") + s + "\"";
+        }
+        int64_t uptime = (Env::Default().NowMicros() - started_micros) / 1000000;
+        return Response::Json(
+            200, fmt::format(R"({{"name":"atrium","version":"{}","git_revision":"{}",)"
+                             R"("build_type":"{}","services":[{}],"uptime_seconds":{}}})",
+                             kVersion, kGitRevision, kBuildType, services, uptime));
+      })));
+  RETURN_IF_ERROR(router.Add("GET", "/metrics", SyncHandler([&metrics](Request&) {
+                               return Response::Text(200, metrics.ExpositionText(),
+                                                     kPrometheusTextContentType);
+                             })));
+  return Status::Ok();
+}
+
+}  // namespace
+
+ConfigSchema BuildSchema() {
+  ConfigSchema schema;
+  schema.DefineString("data_dir", "./atrium-data",
+                      "Data directory: SQLite file, blobs, bus WAL, model cache",
+                      {.non_empty = true});
+  schema.DefineStringList("services", AllServices(), "Services to run",
+                          {.one_of = AllServices()});
+  schema.DefineSecret("store.url", "",
+                      "Database URL: a SQLite path or sqlite:// URL, or postgres://... "
+                      "(empty = <data_dir>/atrium.db)");
+  schema.DefineInt("store.pool_size", 4, "Database connections (readers for SQLite)",
+                   {.min = 1, .max = 256});
+  schema.DefineString("web.root", "web/dist", "Directory of the built web UI served at /");
+  http::DefineHttpConfig(schema);
+  DefineLogConfig(schema);
+  return schema;
+}
+
+int Serve(std::shared_ptr<const Config> config) {
+  Env& env = Env::Default();
+  int64_t started = env.NowMicros();
+  auto log_options = LogOptionsFromConfig(*config);
+  if (!log_options.ok()) {
+    std::fprintf(stderr, "atrium: %s\n", log_options.status().message().c_str());
+    return 1;
+  }
+  auto logging_or = Logging::Open(*log_options);
+  if (!logging_or.ok()) {
+    std::fprintf(stderr, "atrium: %s\n", logging_or.status().message().c_str());
+    return 1;
+  }
+  std::unique_ptr<Logging> logging = std::move(*logging_or);
+  auto log = logging->Get("atrium");
+  auto fail = [&log](const Status& s) {
+    log->error("{}", s.message().empty() ? s.ToString() : s.message());
+    return 1;
+  };
+
+  const std::string& data_dir = config->GetString("data_dir");
+  if (Status s = PrepareDataDir(env, data_dir); !s.ok()) return fail(s.WithContext("data_dir"));
+
+  auto db_or = OpenStore(*config);
+  if (!db_or.ok()) return fail(db_or.status());
+  std::unique_ptr<store::Database> db = std::move(*db_or);
+  auto migrations = AllMigrations();
+  if (!migrations.ok()) return fail(migrations.status());
+  store::Migrator migrator(*db, *migrations, env);
+  auto applied = migrator.Up();
+  if (!applied.ok()) return fail(applied.status().WithContext("applying migrations"));
+  if (*applied > 0) log->info("applied {} database migration(s)", *applied);
+
+  auto blobs_or = store::FsBlobStore::Create(env, JoinPath(data_dir, "blobs"));
+  if (!blobs_or.ok()) return fail(blobs_or.status().WithContext("blob store"));
+  std::unique_ptr<store::FsBlobStore> blobs = std::move(*blobs_or);
+
+  MetricsRegistry metrics;
+  metrics.Gauge("atrium_build_info", "Build information", {"version", "revision"})
+      .WithLabels({kVersion, kGitRevision})
+      .Set(1);
+  metrics.Gauge("process_start_time_seconds", "Start time of the process (Unix seconds)")
+      .Get()
+      .Set(static_cast<double>(started) / 1e6);
+
+  HealthRegistry health;
+  health.Register("database", [&db] { return db->Ping(); });
+  std::string blob_root = JoinPath(data_dir, "blobs");
+  health.Register("blob_store", [&env, blob_root] {
+    return env.FileExists(blob_root) ? Status::Ok() : Unavailable(blob_root + " is missing");
+  });
+
+  http::Router router;
+  if (Status s = AddSystemRoutes(router, config, health, metrics, started); !s.ok()) return fail(s);
+  const std::string& web_root = config->GetString("web.root");
+  if (env.FileExists(JoinPath(web_root, "index.html"))) {
+    auto files = std::make_shared<http::StaticFiles>(http::StaticOptions{.root = web_root});
+    if (Status s = http::StaticFiles::Mount(router, files, "/"); !s.ok()) return fail(s);
+  } else {
+    log->info("web UI not found in {} (web.root); serving the APIs only", web_root);
+  }
+
+  http::Server server(http::ServerOptionsFromConfig(*config), std::move(router),
+                      logging->Get("http"), &metrics);
+  auto cors = http::CorsOptionsFromConfig(*config);
+  if (!cors.allowed_origins.empty()) server.Use(std::make_shared<http::CorsMiddleware>(cors));
+  if (Status s = server.Start(); !s.ok()) return fail(s);
+  server.ShutdownOnSignals();
+
+  std::string services;
+  for (const auto& s : config->GetStringList("services")) services += (services.empty() ? "" : ",") + s;
+  log->info("atrium {} serving [{}] with data in {}", kVersion, services, data_dir);
+  std::printf("listening on http://%s:%u\n", server.host().c_str(), server.port());
+  std::fflush(stdout);
+
+  server.Wait();
+  log->info("shut down cleanly");
+  logging->Flush();
+  return 0;
+}
+
+int Migrate(const Config& config, bool apply) {
+  Env& env = Env::Default();
+  if (Status s = PrepareDataDir(env, config.GetString("data_dir")); !s.ok()) {
+    std::fprintf(stderr, "atrium: data_dir: %s\n", s.message().c_str());
+    return 1;
+  }
+  auto db = OpenStore(config);
+  if (!db.ok()) {
+    std::fprintf(stderr, "atrium: %s\n", db.status().message().c_str());
+    return 1;
+  }
+  auto migrations = AllMigrations();
+  if (!migrations.ok()) {
+    std::fprintf(stderr, "atrium: %s\n", migrations.status().message().c_str());
+    return 1;
+  }
+  store::Migrator migrator(**db, *migrations, env);
+  if (apply) {
+    auto n = migrator.Up();
+    if (!n.ok()) {
+      std::fprintf(stderr, "atrium: %s\n", n.status().message().c_str());
+      return 1;
+    }
+    std::printf("applied %d migration(s)\n", *n);
+  }
+  auto state = migrator.GetStatus();
+  if (!state.ok()) {
+    std::fprintf(stderr, "atrium: %s\n", state.status().message().c_str());
+    return 1;
+  }
+  std::printf("%s", state->ToString().c_str());
+  return 0;
+}
+
+}  // namespace atrium::app
