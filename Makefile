@@ -37,7 +37,7 @@ test: setup format-check fuzz-build
 
 # Runs the suites of an existing build (ctest's summary is the last thing printed).
 test-only:
-	@ctest --test-dir build --output-on-failure -j $(JOBS)
+	@ATRIUM_REQUIRE_PG=1 ctest --test-dir build --output-on-failure -j $(JOBS)
 
 format:
 	@git ls-files '*.cc' '*.h' '*.cu' '*.cuh' | xargs clang-format -i

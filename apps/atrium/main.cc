@@ -55,14 +55,15 @@ Result<Config> LoadConfig(const CommonFlags& flags) {
   ConfigSchema schema = BuildSchema();
   auto config = Config::Load(schema, ToLoadOptions(flags));
   if (config.ok()) {
-    for (const auto& w : config->warnings()) std::fprintf(stderr, "atrium: warning: %s\n", w.c_str());
+    for (const auto& w : config->warnings())
+      std::fprintf(stderr, "atrium: warning: %s\n", w.c_str());
   }
   return config;
 }
 
 int Fail(const Status& s) {
-  std::fprintf(stderr, "atrium: %s\n", s.message().empty() ? s.ToString().c_str()
-                                                           : s.message().c_str());
+  std::fprintf(stderr, "atrium: %s\n",
+               s.message().empty() ? s.ToString().c_str() : s.message().c_str());
   return 1;
 }
 

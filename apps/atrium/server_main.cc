@@ -58,8 +58,8 @@ Status AddSystemRoutes(http::Router& router, std::shared_ptr<const Config> confi
   using http::Request;
   using http::Response;
   using http::SyncHandler;
-  RETURN_IF_ERROR(router.Add("GET", "/health/live",
-                             SyncHandler([](Request&) { return http::OkJson(); })));
+  RETURN_IF_ERROR(
+      router.Add("GET", "/health/live", SyncHandler([](Request&) { return http::OkJson(); })));
   // Both answer 503 when a required component is down; /health is for people, /health/ready
   // for load balancers.
   auto health_handler = SyncHandler([&health](Request&) {
@@ -82,6 +82,12 @@ Status AddSystemRoutes(http::Router& router, std::shared_ptr<const Config> confi
                              R"("build_type":"{}","services":[{}],"uptime_seconds":{}}})",
                              kVersion, kGitRevision, kBuildType, services, uptime));
       })));
+  if (config->GetBool("http.echo_route")) {
+    // Echoes a JSON body: for load-balancer checks and bench/http.
+    RETURN_IF_ERROR(router.Add("POST", "/echo", SyncHandler([](Request& req) {
+                                 return Response::Json(200, std::move(req.body));
+                               })));
+  }
   RETURN_IF_ERROR(router.Add("GET", "/metrics", SyncHandler([&metrics](Request&) {
                                return Response::Text(200, metrics.ExpositionText(),
                                                      kPrometheusTextContentType);
@@ -96,14 +102,15 @@ ConfigSchema BuildSchema() {
   schema.DefineString("data_dir", "./atrium-data",
                       "Data directory: SQLite file, blobs, bus WAL, model cache",
                       {.non_empty = true});
-  schema.DefineStringList("services", AllServices(), "Services to run",
-                          {.one_of = AllServices()});
+  schema.DefineStringList("services", AllServices(), "Services to run", {.one_of = AllServices()});
   schema.DefineSecret("store.url", "",
                       "Database URL: a SQLite path or sqlite:// URL, or postgres://... "
                       "(empty = <data_dir>/atrium.db)");
   schema.DefineInt("store.pool_size", 4, "Database connections (readers for SQLite)",
                    {.min = 1, .max = 256});
   schema.DefineString("web.root", "web/dist", "Directory of the built web UI served at /");
+  schema.DefineBool("http.echo_route", false,
+                    "Serve POST /echo, which returns the request body (benchmarks, LB checks)");
   http::DefineHttpConfig(schema);
   DefineLogConfig(schema);
   return schema;
@@ -179,7 +186,8 @@ int Serve(std::shared_ptr<const Config> config) {
   server.ShutdownOnSignals();
 
   std::string services;
-  for (const auto& s : config->GetStringList("services")) services += (services.empty() ? "" : ",") + s;
+  for (const auto& s : config->GetStringList("services"))
+    services += (services.empty() ? "" : ",") + s;
   log->info("atrium {} serving [{}] with data in {}", kVersion, services, data_dir);
   std::printf("listening on http://%s:%u\n", server.host().c_str(), server.port());
   std::fflush(stdout);

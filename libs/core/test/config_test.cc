@@ -352,7 +352,8 @@ TEST(ConfigTest, ShowOutputLoadsBackAsTheSameConfig) {
   again.toml_path = WriteToml(dir, first->Show());
   auto second = Config::Load(TestSchema(), again);
   ASSERT_TRUE(second.ok()) << second.status().ToString() << "\n" << first->Show();
-  for (const auto& [name, key] : TestSchema().keys()) {
+  ConfigSchema schema = TestSchema();
+  for (const auto& [name, key] : schema.keys()) {
     if (key.secret) continue;
     EXPECT_EQ(first->Get(name), second->Get(name)) << name;
   }
