@@ -1,22 +1,24 @@
 #include "atrium/http/server.h"
 
+#include <array>
 #include <atomic>
 #include <condition_variable>
 #include <limits>
 #include <random>
 #include <set>
 #include <thread>
+#include <unordered_map>
 
 #include <spdlog/spdlog.h>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
-#include <boost/asio/strand.hpp>
 #include <boost/asio/thread_pool.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
@@ -69,8 +71,8 @@ int IoThreads(const ServerOptions& o) {
 struct Conn {
   explicit Conn(tcp::socket socket) : stream(std::move(socket)) {}
   beast::tcp_stream stream;
-  bool idle = false;                 // waiting for the first byte of a request (strand only)
-  std::shared_ptr<BodyStream> body;  // streaming response in progress (strand only)
+  bool idle = false;                 // waiting for the first byte of a request (its thread only)
+  std::shared_ptr<BodyStream> body;  // streaming response in progress (its thread only)
   std::string remote;
 };
 
@@ -83,8 +85,8 @@ class Server::State : public std::enable_shared_from_this<Server::State> {
       : options_(std::move(options)),
         router_(std::move(router)),
         logger_(std::move(logger)),
-        ioc_(std::make_unique<net::io_context>(IoThreads(options_))),
-        acceptor_(std::make_unique<tcp::acceptor>(net::make_strand(*ioc_))),
+        iocs_(MakeContexts(IoThreads(options_))),
+        acceptor_(std::make_unique<tcp::acceptor>(*iocs_[0])),
         pool_(std::max(1, options_.blocking_threads)) {
     if (metrics != nullptr) {
       requests_total_ =
@@ -93,6 +95,12 @@ class Server::State : public std::enable_shared_from_this<Server::State> {
       request_seconds_ =
           &metrics->Histogram("http_request_duration_seconds", "HTTP request latency by route",
                               {"method", "route"}, DefaultLatencyBuckets());
+      // Resolve each route's series once; Record then needs no lock for the common statuses.
+      for (const Route* r : router_.routes()) {
+        auto m = std::make_unique<RouteMetrics>();
+        m->latency = &request_seconds_->WithLabels({r->method, r->pattern});
+        route_metrics_.emplace(r, std::move(m));
+      }
       open_connections_gauge_ =
           &metrics->Gauge("http_open_connections", "Open HTTP connections").Get();
       open_streams_gauge_ =
@@ -115,15 +123,27 @@ class Server::State : public std::enable_shared_from_this<Server::State> {
     }
     port_ = acceptor_->local_endpoint().port();
     net::co_spawn(acceptor_->get_executor(), Accept(shared_from_this()), net::detached);
-    for (int i = 0; i < IoThreads(options_); ++i) threads_.emplace_back([this] { RunIo(); });
+    for (auto& ioc : iocs_) {
+      // Keeps run() going on contexts that have no connection yet.
+      work_.push_back(net::make_work_guard(*ioc));
+      threads_.emplace_back([this, ctx = ioc.get()] { RunIo(*ctx); });
+    }
     started_ = true;
     return Status::Ok();
   }
 
-  void RunIo() {
+  // One io_context per I/O thread: a connection lives on one thread for its whole life, so it
+  // needs no strand and the contexts never contend on a shared scheduler lock.
+  static std::vector<std::unique_ptr<net::io_context>> MakeContexts(int n) {
+    std::vector<std::unique_ptr<net::io_context>> out;
+    for (int i = 0; i < n; ++i) out.push_back(std::make_unique<net::io_context>(1));
+    return out;
+  }
+
+  void RunIo(net::io_context& ioc) {
     while (true) {
       try {
-        ioc_->run();
+        ioc.run();
         return;
       } catch (const std::exception& e) {
         // Never let an escaped exception kill an I/O thread.
@@ -133,7 +153,7 @@ class Server::State : public std::enable_shared_from_this<Server::State> {
   }
 
   void ShutdownOnSignals() {
-    signals_ = std::make_unique<net::signal_set>(*ioc_, SIGINT, SIGTERM);
+    signals_ = std::make_unique<net::signal_set>(*iocs_[0], SIGINT, SIGTERM);
     signals_->async_wait([self = shared_from_this()](const boost::system::error_code& ec, int sig) {
       if (ec) return;
       if (self->logger_) self->logger_->info("http: signal {} received, shutting down", sig);
@@ -178,7 +198,7 @@ class Server::State : public std::enable_shared_from_this<Server::State> {
       self->acceptor_->close(ec);
     });
     if (signals_) {
-      net::post(*ioc_, [self = shared_from_this()] {
+      net::post(*iocs_[0], [self = shared_from_this()] {
         boost::system::error_code ec;
         self->signals_->cancel(ec);
       });
@@ -203,14 +223,15 @@ class Server::State : public std::enable_shared_from_this<Server::State> {
       cv_.wait_for(lock, std::chrono::seconds(2), [this] { return conns_.empty(); });
     }
     pool_.join();
-    ioc_->stop();
+    work_.clear();
+    for (auto& ioc : iocs_) ioc->stop();
     for (auto& t : threads_) t.join();
     threads_.clear();
     // Destroying the io_context destroys the frames of coroutines that never finished (they hold
     // references to this State); the I/O objects bound to it go first.
     signals_.reset();
     acceptor_.reset();
-    ioc_.reset();
+    iocs_.clear();
     std::lock_guard lock(mu_);
     stopped_ = true;
     cv_.notify_all();
@@ -233,7 +254,7 @@ class Server::State : public std::enable_shared_from_this<Server::State> {
   }
 
  private:
-  // Runs `fn` on each live connection's strand.
+  // Runs `fn` on each live connection's thread.
   template <typename Fn>
   void ForEachConn(Fn fn) {
     std::vector<std::shared_ptr<Conn>> live;
@@ -250,8 +271,7 @@ class Server::State : public std::enable_shared_from_this<Server::State> {
 
   static net::awaitable<void> Accept(std::shared_ptr<State> self) {
     while (!self->stopping_) {
-      auto [ec, socket] =
-          co_await self->acceptor_->async_accept(net::make_strand(*self->ioc_), kNoThrow);
+      auto [ec, socket] = co_await self->acceptor_->async_accept(self->NextContext(), kNoThrow);
       if (ec) {
         if (ec == net::error::operation_aborted || self->stopping_) break;
         if (self->logger_) self->logger_->warn("http: accept failed: {}", ec.message());
@@ -342,6 +362,23 @@ class Server::State : public std::enable_shared_from_this<Server::State> {
     conn->stream.socket().close(ec);
   }
 
+  // Feeds buffered bytes to the parser until it needs more input or the message (header first)
+  // is complete. need_more means the buffer held too little; the caller reads asynchronously.
+  static boost::system::error_code ParseBuffered(bhttp::request_parser<bhttp::string_body>& parser,
+                                                 beast::flat_buffer& buffer) {
+    boost::system::error_code ec;
+    bool header_was_done = parser.is_header_done();
+    while (buffer.size() > 0 && !parser.is_done()) {
+      size_t used = parser.put(buffer.data(), ec);
+      buffer.consume(used);
+      if (ec) return ec;
+      if (!header_was_done && parser.is_header_done()) return {};  // stop after the header
+      if (used == 0) return bhttp::error::need_more;
+    }
+    if (!parser.is_done() && !parser.is_header_done()) return bhttp::error::need_more;
+    return {};
+  }
+
   // Writes a complete non-streaming response. Returns false on write failure.
   static net::awaitable<bool> WriteSimple(std::shared_ptr<Conn> conn, const ServerOptions& opt,
                                           int status, const Headers& headers, std::string body,
@@ -370,7 +407,13 @@ class Server::State : public std::enable_shared_from_this<Server::State> {
     // The body limit depends on the route, known only once the header is in.
     parser.body_limit(std::numeric_limits<std::uint64_t>::max());
     conn->stream.expires_after(opt.header_timeout);
-    auto [ec, n] = co_await bhttp::async_read_header(conn->stream, buffer, parser, kNoThrow);
+    // Fast path: the whole header is usually in the buffer already; parsing it here saves the
+    // trip through the scheduler that a completed async_read_header would cost.
+    boost::system::error_code ec = ParseBuffered(parser, buffer);
+    if (ec == bhttp::error::need_more) {
+      auto [rec, n] = co_await bhttp::async_read_header(conn->stream, buffer, parser, kNoThrow);
+      ec = rec;
+    }
     if (ec) {
       if (ec == bhttp::error::header_limit) {
         co_await WriteError(
@@ -415,6 +458,21 @@ class Server::State : public std::enable_shared_from_this<Server::State> {
       co_return false;
     }
     parser.body_limit(limit);
+    if (!parser.is_done() && buffer.size() > 0) {
+      boost::system::error_code pec = ParseBuffered(parser, buffer);
+      if (pec && pec != bhttp::error::need_more) {
+        if (pec == bhttp::error::body_limit) {
+          co_await WriteError(
+              conn, opt, 413, "payload_too_large",
+              "request body exceeds the limit of " + std::to_string(limit) + " bytes",
+              req->request_id);
+        } else {
+          co_await WriteError(conn, opt, 400, "invalid_argument",
+                              "malformed HTTP request body: " + pec.message(), req->request_id);
+        }
+        co_return false;
+      }
+    }
     if (!parser.is_done()) {
       if (bhttp::token_list(hdr[bhttp::field::expect]).exists("100-continue")) {
         bhttp::response<bhttp::empty_body> cont{bhttp::status::continue_, version};
@@ -499,6 +557,8 @@ class Server::State : public std::enable_shared_from_this<Server::State> {
       ok = co_await WriteStream(self, conn, res, version);
       keep_alive = false;  // a streamed response ends the connection
     } else {
+      // HEAD of a streaming route: nobody will drain the stream, so its producer is told now.
+      if (res.stream) res.stream->CloseFromServer(BodyStream::CloseReason::kClientGone);
       keep_alive = keep_alive && !self->stopping_;
       ok = co_await WriteSimple(conn, opt, res.status, res.headers, std::move(res.body), keep_alive,
                                 head, version);
@@ -649,9 +709,23 @@ class Server::State : public std::enable_shared_from_this<Server::State> {
     double seconds = std::chrono::duration<double>(elapsed).count();
     const std::string& route = req.route ? req.route->pattern : kUnmatched;
     if (requests_total_ != nullptr) {
-      std::string code = std::to_string(status);
-      requests_total_->WithLabels({req.method, route, code}).Inc();
-      request_seconds_->WithLabels({req.method, route}).Observe(seconds);
+      auto it = req.route ? route_metrics_.find(req.route) : route_metrics_.end();
+      if (it != route_metrics_.end() && req.method == req.route->method && status >= 100 &&
+          status < 600) {
+        RouteMetrics& m = *it->second;
+        m.latency->Observe(seconds);
+        Counter* c = m.by_status[status].load(std::memory_order_acquire);
+        if (c == nullptr) {
+          std::string code = std::to_string(status);
+          c = &requests_total_->WithLabels({req.method, route, code});
+          m.by_status[status].store(c, std::memory_order_release);
+        }
+        c->Inc();
+      } else {
+        std::string code = std::to_string(status);
+        requests_total_->WithLabels({req.method, route, code}).Inc();
+        request_seconds_->WithLabels({req.method, route}).Observe(seconds);
+      }
     }
     if (logger_ && logger_->should_log(spdlog::level::info)) {
       logger_->info("{} {} {} {}B {:.3f}ms remote={} req={}", req.method, req.target, status, bytes,
@@ -661,6 +735,13 @@ class Server::State : public std::enable_shared_from_this<Server::State> {
 
   inline static const std::string kUnmatched = "unmatched";
 
+  // Per-route metric series, resolved up front (latency) or on first use (status counters).
+  struct RouteMetrics {
+    Histogram* latency = nullptr;
+    std::array<std::atomic<Counter*>, 600> by_status{};
+  };
+  std::unordered_map<const Route*, std::unique_ptr<RouteMetrics>> route_metrics_;  // fixed
+
   ServerOptions options_;
   Router router_;
   std::shared_ptr<spdlog::logger> logger_;
@@ -669,7 +750,10 @@ class Server::State : public std::enable_shared_from_this<Server::State> {
   Gauge* open_connections_gauge_ = nullptr;
   Gauge* open_streams_gauge_ = nullptr;
   std::vector<std::shared_ptr<Middleware>> middleware_;  // fixed after Start
-  std::unique_ptr<net::io_context> ioc_;
+  std::vector<std::unique_ptr<net::io_context>> iocs_;
+  std::vector<net::executor_work_guard<net::io_context::executor_type>> work_;
+  size_t next_context_ = 0;  // accept loop only
+  net::io_context& NextContext() { return *iocs_[next_context_++ % iocs_.size()]; }
   std::unique_ptr<tcp::acceptor> acceptor_;
   net::thread_pool pool_;
   std::unique_ptr<net::signal_set> signals_;

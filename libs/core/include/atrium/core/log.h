@@ -47,7 +47,8 @@ struct LogOptions {
   spdlog::level::level_enum level = spdlog::level::info;
   // Per-module levels overriding `level`, e.g. {"http": debug}.
   std::map<std::string, spdlog::level::level_enum, std::less<>> module_levels;
-  // "stderr" (or empty), "stdout", or a file path (appended to, created if missing).
+  // "stderr" (or empty), "stdout", or a file path (appended to; the file and missing parent
+  // directories are created).
   std::string output = "stderr";
 };
 
