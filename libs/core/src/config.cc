@@ -13,6 +13,7 @@
 #include <sstream>
 
 #include "atrium/core/env.h"
+#include "atrium/core/strings.h"
 
 extern char** environ;  // NOLINT
 
@@ -42,18 +43,6 @@ bool IsValidKey(std::string_view key) {
     prev = c;
   }
   return true;
-}
-
-std::string ToLower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
-
-std::string_view Trim(std::string_view s) {
-  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front()))) s.remove_prefix(1);
-  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.remove_suffix(1);
-  return s;
 }
 
 // A TOML basic string: quotes, backslash and control characters escaped.
@@ -99,7 +88,7 @@ bool ParseInteger(std::string_view text, T* out) {
 }
 
 Result<bool> ParseBool(std::string_view text) {
-  std::string s = ToLower(Trim(text));
+  std::string s = AsciiToLower(TrimWhitespace(text));
   if (s == "true" || s == "1" || s == "yes" || s == "on") return true;
   if (s == "false" || s == "0" || s == "no" || s == "off") return false;
   return InvalidArgument("not a bool");
@@ -248,12 +237,12 @@ Result<ConfigValue> ParseText(const ConfigSchema::Key& key, std::string_view tex
     }
     case ConfigType::kInt: {
       int64_t v;
-      if (!ParseInteger(Trim(text), &v)) return bad;
+      if (!ParseInteger(TrimWhitespace(text), &v)) return bad;
       return ConfigValue(v);
     }
     case ConfigType::kDouble: {
       double v;
-      std::string_view t = Trim(text);
+      std::string_view t = TrimWhitespace(text);
       if (!t.empty() && t.front() == '+') t.remove_prefix(1);
       auto [ptr, ec] = std::from_chars(t.data(), t.data() + t.size(), v);
       if (t.empty() || ec != std::errc() || ptr != t.data() + t.size() || std::isnan(v)) {
@@ -266,10 +255,10 @@ Result<ConfigValue> ParseText(const ConfigSchema::Key& key, std::string_view tex
     case ConfigType::kStringList: {
       std::vector<std::string> list;
       std::string_view rest = text;
-      if (!Trim(rest).empty()) {
+      if (!TrimWhitespace(rest).empty()) {
         while (true) {
           size_t comma = rest.find(',');
-          std::string_view item = Trim(rest.substr(0, comma));
+          std::string_view item = TrimWhitespace(rest.substr(0, comma));
           if (!item.empty()) list.emplace_back(item);
           if (comma == std::string_view::npos) break;
           rest.remove_prefix(comma + 1);
@@ -389,7 +378,7 @@ bool IsReservedEnv(std::string_view name) {
 
 // ATRIUM_HTTP__MAX_BODY_SIZE → http.max_body_size.
 std::string EnvNameToKey(std::string_view name) {
-  std::string lower = ToLower(name.substr(std::string_view("ATRIUM_").size()));
+  std::string lower = AsciiToLower(name.substr(std::string_view("ATRIUM_").size()));
   std::string key;
   for (size_t i = 0; i < lower.size(); ++i) {
     if (lower[i] == '_' && i + 1 < lower.size() && lower[i + 1] == '_') {
@@ -441,7 +430,7 @@ std::string_view ConfigSourceName(ConfigSource source) {
 }
 
 Result<milliseconds> ParseDuration(std::string_view text) {
-  std::string_view t = Trim(text);
+  std::string_view t = TrimWhitespace(text);
   auto bad = [&] {
     return InvalidArgument(fmt::format(
         "invalid duration \"{}\" (expected e.g. 250ms, 10s, 5m, 1h or an integer of milliseconds)",
@@ -486,7 +475,7 @@ Result<milliseconds> ParseDuration(std::string_view text) {
 }
 
 Result<uint64_t> ParseByteSize(std::string_view text) {
-  std::string_view t = Trim(text);
+  std::string_view t = TrimWhitespace(text);
   auto bad = [&] {
     return InvalidArgument(
         fmt::format("invalid byte size \"{}\" (expected e.g. 512, 64KiB, 2MiB, 1GiB)", text));
@@ -496,7 +485,7 @@ Result<uint64_t> ParseByteSize(std::string_view text) {
   if (digits == 0) return bad();
   uint64_t n;
   if (!ParseInteger(t.substr(0, digits), &n)) return bad();
-  std::string_view unit = Trim(t.substr(digits));
+  std::string_view unit = TrimWhitespace(t.substr(digits));
   static constexpr std::pair<std::string_view, uint64_t> kUnits[] = {
       {"", 1},
       {"B", 1},
@@ -749,7 +738,7 @@ Result<Config> Config::Load(const ConfigSchema& schema, const LoadOptions& optio
           "invalid command-line override \"{}\" for {} (expected key=value)", o.text, flag));
       continue;
     }
-    std::string key(Trim(std::string_view(o.text).substr(0, eq)));
+    std::string key(TrimWhitespace(std::string_view(o.text).substr(0, eq)));
     std::string value = o.text.substr(eq + 1);
     auto it = config.entries_.find(key);
     if (it == config.entries_.end()) {

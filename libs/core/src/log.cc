@@ -10,6 +10,7 @@
 #include <ctime>
 
 #include "atrium/core/config.h"
+#include "atrium/core/strings.h"
 
 namespace atrium {
 namespace {
@@ -222,18 +223,6 @@ class TextFormatter final : public spdlog::formatter {
   UtcTimestamp ts_;
 };
 
-std::string ToLower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
-
-std::string_view Trim(std::string_view s) {
-  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front()))) s.remove_prefix(1);
-  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.remove_suffix(1);
-  return s;
-}
-
 // Adapts a Parse* function into a config validator.
 template <auto kParse>
 Status ValidateWith(const ConfigValue& value) {
@@ -266,7 +255,7 @@ std::string_view LogLevelName(spdlog::level::level_enum level) {
 }
 
 Result<spdlog::level::level_enum> ParseLogLevel(std::string_view text) {
-  std::string s = ToLower(Trim(text));
+  std::string s = AsciiToLower(TrimWhitespace(text));
   if (s == "trace") return spdlog::level::trace;
   if (s == "debug") return spdlog::level::debug;
   if (s == "info") return spdlog::level::info;
@@ -278,7 +267,7 @@ Result<spdlog::level::level_enum> ParseLogLevel(std::string_view text) {
 }
 
 Result<LogFormat> ParseLogFormat(std::string_view text) {
-  std::string s = ToLower(Trim(text));
+  std::string s = AsciiToLower(TrimWhitespace(text));
   if (s == "text") return LogFormat::kText;
   if (s == "json") return LogFormat::kJson;
   return InvalidArgument("must be text or json");
@@ -293,14 +282,14 @@ Result<std::map<std::string, spdlog::level::level_enum, std::less<>>> ParseModul
         "must be a comma-separated list of module=level, e.g. http=debug,store=warn, with levels "
         "trace, debug, info, warn, error, critical, off");
   };
-  while (!Trim(rest).empty()) {
+  while (!TrimWhitespace(rest).empty()) {
     size_t comma = rest.find(',');
-    std::string_view item = Trim(rest.substr(0, comma));
+    std::string_view item = TrimWhitespace(rest.substr(0, comma));
     rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
     if (item.empty()) continue;
     size_t eq = item.find('=');
     if (eq == std::string_view::npos) return bad();
-    std::string_view module = Trim(item.substr(0, eq));
+    std::string_view module = TrimWhitespace(item.substr(0, eq));
     auto level = ParseLogLevel(item.substr(eq + 1));
     if (module.empty() || !level.ok()) return bad();
     out[std::string(module)] = *level;

@@ -1,4 +1,5 @@
 #include "atrium/store/postgres_database.h"
+#include "connection_transaction.h"
 
 #include <libpq-fe.h>
 #include <poll.h>
@@ -313,35 +314,7 @@ class Lease {
   std::unique_ptr<PgConnection> conn_;
 };
 
-class PgTransaction final : public Transaction {
- public:
-  explicit PgTransaction(PgConnection& conn) : conn_(conn) {}
-
-  Result<Rows> Query(std::string_view sql, const Params& params) override {
-    RETURN_IF_ERROR(CheckOpen());
-    return conn_.Query(sql, params);
-  }
-  Result<int64_t> Exec(std::string_view sql, const Params& params) override {
-    RETURN_IF_ERROR(CheckOpen());
-    return conn_.Exec(sql, params);
-  }
-  Status ExecScript(std::string_view sql) override {
-    RETURN_IF_ERROR(CheckOpen());
-    return conn_.ExecScript(sql);
-  }
-  Dialect dialect() const override { return Dialect::kPostgres; }
-
-  void Close() { open_ = false; }
-
- private:
-  Status CheckOpen() const {
-    if (!open_) return Internal("postgres: transaction used after it ended");
-    return Status::Ok();
-  }
-
-  PgConnection& conn_;
-  bool open_ = true;
-};
+using PgTransaction = internal::ConnectionTransaction<PgConnection, Dialect::kPostgres>;
 
 class PostgresDatabase final : public Database {
  public:
@@ -383,7 +356,7 @@ class PostgresDatabase final : public Database {
     ASSIGN_OR_RETURN(auto conn, Acquire());
     Lease lease(*this, std::move(conn));
     RETURN_IF_ERROR(lease->Command("BEGIN").status());
-    PgTransaction tx(*lease);
+    PgTransaction tx(*lease, "postgres");
     Status status;
     try {
       status = fn(tx);

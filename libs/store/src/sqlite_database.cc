@@ -1,4 +1,5 @@
 #include "atrium/store/sqlite_database.h"
+#include "connection_transaction.h"
 
 #include <sqlite3.h>
 
@@ -273,35 +274,7 @@ class Connection {
   StatementCounters& counters_;
 };
 
-class SqliteTransaction final : public Transaction {
- public:
-  explicit SqliteTransaction(Connection& conn) : conn_(conn) {}
-
-  Result<Rows> Query(std::string_view sql, const Params& params) override {
-    RETURN_IF_ERROR(CheckOpen());
-    return conn_.Query(sql, params);
-  }
-  Result<int64_t> Exec(std::string_view sql, const Params& params) override {
-    RETURN_IF_ERROR(CheckOpen());
-    return conn_.Exec(sql, params);
-  }
-  Status ExecScript(std::string_view sql) override {
-    RETURN_IF_ERROR(CheckOpen());
-    return conn_.ExecScript(sql);
-  }
-  Dialect dialect() const override { return Dialect::kSqlite; }
-
-  void Close() { open_ = false; }
-
- private:
-  Status CheckOpen() const {
-    if (!open_) return Internal("sqlite: transaction used after it ended");
-    return Status::Ok();
-  }
-
-  Connection& conn_;
-  bool open_ = true;
-};
+using SqliteTransaction = internal::ConnectionTransaction<Connection, Dialect::kSqlite>;
 
 class SqliteDatabase final : public Database {
  public:
@@ -357,7 +330,7 @@ class SqliteDatabase final : public Database {
     // half-way on a lock upgrade when another process writes.
     RETURN_IF_ERROR(writer_->Exec("BEGIN IMMEDIATE", {}).status().WithContext("begin"));
     writer_owner_.store(std::this_thread::get_id());
-    SqliteTransaction tx(*writer_);
+    SqliteTransaction tx(*writer_, "sqlite");
     Status status;
     try {
       status = fn(tx);
