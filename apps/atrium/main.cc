@@ -3,11 +3,16 @@
 //   atrium serve [--config F] [--services a,b] [--port N] [--host H] [--data-dir D] [--set k=v]
 //   atrium config show [same flags]
 //   atrium migrate status|up [same flags]
+//   atrium admin create-user --email E --password P [--name N] [--admin] [same flags]
+//   atrium admin rotate-master-key [same flags]
 //   atrium --version
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <iostream>
+#include <map>
+#include <string_view>
 
 #include <CLI/CLI.hpp>
 
@@ -38,8 +43,26 @@ void AddCommonFlags(CLI::App* cmd, CommonFlags& f) {
   cmd->add_option("--set", f.sets, "Any configuration key: --set http.max_body_size=8MiB");
 }
 
+// The process environment, with ATRIUM_MASTER_KEY (the documented name of the master key ring)
+// standing for ATRIUM_AUTH__MASTER_KEY (auth.master_key) when that is not set itself.
+std::map<std::string, std::string> ProcessEnvironment() {
+  std::map<std::string, std::string> env;
+  for (char** e = environ; e != nullptr && *e != nullptr; ++e) {
+    std::string_view item(*e);
+    size_t eq = item.find('=');
+    if (eq == std::string_view::npos) continue;
+    env.emplace(std::string(item.substr(0, eq)), std::string(item.substr(eq + 1)));
+  }
+  if (auto it = env.find("ATRIUM_MASTER_KEY"); it != env.end()) {
+    env.emplace("ATRIUM_AUTH__MASTER_KEY", it->second);
+    env.erase("ATRIUM_MASTER_KEY");
+  }
+  return env;
+}
+
 LoadOptions ToLoadOptions(const CommonFlags& f) {
   LoadOptions o;
+  o.env = ProcessEnvironment();
   if (!f.config_path.empty()) o.toml_path = f.config_path;
   std::string services;
   for (const auto& s : f.services) services += (services.empty() ? "" : ",") + s;
@@ -75,7 +98,7 @@ int Main(int argc, char** argv) {
                                         kBuildType + ")");
   app.require_subcommand(1);
 
-  CommonFlags serve_flags, config_flags, migrate_flags;
+  CommonFlags serve_flags, config_flags, migrate_flags, admin_flags;
   auto* serve = app.add_subcommand("serve", "Start the server");
   AddCommonFlags(serve, serve_flags);
 
@@ -90,6 +113,21 @@ int Main(int argc, char** argv) {
   auto* migrate_up = migrate->add_subcommand("up", "Apply pending migrations");
   AddCommonFlags(migrate_status, migrate_flags);
   AddCommonFlags(migrate_up, migrate_flags);
+
+  auto* admin = app.add_subcommand("admin", "Administration: users and secrets");
+  admin->require_subcommand(1);
+  auto* create_user = admin->add_subcommand("create-user", "Create a user with its own workspace");
+  std::string user_email, user_password, user_name;
+  bool user_admin = false;
+  create_user->add_option("--email", user_email, "Email address")->required();
+  create_user->add_option("--password", user_password, "Password (at least 8 characters)")
+      ->required();
+  create_user->add_option("--name", user_name, "Display name (default: the email's local part)");
+  create_user->add_flag("--admin", user_admin, "Make the user a platform admin");
+  AddCommonFlags(create_user, admin_flags);
+  auto* rotate = admin->add_subcommand(
+      "rotate-master-key", "Re-encrypt stored secrets under the first key of auth.master_key");
+  AddCommonFlags(rotate, admin_flags);
 
   try {
     app.parse(argc, argv);
@@ -112,6 +150,14 @@ int Main(int argc, char** argv) {
     auto config = LoadConfig(migrate_flags);
     if (!config.ok()) return Fail(config.status());
     return Migrate(*config, migrate_up->parsed());
+  }
+  if (*create_user || *rotate) {
+    auto config = LoadConfig(admin_flags);
+    if (!config.ok()) return Fail(config.status());
+    if (*create_user) {
+      return AdminCreateUser(*config, user_email, user_password, user_name, user_admin);
+    }
+    return AdminRotateMasterKey(*config);
   }
   return 0;
 }

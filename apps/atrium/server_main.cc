@@ -1,11 +1,13 @@
 #include "server_main.h"
 
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include "atrium/auth/auth_service.h"
 #include "atrium/core/env.h"
 #include "atrium/core/health.h"
 #include "atrium/core/log.h"
@@ -35,6 +37,7 @@ std::string StoreUrl(const Config& config) {
 Result<store::MigrationSet> AllMigrations() {
   store::MigrationSet set;
   RETURN_IF_ERROR(set.Add(store::FoundationMigrations()));
+  RETURN_IF_ERROR(set.Add(auth::AuthMigrations()));
   return set;
 }
 
@@ -95,6 +98,26 @@ Status AddSystemRoutes(http::Router& router, std::shared_ptr<const Config> confi
   return Status::Ok();
 }
 
+// The auth module's options; ATRIUM_MASTER_KEY stands in for an empty auth.master_key.
+Result<auth::AuthOptions> AuthOptions(const Config& config) {
+  const char* master = std::getenv("ATRIUM_MASTER_KEY");
+  return auth::AuthOptionsFromConfig(config, master == nullptr ? "" : master);
+}
+
+// Opens and migrates the database and builds the AuthService on it (admin commands).
+Status OpenAuth(const Config& config, std::unique_ptr<store::Database>& db,
+                std::unique_ptr<auth::AuthService>& service) {
+  Env& env = Env::Default();
+  RETURN_IF_ERROR(PrepareDataDir(env, config.GetString("data_dir")));
+  ASSIGN_OR_RETURN(db, OpenStore(config));
+  ASSIGN_OR_RETURN(auto migrations, AllMigrations());
+  store::Migrator migrator(*db, migrations, env);
+  RETURN_IF_ERROR(migrator.Up().status());
+  ASSIGN_OR_RETURN(auto options, AuthOptions(config));
+  ASSIGN_OR_RETURN(service, auth::AuthService::Create(std::move(options), *db, env));
+  return Status::Ok();
+}
+
 }  // namespace
 
 ConfigSchema BuildSchema() {
@@ -113,6 +136,7 @@ ConfigSchema BuildSchema() {
                     "Serve POST /echo, which returns the request body (benchmarks, LB checks)");
   http::DefineHttpConfig(schema);
   DefineLogConfig(schema);
+  auth::DefineAuthConfig(schema);
   return schema;
 }
 
@@ -168,8 +192,21 @@ int Serve(std::shared_ptr<const Config> config) {
     return env.FileExists(blob_root) ? Status::Ok() : Unavailable(blob_root + " is missing");
   });
 
+  auto auth_options = AuthOptions(*config);
+  if (!auth_options.ok()) return fail(auth_options.status().WithContext("auth"));
+  auto auth_or = auth::AuthService::Create(std::move(*auth_options), *db, env, nullptr, nullptr,
+                                           logging->Get("auth"));
+  if (!auth_or.ok()) return fail(auth_or.status().WithContext("auth"));
+  std::unique_ptr<auth::AuthService> auth = std::move(*auth_or);
+  if (const std::string& email = config->GetString("bootstrap_admin_email"); !email.empty()) {
+    auto created = auth->BootstrapAdmin(email, config->GetString("bootstrap_admin_password"));
+    if (!created.ok()) return fail(created.status().WithContext("bootstrap admin"));
+    if (*created) log->info("created the bootstrap platform admin");
+  }
+
   http::Router router;
   if (Status s = AddSystemRoutes(router, config, health, metrics, started); !s.ok()) return fail(s);
+  if (Status s = auth->AddRoutes(router); !s.ok()) return fail(s);
   const std::string& web_root = config->GetString("web.root");
   if (env.FileExists(JoinPath(web_root, "index.html"))) {
     auto files = std::make_shared<http::StaticFiles>(http::StaticOptions{.root = web_root});
@@ -182,6 +219,8 @@ int Serve(std::shared_ptr<const Config> config) {
                       logging->Get("http"), &metrics);
   auto cors = http::CorsOptionsFromConfig(*config);
   if (!cors.allowed_origins.empty()) server.Use(std::make_shared<http::CorsMiddleware>(cors));
+  server.Use(auth->auth_middleware());
+  server.Use(auth->rate_limit_middleware());
   if (Status s = server.Start(); !s.ok()) return fail(s);
   server.ShutdownOnSignals();
 
@@ -229,6 +268,40 @@ int Migrate(const Config& config, bool apply) {
     return 1;
   }
   std::printf("%s", state->ToString().c_str());
+  return 0;
+}
+
+int AdminCreateUser(const Config& config, const std::string& email, const std::string& password,
+                    const std::string& name, bool admin) {
+  std::unique_ptr<store::Database> db;
+  std::unique_ptr<auth::AuthService> service;
+  if (Status s = OpenAuth(config, db, service); !s.ok()) {
+    std::fprintf(stderr, "atrium: %s\n", s.message().c_str());
+    return 1;
+  }
+  auto user = service->CreateUser(email, password, name, admin);
+  if (!user.ok()) {
+    std::fprintf(stderr, "atrium: %s\n", user.status().message().c_str());
+    return 1;
+  }
+  std::printf("created %s%s (%s)\n", admin ? "platform admin " : "user ", user->email.c_str(),
+              user->id.c_str());
+  return 0;
+}
+
+int AdminRotateMasterKey(const Config& config) {
+  std::unique_ptr<store::Database> db;
+  std::unique_ptr<auth::AuthService> service;
+  if (Status s = OpenAuth(config, db, service); !s.ok()) {
+    std::fprintf(stderr, "atrium: %s\n", s.message().c_str());
+    return 1;
+  }
+  auto n = service->RotateMasterKey();
+  if (!n.ok()) {
+    std::fprintf(stderr, "atrium: %s\n", n.status().message().c_str());
+    return 1;
+  }
+  std::printf("re-encrypted %d secret(s) under the current master key\n", *n);
   return 0;
 }
 
