@@ -8,6 +8,7 @@
 #include <spdlog/spdlog.h>
 
 #include "atrium/auth/auth_service.h"
+#include "atrium/auth/redis_rate_limiter.h"
 #include "atrium/core/env.h"
 #include "atrium/core/health.h"
 #include "atrium/core/log.h"
@@ -19,6 +20,7 @@
 #include "atrium/store/database.h"
 #include "atrium/store/fs_blob_store.h"
 #include "atrium/store/migrations.h"
+#include "atrium/store/redis_client.h"
 
 namespace atrium::app {
 namespace {
@@ -129,6 +131,10 @@ ConfigSchema BuildSchema() {
   schema.DefineSecret("store.url", "",
                       "Database URL: a SQLite path or sqlite:// URL, or postgres://... "
                       "(empty = <data_dir>/atrium.db)");
+  schema.DefineSecret(
+      "redis.url", "",
+      "Redis for scale-out shared state (rate limits): redis://[:password@]host:port[/db]; "
+      "empty = in-process");
   schema.DefineInt("store.pool_size", 4, "Database connections (readers for SQLite)",
                    {.min = 1, .max = 256});
   schema.DefineString("web.root", "web/dist", "Directory of the built web UI served at /");
@@ -192,10 +198,19 @@ int Serve(std::shared_ptr<const Config> config) {
     return env.FileExists(blob_root) ? Status::Ok() : Unavailable(blob_root + " is missing");
   });
 
+  // Scale-out: shared rate-limit buckets in Redis when redis.url is set.
+  std::shared_ptr<auth::RateLimiter> limiter;
+  if (const std::string& redis_url = config->GetString("redis.url"); !redis_url.empty()) {
+    auto redis_or = store::RedisClient::Connect({.url = redis_url});
+    if (!redis_or.ok()) return fail(redis_or.status().WithContext("redis.url"));
+    std::shared_ptr<store::RedisClient> redis = std::move(*redis_or);
+    health.Register("redis", [redis] { return redis->Ping(); });
+    limiter = std::make_shared<auth::RedisRateLimiter>(redis);
+  }
   auto auth_options = AuthOptions(*config);
   if (!auth_options.ok()) return fail(auth_options.status().WithContext("auth"));
-  auto auth_or = auth::AuthService::Create(std::move(*auth_options), *db, env, nullptr, nullptr,
-                                           logging->Get("auth"));
+  auto auth_or = auth::AuthService::Create(std::move(*auth_options), *db, env, nullptr,
+                                           std::move(limiter), logging->Get("auth"));
   if (!auth_or.ok()) return fail(auth_or.status().WithContext("auth"));
   std::unique_ptr<auth::AuthService> auth = std::move(*auth_or);
   if (const std::string& email = config->GetString("bootstrap_admin_email"); !email.empty()) {
