@@ -200,17 +200,18 @@ int Serve(std::shared_ptr<const Config> config) {
 
   // Scale-out: shared rate-limit buckets in Redis when redis.url is set.
   std::shared_ptr<auth::RateLimiter> limiter;
+  std::shared_ptr<store::RedisClient> redis;
   if (const std::string& redis_url = config->GetString("redis.url"); !redis_url.empty()) {
     auto redis_or = store::RedisClient::Connect({.url = redis_url});
     if (!redis_or.ok()) return fail(redis_or.status().WithContext("redis.url"));
-    std::shared_ptr<store::RedisClient> redis = std::move(*redis_or);
+    redis = std::move(*redis_or);
     health.Register("redis", [redis] { return redis->Ping(); });
     limiter = std::make_shared<auth::RedisRateLimiter>(redis);
   }
   auto auth_options = AuthOptions(*config);
   if (!auth_options.ok()) return fail(auth_options.status().WithContext("auth"));
   auto auth_or = auth::AuthService::Create(std::move(*auth_options), *db, env, nullptr,
-                                           std::move(limiter), logging->Get("auth"));
+                                           std::move(limiter), logging->Get("auth"), redis);
   if (!auth_or.ok()) return fail(auth_or.status().WithContext("auth"));
   std::unique_ptr<auth::AuthService> auth = std::move(*auth_or);
   if (const std::string& email = config->GetString("bootstrap_admin_email"); !email.empty()) {

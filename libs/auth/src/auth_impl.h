@@ -10,6 +10,7 @@
 
 #include "atrium/auth/auth_service.h"
 #include "atrium/auth/crypto.h"
+#include "atrium/store/redis_client.h"
 
 namespace atrium::auth {
 
@@ -24,8 +25,12 @@ Status ValidateEmail(std::string_view email);
 // re-read fails the check fails (Unavailable) instead of trusting a stale list. Thread-safe.
 class RevocationList {
  public:
-  RevocationList(IdentityStore& store, Env& env, std::chrono::milliseconds sync_interval)
-      : store_(store), env_(env), sync_interval_(sync_interval) {}
+  // With `redis`, every entry is also written to Redis and every check asks Redis too, so a
+  // revocation on one node takes effect on all nodes at once (not after the next re-read);
+  // Redis being unreachable fails the check (Unavailable).
+  RevocationList(IdentityStore& store, Env& env, std::chrono::milliseconds sync_interval,
+                 std::shared_ptr<store::RedisClient> redis = nullptr)
+      : store_(store), env_(env), sync_interval_(sync_interval), redis_(std::move(redis)) {}
   Result<bool> IsRevoked(const std::string& jti, const std::string& user_id,
                          int64_t issued_at_micros);
   // Writes the entry to the database, then to memory (so it takes effect at once on this node).
@@ -39,7 +44,8 @@ class RevocationList {
   IdentityStore& store_;
   Env& env_;
   std::chrono::milliseconds sync_interval_;
-  std::mutex sync_mu_;  // one re-read at a time
+  std::shared_ptr<store::RedisClient> redis_;  // null: database + memory only
+  std::mutex sync_mu_;                         // one re-read at a time
   std::mutex mu_;
   std::unordered_map<std::string, Revocation> entries_;  // guarded by mu_
   int64_t synced_from_ = 0;                              // guarded by mu_ (and sync_mu_)
@@ -52,7 +58,8 @@ class AuthService::Impl {
  public:
   Impl(AuthOptions options, store::Database& db, Env& env, JwtCodec jwt,
        std::shared_ptr<AuditSink> audit, std::shared_ptr<RateLimiter> limiter,
-       std::shared_ptr<spdlog::logger> log, std::optional<SecretBox> box);
+       std::shared_ptr<spdlog::logger> log, std::optional<SecretBox> box,
+       std::shared_ptr<store::RedisClient> redis);
 
   Result<Principal> Authenticate(const http::Request& req);
   // Records an audit event; failures are logged, never returned (the request already happened).

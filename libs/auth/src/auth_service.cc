@@ -92,13 +92,33 @@ Result<AuthOptions> AuthOptionsFromConfig(const Config& c, const std::string& ma
 // ---------------------------------------------------------------------------------------------
 // Revocation list
 
+namespace {
+constexpr std::string_view kRedisRevocationPrefix = "atrium:revoked:";
+}  // namespace
+
 Result<bool> RevocationList::IsRevoked(const std::string& jti, const std::string& user_id,
                                        int64_t issued_at_micros) {
   RETURN_IF_ERROR(SyncIfDue());
-  std::lock_guard lock(mu_);
-  if (entries_.count("jti:" + jti)) return true;
-  auto it = entries_.find("user:" + user_id);
-  return it != entries_.end() && issued_at_micros < it->second.not_before;
+  {
+    std::lock_guard lock(mu_);
+    if (entries_.count("jti:" + jti)) return true;
+    auto it = entries_.find("user:" + user_id);
+    if (it != entries_.end() && issued_at_micros < it->second.not_before) return true;
+  }
+  if (!redis_) return false;
+  std::string prefix(kRedisRevocationPrefix);
+  auto r = redis_->Command({"MGET", prefix + "jti:" + jti, prefix + "user:" + user_id});
+  if (!r.ok() || r->elements.size() != 2) {
+    return Unavailable("the revocation list cannot be checked: " +
+                       (r.ok() ? std::string("unexpected reply") : r.status().message()));
+  }
+  if (r->elements[0].type != store::RedisReply::Type::kNil) return true;
+  const auto& user = r->elements[1];
+  if (user.type == store::RedisReply::Type::kString) {
+    int64_t not_before = std::strtoll(user.str.c_str(), nullptr, 10);
+    if (issued_at_micros < not_before) return true;
+  }
+  return false;
 }
 
 int64_t RevocationList::UserNotBefore(const std::string& user_id) {
@@ -109,8 +129,18 @@ int64_t RevocationList::UserNotBefore(const std::string& user_id) {
 
 Status RevocationList::Revoke(Revocation r) {
   RETURN_IF_ERROR(store_.PutRevocation(r));
-  std::lock_guard lock(mu_);
-  entries_[r.id] = r;
+  {
+    std::lock_guard lock(mu_);
+    entries_[r.id] = r;
+  }
+  if (redis_) {
+    // Expires with the entry; the database copy reaches other nodes anyway within sync_interval.
+    int64_t expires_ms = std::max<int64_t>(r.expires_at / 1000, env_.NowMicros() / 1000 + 1);
+    auto set = redis_->Command({"SET", std::string(kRedisRevocationPrefix) + r.id,
+                                std::to_string(r.not_before), "PXAT", std::to_string(expires_ms)});
+    if (!set.ok())
+      return Unavailable("revocation not shared with redis: " + set.status().message());
+  }
   return Status::Ok();
 }
 
@@ -174,13 +204,14 @@ std::optional<Credential> ExtractCredential(const http::Request& req) {
 
 AuthService::Impl::Impl(AuthOptions o, store::Database& db, Env& e, JwtCodec j,
                         std::shared_ptr<AuditSink> a, std::shared_ptr<RateLimiter> l,
-                        std::shared_ptr<spdlog::logger> lg, std::optional<SecretBox> b)
+                        std::shared_ptr<spdlog::logger> lg, std::optional<SecretBox> b,
+                        std::shared_ptr<store::RedisClient> redis)
     : options(std::move(o)),
       env(e),
       store(db),
       jwt(std::move(j)),
       hasher(options.password_cost),
-      revocations(store, e, options.revocation_sync),
+      revocations(store, e, options.revocation_sync, std::move(redis)),
       audit(std::move(a)),
       limiter(std::move(l)),
       log(std::move(lg)),
@@ -336,10 +367,10 @@ class AuthMiddleware : public http::Middleware {
 AuthService::AuthService(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 AuthService::~AuthService() = default;
 
-Result<std::unique_ptr<AuthService>> AuthService::Create(AuthOptions options, store::Database& db,
-                                                         Env& env, std::shared_ptr<AuditSink> audit,
-                                                         std::shared_ptr<RateLimiter> limiter,
-                                                         std::shared_ptr<spdlog::logger> log) {
+Result<std::unique_ptr<AuthService>> AuthService::Create(
+    AuthOptions options, store::Database& db, Env& env, std::shared_ptr<AuditSink> audit,
+    std::shared_ptr<RateLimiter> limiter, std::shared_ptr<spdlog::logger> log,
+    std::shared_ptr<store::RedisClient> redis) {
   std::optional<SecretBox> box;
   if (!options.master_key.empty()) {
     ASSIGN_OR_RETURN(auto b, SecretBox::FromKeyRing(options.master_key));
@@ -371,8 +402,9 @@ Result<std::unique_ptr<AuthService>> AuthService::Create(AuthOptions options, st
   ASSIGN_OR_RETURN(JwtCodec jwt, JwtCodec::Create(secret, options.issuer));
   if (!audit) audit = std::make_shared<SqlAuditSink>(db);
   if (!limiter) limiter = std::make_shared<InMemoryRateLimiter>();
-  auto impl = std::make_unique<Impl>(std::move(options), db, env, std::move(jwt), std::move(audit),
-                                     std::move(limiter), std::move(log), std::move(box));
+  auto impl =
+      std::make_unique<Impl>(std::move(options), db, env, std::move(jwt), std::move(audit),
+                             std::move(limiter), std::move(log), std::move(box), std::move(redis));
   impl->sql_audit = std::make_shared<SqlAuditSink>(db);
   return std::unique_ptr<AuthService>(new AuthService(std::move(impl)));
 }
@@ -387,6 +419,12 @@ std::shared_ptr<http::Middleware> AuthService::rate_limit_middleware() {
 
 Result<Principal> AuthService::Authenticate(const http::Request& request) {
   return impl_->Authenticate(request);
+}
+
+Status AuthService::RevokeAccessToken(const std::string& jti, int64_t expires_at_micros) {
+  int64_t now = impl_->env.NowMicros();
+  return impl_->revocations.Revoke(Revocation{
+      .id = "jti:" + jti, .not_before = now, .expires_at = expires_at_micros, .created_at = now});
 }
 
 IdentityStore& AuthService::store() { return impl_->store; }

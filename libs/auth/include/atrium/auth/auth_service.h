@@ -45,6 +45,10 @@ namespace spdlog {
 class logger;
 }
 
+namespace atrium::store {
+class RedisClient;
+}
+
 namespace atrium::auth {
 
 struct AuthOptions {
@@ -79,12 +83,12 @@ class AuthService {
  public:
   // Loads or creates the JWT secret. `db` (migrated), `env` and the shared parts must outlive
   // the service; `audit` and `limiter` may be null (then a SqlAuditSink / InMemoryRateLimiter is
-  // made); `log` may be null.
-  static Result<std::unique_ptr<AuthService>> Create(AuthOptions options, store::Database& db,
-                                                     Env& env,
-                                                     std::shared_ptr<AuditSink> audit = nullptr,
-                                                     std::shared_ptr<RateLimiter> limiter = nullptr,
-                                                     std::shared_ptr<spdlog::logger> log = nullptr);
+  // made); `log` may be null; `redis` (scale-out) shares the revocation list across nodes.
+  static Result<std::unique_ptr<AuthService>> Create(
+      AuthOptions options, store::Database& db, Env& env,
+      std::shared_ptr<AuditSink> audit = nullptr, std::shared_ptr<RateLimiter> limiter = nullptr,
+      std::shared_ptr<spdlog::logger> log = nullptr,
+      std::shared_ptr<store::RedisClient> redis = nullptr);
   ~AuthService();
   AuthService(const AuthService&) = delete;
   AuthService& operator=(const AuthService&) = delete;
@@ -99,6 +103,9 @@ class AuthService {
   // Resolves the credentials of a request (no scope check). Unauthenticated (401) for missing or
   // invalid credentials, Unavailable (503) when revocation cannot be checked.
   Result<Principal> Authenticate(const http::Request& request);
+  // Revokes one access token (by its jti) until `expires_at_micros`, on every node: through the
+  // database and, when the service was given Redis, through Redis at once.
+  Status RevokeAccessToken(const std::string& jti, int64_t expires_at_micros);
 
   // Creates a user with its own workspace (admin tooling, bootstrap). Conflict when the email
   // exists.

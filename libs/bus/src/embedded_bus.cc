@@ -1,0 +1,985 @@
+// The embedded Bus (embedded_bus.h).
+//
+// Each topic keeps a ring of the last 2^ring_pow records (shared pointers to immutable records, so
+// fan-out never copies payloads) and, when durable, a Wal. Publishing assigns offsets under the
+// topic's mutex and queues the records to the WAL in offset order; the records become visible to
+// readers (`committed_end`) only when the WAL has met the durability policy, so no reader ever
+// sees a record that a crash could take back (sync topics). Readers behind the ring read the WAL.
+// Waiting readers sleep on one condition variable per bus, woken when any topic commits.
+#include "atrium/bus/embedded_bus.h"
+
+#include <algorithm>
+#include <condition_variable>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <set>
+
+#include "atrium/bus/wal.h"
+
+namespace atrium::bus {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+constexpr char kTopicMetaFile[] = "topic.meta";
+constexpr size_t kReadBatch = 256;
+
+std::vector<double> BatchSizeBuckets() {
+  return {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096};
+}
+std::vector<double> FlushBuckets() {
+  return {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1};
+}
+
+struct BusMetrics {
+  CounterFamily* publish_total = nullptr;
+  CounterFamily* drop_total = nullptr;
+  GaugeFamily* backlog_lag = nullptr;
+  GaugeFamily* wal_bytes = nullptr;
+  HistogramFamily* wal_flush = nullptr;
+  HistogramFamily* batch_size = nullptr;
+  HistogramFamily* batch_flush = nullptr;
+  GaugeFamily* ring_used = nullptr;
+  CounterFamily* redelivery_total = nullptr;
+  GaugeFamily* consumer_position = nullptr;
+
+  explicit BusMetrics(MetricsRegistry* r) {
+    if (!r) return;
+    publish_total = &r->Counter("bus_publish_total", "Records published", {"topic"});
+    drop_total = &r->Counter("bus_drop_total", "Records overwritten before a subscriber read them",
+                             {"topic"});
+    backlog_lag = &r->Gauge("bus_backlog_lag", "Records not yet acknowledged by a consumer",
+                            {"topic", "consumer"});
+    wal_bytes = &r->Gauge("bus_wal_bytes", "Bytes in the topic's WAL segments", {"topic"});
+    wal_flush = &r->Histogram("bus_wal_flush_duration_seconds", "fdatasync duration", {"topic"},
+                              FlushBuckets());
+    batch_size = &r->Histogram("bus_batch_size", "Records per WAL write batch", {"topic"},
+                               BatchSizeBuckets());
+    batch_flush =
+        &r->Histogram("bus_batch_flush_duration_seconds", "Write and sync duration of a WAL batch",
+                      {"topic"}, FlushBuckets());
+    ring_used = &r->Gauge("bus_ring_used", "Records held in the topic's ring", {"topic"});
+    redelivery_total = &r->Counter("bus_redelivery_total", "Redeliveries after an ack timeout",
+                                   {"topic", "consumer"});
+    consumer_position = &r->Gauge("bus_consumer_position",
+                                  "Offset below which a consumer has acknowledged everything",
+                                  {"topic", "consumer"});
+  }
+};
+
+std::string EncodeTopicMeta(const TopicOptions& o) {
+  std::string s;
+  auto kv = [&](std::string_view k, const std::string& v) {
+    s.append(k).append("=").append(v).append("\n");
+  };
+  kv("durability", std::string(DurabilityName(o.durability)));
+  kv("interval_ms", std::to_string(o.interval.count()));
+  kv("ring_pow", std::to_string(o.ring_pow));
+  kv("retention_max_bytes", std::to_string(o.retention.max_bytes));
+  kv("retention_max_age_s", std::to_string(o.retention.max_age.count()));
+  kv("segment_bytes", std::to_string(o.segment_bytes));
+  kv("max_batch_size", std::to_string(o.max_batch_size));
+  kv("max_batch_bytes", std::to_string(o.max_batch_bytes));
+  return s;
+}
+
+Result<TopicOptions> DecodeTopicMeta(std::string_view text, const std::string& path) {
+  TopicOptions o;
+  while (!text.empty()) {
+    size_t nl = text.find('\n');
+    std::string_view line = text.substr(0, nl);
+    text = nl == std::string_view::npos ? std::string_view() : text.substr(nl + 1);
+    if (line.empty()) continue;
+    size_t eq = line.find('=');
+    if (eq == std::string_view::npos) return Internal("malformed line in " + path);
+    std::string_view k = line.substr(0, eq);
+    std::string v(line.substr(eq + 1));
+    if (k == "durability") {
+      ASSIGN_OR_RETURN(o.durability, ParseDurability(v));
+      continue;
+    }
+    uint64_t n = 0;
+    try {
+      n = std::stoull(v);
+    } catch (...) {
+      return Internal("malformed number for " + std::string(k) + " in " + path);
+    }
+    if (k == "interval_ms") o.interval = std::chrono::milliseconds(n);
+    if (k == "ring_pow") o.ring_pow = static_cast<int>(n);
+    if (k == "retention_max_bytes") o.retention.max_bytes = n;
+    if (k == "retention_max_age_s") o.retention.max_age = std::chrono::seconds(n);
+    if (k == "segment_bytes") o.segment_bytes = n;
+    if (k == "max_batch_size") o.max_batch_size = n;
+    if (k == "max_batch_bytes") o.max_batch_bytes = n;
+  }
+  return o;
+}
+
+bool IsValidConsumerName(std::string_view n) {
+  if (n.empty() || n.size() > 100) return false;
+  for (char c : n) {
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+          c == '-')) {
+      return false;
+    }
+  }
+  return true;
+}
+
+class BusCore;
+
+class Topic {
+ public:
+  Topic(std::string name, TopicOptions options, std::shared_ptr<Wal> wal, const BusMetrics& m)
+      : name_(std::make_shared<const std::string>(std::move(name))),
+        options_(options),
+        wal_(std::move(wal)),
+        ring_(size_t{1} << options.ring_pow),
+        mask_((uint64_t{1} << options.ring_pow) - 1) {
+    if (wal_) ring_start_ = next_offset_ = committed_end_ = wal_->next_offset();
+    if (m.publish_total) publish_total_ = &m.publish_total->WithLabels({*name_});
+    if (m.drop_total) drop_total_ = &m.drop_total->WithLabels({*name_});
+    if (m.ring_used) ring_used_ = &m.ring_used->WithLabels({*name_});
+  }
+
+  const std::shared_ptr<const std::string>& name() const { return name_; }
+  const TopicOptions& options() const { return options_; }
+  const std::shared_ptr<Wal>& wal() const { return wal_; }
+
+  void Publish(BusCore& core, Env& env, std::vector<Message> messages, PublishCallback done);
+
+  // Reader registration (memory topics with block/error overflow track reader positions).
+  bool TracksReaders() const { return !wal_ && options_.overflow != OverflowPolicy::kDropOldest; }
+  void SetReaderPosition(uint64_t id, uint64_t pos) {
+    if (!TracksReaders()) return;
+    std::lock_guard<std::mutex> lock(mu_);
+    reader_positions_[id] = pos;
+    if (paused_) space_cv_.notify_all();
+  }
+  void RemoveReader(uint64_t id) {
+    if (!TracksReaders()) return;
+    std::lock_guard<std::mutex> lock(mu_);
+    reader_positions_.erase(id);
+    space_cv_.notify_all();
+  }
+  void Close() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      closed_ = true;
+    }
+    space_cv_.notify_all();
+    if (wal_) wal_->Close();
+  }
+
+  uint64_t FirstAvailable() {
+    if (wal_) return wal_->first_offset();
+    std::lock_guard<std::mutex> lock(mu_);
+    return EarliestInRing();
+  }
+  uint64_t CommittedEnd() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return committed_end_;
+  }
+  uint64_t NextOffset() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return next_offset_;
+  }
+  Status Health() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return failed_;
+  }
+
+  // What a reader at `cursor` can get without blocking.
+  struct Fetch {
+    std::vector<RecordPtr> records;  // from the ring
+    bool need_wal = false;           // cursor is behind the ring of a durable topic
+    uint64_t ring_earliest = 0;
+    std::optional<uint64_t> lagged_to;  // memory topic overwrote cursor
+  };
+  Fetch FetchFrom(uint64_t cursor, size_t max) {
+    Fetch f;
+    std::lock_guard<std::mutex> lock(mu_);
+    if (cursor >= committed_end_) return f;
+    uint64_t earliest = EarliestInRing();
+    // A WAL reader must stop at committed_end_ too: past it the WAL may hold records that are
+    // written but not yet durable (more uncommitted records than the ring holds).
+    f.ring_earliest = std::min(earliest, committed_end_);
+    if (cursor < earliest) {
+      if (wal_) {
+        f.need_wal = true;
+      } else {
+        f.lagged_to = earliest;
+        if (drop_total_) drop_total_->Inc(earliest - cursor);
+      }
+      return f;
+    }
+    for (uint64_t o = cursor; o < committed_end_ && f.records.size() < max; ++o) {
+      f.records.push_back(ring_[o & mask_]);
+    }
+    return f;
+  }
+
+  void Committed(uint64_t end) {
+    std::lock_guard<std::mutex> lock(mu_);
+    committed_end_ = std::max(committed_end_, end);
+  }
+  void Fail(const Status& s) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (failed_.ok()) failed_ = s;
+  }
+
+ private:
+  uint64_t EarliestInRing() const {  // requires mu_
+    uint64_t cap = mask_ + 1;
+    return next_offset_ > cap ? std::max(ring_start_, next_offset_ - cap) : ring_start_;
+  }
+  uint64_t UsedLocked() const {  // requires mu_
+    uint64_t min_pos = next_offset_;
+    for (const auto& [id, pos] : reader_positions_) min_pos = std::min(min_pos, pos);
+    return next_offset_ - min_pos;
+  }
+
+  const std::shared_ptr<const std::string> name_;
+  const TopicOptions options_;
+  const std::shared_ptr<Wal> wal_;
+
+  std::mutex mu_;
+  std::condition_variable space_cv_;  // block policy: readers advanced
+  std::vector<RecordPtr> ring_;       // guarded by mu_
+  const uint64_t mask_;
+  uint64_t ring_start_ = 0;     // guarded by mu_: first offset published in this process
+  uint64_t next_offset_ = 0;    // guarded by mu_
+  uint64_t committed_end_ = 0;  // guarded by mu_: records below are visible to readers
+  Status failed_;               // guarded by mu_
+  bool paused_ = false;         // guarded by mu_
+  bool closed_ = false;         // guarded by mu_
+  std::map<uint64_t, uint64_t> reader_positions_;  // guarded by mu_
+
+  Counter* publish_total_ = nullptr;
+  Counter* drop_total_ = nullptr;
+  Gauge* ring_used_ = nullptr;
+};
+
+struct ReplySlot {
+  std::mutex mu;
+  std::condition_variable cv;
+  RecordPtr reply;  // guarded by mu
+};
+
+class BusCore : public std::enable_shared_from_this<BusCore> {
+ public:
+  BusCore(Env& env, EmbeddedBusOptions options)
+      : env_(env), options_(std::move(options)), metrics_(options_.metrics) {}
+
+  Env& env() { return env_; }
+  const BusMetrics& metrics() const { return metrics_; }
+  const EmbeddedBusOptions& options() const { return options_; }
+
+  Status LoadTopics() {
+    if (options_.data_dir.empty()) return Status::Ok();
+    std::string topics_dir = JoinPath(options_.data_dir, "topics");
+    RETURN_IF_ERROR(env_.CreateDirs(topics_dir));
+    RETURN_IF_ERROR(env_.CreateDirs(JoinPath(options_.data_dir, "consumers")));
+    ASSIGN_OR_RETURN(auto names, env_.ListDir(topics_dir));
+    std::sort(names.begin(), names.end());
+    for (const auto& name : names) {
+      std::string meta_path = JoinPath(JoinPath(topics_dir, name), kTopicMetaFile);
+      if (!IsValidTopicName(name) || !env_.FileExists(meta_path)) continue;
+      ASSIGN_OR_RETURN(std::string text, env_.ReadFile(meta_path));
+      ASSIGN_OR_RETURN(TopicOptions o, DecodeTopicMeta(text, meta_path));
+      RETURN_IF_ERROR(o.Validate().WithContext(meta_path));
+      RETURN_IF_ERROR(OpenTopic(name, o));
+    }
+    return Status::Ok();
+  }
+
+  Status CreateTopic(std::string_view name, const TopicOptions& o) {
+    if (!IsValidTopicName(name)) {
+      return InvalidArgument("invalid topic name \"" + std::string(name) + "\"");
+    }
+    RETURN_IF_ERROR(o.Validate());
+    std::lock_guard<std::mutex> lock(create_mu_);
+    if (auto t = FindTopic(name)) {
+      if (t->options().durability != o.durability) {
+        return Conflict("topic " + std::string(name) + " exists with durability " +
+                        std::string(DurabilityName(t->options().durability)));
+      }
+      return Status::Ok();
+    }
+    if (o.durability != Durability::kMemory) {
+      if (options_.data_dir.empty()) {
+        return InvalidArgument("durable topic " + std::string(name) + " needs a bus data_dir");
+      }
+      std::string dir = TopicDir(name);
+      RETURN_IF_ERROR(env_.CreateDirs(dir));
+      RETURN_IF_ERROR(WriteFileAtomic(env_, JoinPath(dir, kTopicMetaFile), EncodeTopicMeta(o)));
+    }
+    return OpenTopic(std::string(name), o);
+  }
+
+  std::shared_ptr<Topic> FindTopic(std::string_view name) {
+    std::lock_guard<std::mutex> lock(topics_mu_);
+    auto it = topics_.find(name);
+    return it == topics_.end() ? nullptr : it->second;
+  }
+
+  std::vector<std::shared_ptr<Topic>> MatchingTopics(std::string_view pattern, uint64_t* gen) {
+    std::vector<std::shared_ptr<Topic>> out;
+    std::lock_guard<std::mutex> lock(topics_mu_);
+    for (const auto& [name, t] : topics_) {
+      if (TopicMatches(pattern, name)) out.push_back(t);
+    }
+    *gen = topics_gen_;
+    return out;
+  }
+  uint64_t TopicsGeneration() {
+    std::lock_guard<std::mutex> lock(topics_mu_);
+    return topics_gen_;
+  }
+  std::vector<std::string> TopicNames() {
+    std::lock_guard<std::mutex> lock(topics_mu_);
+    std::vector<std::string> out;
+    for (const auto& [name, t] : topics_) out.push_back(name);
+    return out;
+  }
+
+  // Wakes every waiting reader.
+  void Notify() {
+    {
+      std::lock_guard<std::mutex> lock(notify_mu_);
+      ++notify_gen_;
+    }
+    notify_cv_.notify_all();
+  }
+  uint64_t NotifyGeneration() {
+    std::lock_guard<std::mutex> lock(notify_mu_);
+    return notify_gen_;
+  }
+  // Waits until Notify() after `gen`, `until`, or shutdown. False on timeout.
+  bool WaitForChange(uint64_t gen, Clock::time_point until) {
+    std::unique_lock<std::mutex> lock(notify_mu_);
+    return notify_cv_.wait_until(lock, until, [&] { return notify_gen_ != gen || closed_; });
+  }
+  bool closed() {
+    std::lock_guard<std::mutex> lock(notify_mu_);
+    return closed_;
+  }
+
+  void Shutdown() {
+    std::vector<std::shared_ptr<Topic>> topics;
+    {
+      std::lock_guard<std::mutex> lock(topics_mu_);
+      for (auto& [n, t] : topics_) topics.push_back(t);
+    }
+    {
+      std::lock_guard<std::mutex> lock(notify_mu_);
+      closed_ = true;
+    }
+    notify_cv_.notify_all();
+    for (auto& t : topics) t->Close();
+    std::lock_guard<std::mutex> lock(req_mu_);
+    pending_requests_.clear();
+  }
+
+  uint64_t NewReaderId() { return next_reader_id_.fetch_add(1) + 1; }
+
+  Status ClaimConsumer(const std::string& name) {
+    std::lock_guard<std::mutex> lock(consumers_mu_);
+    if (!open_consumers_.insert(name).second) {
+      return Conflict("consumer " + name + " is already open");
+    }
+    return Status::Ok();
+  }
+  void ReleaseConsumer(const std::string& name) {
+    std::lock_guard<std::mutex> lock(consumers_mu_);
+    open_consumers_.erase(name);
+  }
+
+  std::string ConsumerPath(const std::string& name) const {
+    return JoinPath(JoinPath(options_.data_dir, "consumers"), name + ".pos");
+  }
+
+  std::shared_ptr<ReplySlot> AddRequest(const std::string& id) {
+    auto slot = std::make_shared<ReplySlot>();
+    std::lock_guard<std::mutex> lock(req_mu_);
+    pending_requests_[id] = slot;
+    return slot;
+  }
+  void RemoveRequest(const std::string& id) {
+    std::lock_guard<std::mutex> lock(req_mu_);
+    pending_requests_.erase(id);
+  }
+  std::shared_ptr<ReplySlot> FindRequest(const std::string& id) {
+    std::lock_guard<std::mutex> lock(req_mu_);
+    auto it = pending_requests_.find(id);
+    return it == pending_requests_.end() ? nullptr : it->second;
+  }
+
+ private:
+  std::string TopicDir(std::string_view name) const {
+    return JoinPath(JoinPath(options_.data_dir, "topics"), name);
+  }
+
+  Status OpenTopic(std::string name, const TopicOptions& o) {
+    std::shared_ptr<Wal> wal;
+    if (o.durability != Durability::kMemory) {
+      WalMetrics wm;
+      if (metrics_.wal_bytes) wm.wal_bytes = &metrics_.wal_bytes->WithLabels({name});
+      if (metrics_.wal_flush) wm.flush_duration = &metrics_.wal_flush->WithLabels({name});
+      if (metrics_.batch_size) wm.batch_size = &metrics_.batch_size->WithLabels({name});
+      if (metrics_.batch_flush) wm.batch_flush_duration = &metrics_.batch_flush->WithLabels({name});
+      auto opened = Wal::Open(env_, TopicDir(name), WalOptions::FromTopic(o, options_.repair), wm);
+      if (!opened.ok()) return opened.status().WithContext("topic " + name);
+      wal = std::move(opened).value();
+    }
+    auto topic = std::make_shared<Topic>(name, o, std::move(wal), metrics_);
+    {
+      std::lock_guard<std::mutex> lock(topics_mu_);
+      topics_.emplace(std::move(name), std::move(topic));
+      ++topics_gen_;
+    }
+    Notify();
+    return Status::Ok();
+  }
+
+  Env& env_;
+  const EmbeddedBusOptions options_;
+  const BusMetrics metrics_;
+
+  std::mutex create_mu_;  // serialises CreateTopic
+  std::mutex topics_mu_;
+  std::map<std::string, std::shared_ptr<Topic>, std::less<>> topics_;  // guarded by topics_mu_
+  uint64_t topics_gen_ = 0;                                            // guarded by topics_mu_
+
+  std::mutex notify_mu_;
+  std::condition_variable notify_cv_;
+  uint64_t notify_gen_ = 0;  // guarded by notify_mu_
+  bool closed_ = false;      // guarded by notify_mu_
+
+  std::atomic<uint64_t> next_reader_id_{0};
+
+  std::mutex consumers_mu_;
+  std::set<std::string> open_consumers_;  // guarded by consumers_mu_
+
+  std::mutex req_mu_;
+  std::map<std::string, std::shared_ptr<ReplySlot>> pending_requests_;  // guarded by req_mu_
+};
+
+void Topic::Publish(BusCore& core, Env& env, std::vector<Message> messages, PublishCallback done) {
+  const uint64_t n = messages.size();
+  const uint64_t cap = mask_ + 1;
+  std::unique_lock<std::mutex> lock(mu_);
+  auto fail = [&](Status s) {
+    lock.unlock();
+    done(std::move(s));
+  };
+  if (!failed_.ok())
+    return fail(Unavailable("topic " + *name_ + " is unavailable: " + failed_.message()));
+  if (closed_) return fail(Unavailable("bus is closed"));
+  if (n > cap) return fail(InvalidArgument("batch larger than the topic's ring"));
+  if (TracksReaders() && !reader_positions_.empty()) {
+    if (options_.overflow == OverflowPolicy::kError) {
+      if (UsedLocked() + n > cap) {
+        return fail(ResourceExhausted("topic " + *name_ + " is full (a subscriber is behind)"));
+      }
+    } else if (paused_ || UsedLocked() + n > static_cast<uint64_t>(options_.pause_hi * cap)) {
+      paused_ = true;
+      const auto resume = static_cast<uint64_t>(options_.resume_lo * cap);
+      space_cv_.wait(lock, [&] {
+        return closed_ || reader_positions_.empty() ||
+               (UsedLocked() <= resume && UsedLocked() + n <= cap);
+      });
+      paused_ = false;
+      if (closed_) return fail(Unavailable("bus is closed"));
+    }
+  }
+  const int64_t now_ns = env.NowMicros() * 1000;
+  OffsetRange range{next_offset_, n};
+  std::vector<RecordPtr> records;
+  if (wal_) records.reserve(n);
+  for (auto& m : messages) {
+    auto r = std::make_shared<Record>();
+    r->offset = next_offset_++;
+    r->timestamp_ns = now_ns;
+    r->key = std::move(m.key);
+    r->headers = std::move(m.headers);
+    r->payload = std::move(m.payload);
+    ring_[r->offset & mask_] = r;
+    if (wal_) records.push_back(std::move(r));
+  }
+  if (publish_total_) publish_total_->Inc(n);
+  if (ring_used_) {
+    ring_used_->Set(static_cast<double>(std::min<uint64_t>(next_offset_ - ring_start_, cap)));
+  }
+  if (!wal_) {
+    committed_end_ = next_offset_;
+    lock.unlock();
+    core.Notify();
+    done(range);
+    return;
+  }
+  // Queued while holding mu_, so the WAL receives batches in offset order.
+  std::weak_ptr<BusCore> weak_core = core.weak_from_this();
+  auto shared_done = std::make_shared<PublishCallback>(std::move(done));
+  Status s = wal_->Append(std::move(records), [this, weak_core, range, shared_done](Status st) {
+    if (st.ok()) {
+      Committed(range.first + range.count);
+      if (auto c = weak_core.lock()) c->Notify();
+      (*shared_done)(range);
+    } else {
+      Fail(st);
+      (*shared_done)(Unavailable("topic " + *name_ + ": " + st.message()));
+    }
+  });
+  if (!s.ok()) {
+    if (failed_.ok()) failed_ = s;
+    lock.unlock();
+    (*shared_done)(Unavailable("topic " + *name_ + ": " + s.message()));
+  }
+}
+
+// Reads one topic from a cursor: ring first, then the WAL. Not thread-safe.
+class TopicReader {
+ public:
+  TopicReader(std::shared_ptr<BusCore> core, std::shared_ptr<Topic> topic, uint64_t cursor,
+              std::optional<int64_t> min_ts)
+      : core_(std::move(core)),
+        topic_(std::move(topic)),
+        id_(core_->NewReaderId()),
+        cursor_(cursor),
+        min_ts_(min_ts) {
+    topic_->SetReaderPosition(id_, cursor_);
+  }
+  ~TopicReader() { topic_->RemoveReader(id_); }
+
+  const std::shared_ptr<Topic>& topic() const { return topic_; }
+  // The offset of the next record this reader would deliver.
+  uint64_t position() const { return buffer_.empty() ? cursor_ : buffer_.front()->offset; }
+
+  // The next event, or nullopt when the reader has caught up.
+  Result<std::optional<Delivery>> Poll(const Filter& filter) {
+    while (true) {
+      while (!buffer_.empty()) {
+        RecordPtr r = std::move(buffer_.front());
+        buffer_.pop_front();
+        if (min_ts_) {
+          if (r->timestamp_ns < *min_ts_) continue;
+          min_ts_.reset();
+        }
+        if (!filter.Matches(*r)) continue;
+        Delivery d;
+        d.topic = topic_->name();
+        d.record = std::move(r);
+        return std::optional<Delivery>(std::move(d));
+      }
+      Topic::Fetch f = topic_->FetchFrom(cursor_, kReadBatch);
+      if (f.lagged_to) {
+        cursor_ = *f.lagged_to;
+        topic_->SetReaderPosition(id_, cursor_);
+        Delivery d{Delivery::Kind::kLagged, topic_->name(), nullptr, cursor_};
+        return std::optional<Delivery>(std::move(d));
+      }
+      if (f.need_wal) {
+        if (!wal_cursor_ || wal_cursor_->position() != cursor_) {
+          wal_cursor_ = std::make_unique<WalCursor>(topic_->wal(), cursor_);
+        }
+        ASSIGN_OR_RETURN(WalReadResult r, wal_cursor_->Read(kReadBatch, f.ring_earliest));
+        if (r.truncated_to) {
+          cursor_ = *r.truncated_to;
+          Delivery d{Delivery::Kind::kTruncated, topic_->name(), nullptr, cursor_};
+          return std::optional<Delivery>(std::move(d));
+        }
+        uint64_t before = cursor_;
+        for (auto& rec : r.records) buffer_.push_back(std::move(rec));
+        cursor_ = std::max(cursor_, wal_cursor_->position());
+        // No progress: nothing readable yet. Never skip ahead silently; retry on the next wakeup.
+        if (cursor_ == before && buffer_.empty()) return std::optional<Delivery>();
+        continue;
+      }
+      if (f.records.empty()) return std::optional<Delivery>();
+      cursor_ = f.records.back()->offset + 1;
+      for (auto& rec : f.records) buffer_.push_back(std::move(rec));
+      topic_->SetReaderPosition(id_, cursor_);
+    }
+  }
+
+ private:
+  std::shared_ptr<BusCore> core_;
+  std::shared_ptr<Topic> topic_;
+  const uint64_t id_;
+  uint64_t cursor_;                // next offset to fetch
+  std::optional<int64_t> min_ts_;  // StartPosition::kTime: skip older records
+  std::deque<RecordPtr> buffer_;   // fetched, not yet delivered
+  std::unique_ptr<WalCursor> wal_cursor_;
+};
+
+std::unique_ptr<TopicReader> NewReader(const std::shared_ptr<BusCore>& core,
+                                       const std::shared_ptr<Topic>& topic, StartPosition start) {
+  uint64_t cursor = 0;
+  std::optional<int64_t> min_ts;
+  switch (start.kind) {
+    case StartPosition::Kind::kEarliest:
+      cursor = topic->FirstAvailable();
+      break;
+    case StartPosition::Kind::kLatest:
+      cursor = topic->CommittedEnd();
+      break;
+    case StartPosition::Kind::kOffset:
+      cursor = start.offset;
+      break;
+    case StartPosition::Kind::kTime:
+      cursor = topic->FirstAvailable();
+      min_ts = start.timestamp_ns;
+      break;
+  }
+  return std::make_unique<TopicReader>(core, topic, cursor, min_ts);
+}
+
+class EmbeddedSubscription final : public Subscription {
+ public:
+  EmbeddedSubscription(std::shared_ptr<BusCore> core, SubscribeOptions options)
+      : core_(std::move(core)), options_(std::move(options)) {
+    for (auto& t : core_->MatchingTopics(options_.pattern, &topics_gen_)) {
+      readers_.push_back(NewReader(core_, t, options_.start));
+    }
+  }
+
+  Result<Delivery> Next(std::chrono::milliseconds timeout) override {
+    const auto until = Clock::now() + timeout;
+    while (true) {
+      if (closed_ || core_->closed()) return Cancelled("subscription closed");
+      uint64_t gen = core_->NotifyGeneration();
+      if (core_->TopicsGeneration() != topics_gen_) AddNewTopics();
+      for (size_t i = 0; i < readers_.size(); ++i) {
+        size_t k = (next_reader_ + i) % readers_.size();
+        ASSIGN_OR_RETURN(std::optional<Delivery> d, readers_[k]->Poll(options_.filter));
+        if (d) {
+          next_reader_ = k + 1;
+          return std::move(*d);
+        }
+      }
+      if (!core_->WaitForChange(gen, until)) {
+        return DeadlineExceeded("no record on " + options_.pattern);
+      }
+    }
+  }
+
+  void Close() override {
+    closed_ = true;
+    readers_.clear();
+  }
+
+ private:
+  void AddNewTopics() {
+    auto topics = core_->MatchingTopics(options_.pattern, &topics_gen_);
+    for (auto& t : topics) {
+      bool known = std::any_of(readers_.begin(), readers_.end(),
+                               [&](const auto& r) { return r->topic() == t; });
+      // Topics created after the subscription are read from their beginning.
+      if (!known) readers_.push_back(NewReader(core_, t, StartPosition::Earliest()));
+    }
+  }
+
+  std::shared_ptr<BusCore> core_;
+  SubscribeOptions options_;
+  uint64_t topics_gen_ = 0;
+  std::vector<std::unique_ptr<TopicReader>> readers_;
+  size_t next_reader_ = 0;
+  bool closed_ = false;
+};
+
+class EmbeddedBus;
+
+class EmbeddedConsumer final : public Consumer {
+ public:
+  EmbeddedConsumer(std::shared_ptr<BusCore> core, Bus& bus, ConsumerOptions options,
+                   std::shared_ptr<Topic> topic, StartPosition start)
+      : core_(std::move(core)),
+        bus_(bus),
+        options_(std::move(options)),
+        reader_(NewReader(core_, topic, start)) {
+    const BusMetrics& m = core_->metrics();
+    if (m.backlog_lag) lag_ = &m.backlog_lag->WithLabels({options_.topic, options_.name});
+    if (m.consumer_position) {
+      position_ = &m.consumer_position->WithLabels({options_.topic, options_.name});
+    }
+    if (m.redelivery_total) {
+      redelivery_ = &m.redelivery_total->WithLabels({options_.topic, options_.name});
+    }
+    persisted_ = start.kind == StartPosition::Kind::kOffset ? start.offset : UINT64_MAX;
+    UpdateMetrics();
+  }
+  ~EmbeddedConsumer() override { Close(); }
+
+  Result<Delivery> Next(std::chrono::milliseconds timeout) override {
+    const auto until = Clock::now() + timeout;
+    Env& env = core_->env();
+    while (true) {
+      if (closed_ || core_->closed()) return Cancelled("consumer closed");
+      uint64_t gen = core_->NotifyGeneration();
+      auto now = env.SteadyNow();
+      for (auto it = in_flight_.begin(); it != in_flight_.end();) {
+        if (it->second.deadline > now) {
+          ++it;
+          continue;
+        }
+        if (it->second.count >= options_.max_deliver) {
+          RETURN_IF_ERROR(DeadLetter(it->second));
+          it = in_flight_.erase(it);
+          RETURN_IF_ERROR(PersistPosition());
+          continue;
+        }
+        ++it->second.count;
+        it->second.deadline = now + options_.ack_timeout;
+        if (redelivery_) redelivery_->Inc();
+        return MakeDelivery(it->second);
+      }
+      ASSIGN_OR_RETURN(std::optional<Delivery> d, reader_->Poll(options_.filter));
+      if (d) {
+        if (d->kind == Delivery::Kind::kRecord) {
+          auto& f = in_flight_[d->record->offset];
+          f.record = d->record;
+          f.deadline = now + options_.ack_timeout;
+          f.count = 1;
+        }
+        UpdateMetrics();
+        return std::move(*d);
+      }
+      UpdateMetrics();
+      auto wake = until;
+      for (const auto& [off, f] : in_flight_) {
+        // Ack deadlines are on env's clock; wait at most the remaining real time.
+        auto left = f.deadline - now;
+        wake = std::min(wake, Clock::now() + std::chrono::duration_cast<Clock::duration>(left));
+      }
+      if (!core_->WaitForChange(gen, wake) && Clock::now() >= until) {
+        return DeadlineExceeded("no record for consumer " + options_.name);
+      }
+    }
+  }
+
+  Status Ack(uint64_t offset) override {
+    if (in_flight_.erase(offset) == 0) {
+      return NotFound("offset " + std::to_string(offset) + " is not outstanding for consumer " +
+                      options_.name);
+    }
+    RETURN_IF_ERROR(PersistPosition());
+    UpdateMetrics();
+    return Status::Ok();
+  }
+
+  uint64_t AckedPosition() const override {
+    return in_flight_.empty() ? reader_->position() : in_flight_.begin()->first;
+  }
+
+  void Close() override {
+    if (closed_) return;
+    closed_ = true;
+    (void)PersistPosition();
+    core_->ReleaseConsumer(options_.name);
+  }
+
+ private:
+  struct InFlight {
+    RecordPtr record;
+    Clock::time_point deadline;
+    uint32_t count = 0;
+  };
+
+  Delivery MakeDelivery(const InFlight& f) const {
+    Delivery d;
+    d.topic = reader_->topic()->name();
+    d.record = f.record;
+    d.delivery_count = f.count;
+    return d;
+  }
+
+  Status DeadLetter(const InFlight& f) {
+    Message m;
+    m.key = f.record->key;
+    m.headers = f.record->headers;
+    m.headers.emplace_back("x-original-topic", options_.topic);
+    m.headers.emplace_back("x-original-offset", std::to_string(f.record->offset));
+    m.headers.emplace_back("x-deliveries", std::to_string(f.count));
+    m.payload = f.record->payload;
+    auto r = bus_.Publish(options_.dead_letter_topic, std::move(m));
+    return r.status().WithContext("dead-lettering for consumer " + options_.name);
+  }
+
+  Status PersistPosition() {
+    uint64_t pos = AckedPosition();
+    if (pos == persisted_ || core_->options().data_dir.empty()) return Status::Ok();
+    RETURN_IF_ERROR(WriteFileAtomic(core_->env(), core_->ConsumerPath(options_.name),
+                                    std::to_string(pos) + "\n"));
+    persisted_ = pos;
+    return Status::Ok();
+  }
+
+  void UpdateMetrics() {
+    uint64_t pos = AckedPosition();
+    if (position_) position_->Set(static_cast<double>(pos));
+    if (lag_) {
+      uint64_t end = reader_->topic()->CommittedEnd();
+      lag_->Set(static_cast<double>(end > pos ? end - pos : 0));
+    }
+  }
+
+  std::shared_ptr<BusCore> core_;
+  Bus& bus_;
+  ConsumerOptions options_;
+  std::unique_ptr<TopicReader> reader_;
+  std::map<uint64_t, InFlight> in_flight_;
+  uint64_t persisted_ = UINT64_MAX;
+  bool closed_ = false;
+  Gauge* lag_ = nullptr;
+  Gauge* position_ = nullptr;
+  Counter* redelivery_ = nullptr;
+};
+
+class EmbeddedBus final : public Bus {
+ public:
+  explicit EmbeddedBus(std::shared_ptr<BusCore> core) : core_(std::move(core)) {}
+  ~EmbeddedBus() override { core_->Shutdown(); }
+
+  Status CreateTopic(std::string_view name, const TopicOptions& options) override {
+    return core_->CreateTopic(name, options);
+  }
+
+  Result<TopicStats> GetTopicStats(std::string_view name) override {
+    auto t = core_->FindTopic(name);
+    if (!t) return NotFound("no topic " + std::string(name));
+    TopicStats s;
+    s.name = std::string(name);
+    s.options = t->options();
+    s.first_offset = t->FirstAvailable();
+    s.next_offset = t->NextOffset();
+    s.health = t->Health();
+    if (t->wal()) {
+      s.wal_bytes = t->wal()->total_bytes();
+      s.wal_segments = t->wal()->segment_count();
+      if (s.health.ok()) s.health = t->wal()->health();
+    }
+    return s;
+  }
+
+  std::vector<std::string> ListTopics() override { return core_->TopicNames(); }
+
+  void PublishBatchAsync(std::string_view topic, std::vector<Message> messages,
+                         PublishCallback done) override {
+    if (messages.empty()) return done(InvalidArgument("empty batch"));
+    auto t = core_->FindTopic(topic);
+    if (!t) return done(NotFound("no topic " + std::string(topic)));
+    t->Publish(*core_, core_->env(), std::move(messages), std::move(done));
+  }
+
+  Result<std::unique_ptr<Subscription>> Subscribe(SubscribeOptions options) override {
+    if (!IsValidTopicPattern(options.pattern)) {
+      return InvalidArgument("invalid topic pattern \"" + options.pattern + "\"");
+    }
+    return std::unique_ptr<Subscription>(
+        std::make_unique<EmbeddedSubscription>(core_, std::move(options)));
+  }
+
+  Result<std::unique_ptr<Consumer>> OpenConsumer(ConsumerOptions options) override {
+    if (!IsValidConsumerName(options.name)) {
+      return InvalidArgument("invalid consumer name \"" + options.name + "\"");
+    }
+    if (options.max_deliver == 0) return InvalidArgument("max_deliver must be at least 1");
+    auto topic = core_->FindTopic(options.topic);
+    if (!topic) return NotFound("no topic " + options.topic);
+    if (options.dead_letter_topic.empty()) options.dead_letter_topic = options.topic + ".dlq";
+    if (!core_->FindTopic(options.dead_letter_topic)) {
+      TopicOptions dlq;
+      dlq.durability = topic->options().durability;
+      dlq.ring_pow = 8;
+      RETURN_IF_ERROR(core_->CreateTopic(options.dead_letter_topic, dlq));
+    }
+    StartPosition start = options.start;
+    if (!core_->options().data_dir.empty()) {
+      std::string path = core_->ConsumerPath(options.name);
+      if (core_->env().FileExists(path)) {
+        ASSIGN_OR_RETURN(std::string text, core_->env().ReadFile(path));
+        try {
+          start = StartPosition::AtOffset(std::stoull(text));
+        } catch (...) {
+          return Internal("malformed consumer position file " + path);
+        }
+      }
+    }
+    RETURN_IF_ERROR(core_->ClaimConsumer(options.name));
+    return std::unique_ptr<Consumer>(
+        std::make_unique<EmbeddedConsumer>(core_, *this, std::move(options), topic, start));
+  }
+
+  Result<RecordPtr> Request(std::string_view topic, Message request,
+                            std::chrono::milliseconds timeout, int priority) override {
+    if (priority < 0 || priority > 3) return InvalidArgument("priority must be in [0, 3]");
+    const auto until = Clock::now() + timeout;
+    char id[40];
+    std::snprintf(id, sizeof(id), "_reply.%016llx",
+                  static_cast<unsigned long long>(core_->env().RandomU64()));
+    auto slot = core_->AddRequest(id);
+    request.headers.emplace_back("reply_to", id);
+    request.headers.emplace_back("priority", std::to_string(priority));
+    auto published = PublishBatchFuture(topic, [&] {
+      std::vector<Message> v;
+      v.push_back(std::move(request));
+      return v;
+    }());
+    if (published.wait_until(until) != std::future_status::ready) {
+      core_->RemoveRequest(id);
+      return DeadlineExceeded("request on " + std::string(topic) + " was not published in time");
+    }
+    if (auto r = published.get(); !r.ok()) {
+      core_->RemoveRequest(id);
+      return r.status();
+    }
+    std::unique_lock<std::mutex> lock(slot->mu);
+    bool got = slot->cv.wait_until(lock, until, [&] { return slot->reply != nullptr; });
+    RecordPtr reply = slot->reply;
+    lock.unlock();
+    core_->RemoveRequest(id);
+    if (!got) {
+      return DeadlineExceeded("no reply on " + std::string(topic) + " within " +
+                              std::to_string(timeout.count()) + " ms");
+    }
+    return reply;
+  }
+
+  Status Reply(const Record& request, Message reply) override {
+    const std::string* to = request.FindHeader("reply_to");
+    if (!to) return InvalidArgument("record has no reply_to header");
+    auto slot = core_->FindRequest(*to);
+    if (!slot) return NotFound("requester " + *to + " is gone");
+    auto r = std::make_shared<Record>();
+    r->timestamp_ns = core_->env().NowMicros() * 1000;
+    r->key = std::move(reply.key);
+    r->headers = std::move(reply.headers);
+    r->payload = std::move(reply.payload);
+    {
+      std::lock_guard<std::mutex> lock(slot->mu);
+      if (slot->reply) return Conflict("request " + *to + " was already answered");
+      slot->reply = std::move(r);
+    }
+    slot->cv.notify_all();
+    return Status::Ok();
+  }
+
+ private:
+  std::shared_ptr<BusCore> core_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<Bus>> OpenEmbeddedBus(Env& env, EmbeddedBusOptions options) {
+  auto core = std::make_shared<BusCore>(env, std::move(options));
+  Status s = core->LoadTopics();
+  if (!s.ok()) {
+    core->Shutdown();
+    return s;
+  }
+  return std::unique_ptr<Bus>(std::make_unique<EmbeddedBus>(std::move(core)));
+}
+
+}  // namespace atrium::bus

@@ -1,0 +1,508 @@
+// Conformance tests of the Bus interface. They are written against `Bus` only, so a second
+// backend (NATS) can run the same suite by adding a factory to the instantiation below.
+#include "atrium/bus/bus.h"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <thread>
+
+#include "atrium/bus/embedded_bus.h"
+#include "atrium/core/fault_env.h"
+#include "atrium/core/testing.h"
+
+namespace atrium::bus {
+namespace {
+
+using std::chrono::milliseconds;
+
+Message Msg(std::string payload, std::string key = "", Headers headers = {}) {
+  return Message{std::move(key), std::move(headers), std::move(payload)};
+}
+
+TopicOptions Durable(Durability d = Durability::kSync, int ring_pow = 8) {
+  TopicOptions o;
+  o.durability = d;
+  o.ring_pow = ring_pow;
+  return o;
+}
+
+TopicOptions InMemory(OverflowPolicy p = OverflowPolicy::kDropOldest, int ring_pow = 8) {
+  TopicOptions o;
+  o.durability = Durability::kMemory;
+  o.overflow = p;
+  o.ring_pow = ring_pow;
+  return o;
+}
+
+// Collects `n` record deliveries (other events fail the test).
+std::vector<Delivery> Take(Subscription& sub, size_t n, milliseconds timeout = milliseconds(2000)) {
+  std::vector<Delivery> out;
+  while (out.size() < n) {
+    auto d = sub.Next(timeout);
+    EXPECT_TRUE(d.ok()) << d.status().ToString() << " after " << out.size();
+    if (!d.ok()) break;
+    EXPECT_EQ(d->kind, Delivery::Kind::kRecord);
+    out.push_back(std::move(*d));
+  }
+  return out;
+}
+
+class BusConformanceTest : public ::testing::Test {
+ protected:
+  void SetUp() override { Reopen(); }
+
+  void Reopen(bool repair = false) {
+    bus_.reset();
+    EmbeddedBusOptions o;
+    o.data_dir = dir_.path();
+    o.repair = repair;
+    o.metrics = &metrics_;
+    auto bus = OpenEmbeddedBus(env_, o);
+    ASSERT_TRUE(bus.ok()) << bus.status().ToString();
+    bus_ = std::move(bus).value();
+  }
+
+  std::unique_ptr<Subscription> Sub(std::string pattern,
+                                    StartPosition start = StartPosition::Earliest(),
+                                    Filter filter = Filter::All()) {
+    auto s = bus_->Subscribe({std::move(pattern), std::move(filter), start});
+    EXPECT_TRUE(s.ok()) << s.status().ToString();
+    return s.ok() ? std::move(s).value() : nullptr;
+  }
+
+  testing::TempDir dir_;
+  FaultInjectionEnv env_{Env::Default()};
+  MetricsRegistry metrics_;
+  std::unique_ptr<Bus> bus_;
+};
+
+TEST_F(BusConformanceTest, PublishedRecordsArriveInOffsetOrder) {
+  for (auto d : {Durability::kSync, Durability::kAsync, Durability::kInterval}) {
+    std::string topic = "t." + std::string(DurabilityName(d));
+    ASSERT_TRUE(bus_->CreateTopic(topic, Durable(d)).ok());
+    auto sub = Sub(topic);
+    for (int i = 0; i < 30; ++i) {
+      auto off = bus_->Publish(topic, Msg("m" + std::to_string(i)));
+      ASSERT_TRUE(off.ok()) << off.status().ToString();
+      EXPECT_EQ(*off, static_cast<uint64_t>(i));
+    }
+    auto got = Take(*sub, 30);
+    for (size_t i = 0; i < got.size(); ++i) {
+      EXPECT_EQ(got[i].record->offset, i);
+      EXPECT_EQ(got[i].record->payload, "m" + std::to_string(i));
+      EXPECT_EQ(*got[i].topic, topic);
+    }
+  }
+}
+
+TEST_F(BusConformanceTest, BatchGetsContiguousOffsetsAndAsyncCompletion) {
+  ASSERT_TRUE(bus_->CreateTopic("batch", Durable()).ok());
+  auto r = bus_->PublishBatch("batch", {Msg("a"), Msg("b"), Msg("c")});
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->first, 0u);
+  EXPECT_EQ(r->count, 3u);
+  auto f = bus_->PublishBatchFuture("batch", {Msg("d")});
+  auto r2 = f.get();
+  ASSERT_TRUE(r2.ok());
+  EXPECT_EQ(r2->first, 3u);
+  EXPECT_EQ(bus_->Publish("nope", Msg("x")).status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(bus_->PublishBatch("batch", {}).status().code(), StatusCode::kInvalidArgument);
+}
+
+TEST_F(BusConformanceTest, OffsetsAreNeverReusedAcrossRestarts) {
+  ASSERT_TRUE(bus_->CreateTopic("audit", Durable()).ok());
+  for (int i = 0; i < 5; ++i) ASSERT_TRUE(bus_->Publish("audit", Msg("before")).ok());
+  Reopen();
+  auto off = bus_->Publish("audit", Msg("after"));
+  ASSERT_TRUE(off.ok());
+  EXPECT_EQ(*off, 5u);
+  auto sub = Sub("audit");
+  auto got = Take(*sub, 6);
+  ASSERT_EQ(got.size(), 6u);
+  EXPECT_EQ(got[4].record->payload, "before");
+  EXPECT_EQ(got[5].record->payload, "after");
+  auto stats = bus_->GetTopicStats("audit");
+  ASSERT_TRUE(stats.ok());
+  EXPECT_EQ(stats->next_offset, 6u);
+  EXPECT_EQ(stats->options.durability, Durability::kSync);
+}
+
+TEST_F(BusConformanceTest, FiltersSelectByKeyPrefixAndHeaders) {
+  ASSERT_TRUE(bus_->CreateTopic("events", InMemory()).ok());
+  auto keyed = Sub("events", StartPosition::Earliest(), Filter::KeyPrefix("user:"));
+  auto combo =
+      Sub("events", StartPosition::Earliest(),
+          Filter::Or(Filter::And(Filter::KeyPrefix("user:"), Filter::HeaderEquals("kind", "login")),
+                     Filter::HeaderEquals("kind", "alert")));
+  ASSERT_TRUE(bus_->Publish("events", Msg("1", "user:1", {{"kind", "login"}})).ok());
+  ASSERT_TRUE(bus_->Publish("events", Msg("2", "user:2", {{"kind", "logout"}})).ok());
+  ASSERT_TRUE(bus_->Publish("events", Msg("3", "sys", {{"kind", "alert"}})).ok());
+  ASSERT_TRUE(bus_->Publish("events", Msg("4", "sys", {})).ok());
+  auto k = Take(*keyed, 2);
+  EXPECT_EQ(k[0].record->payload, "1");
+  EXPECT_EQ(k[1].record->payload, "2");
+  EXPECT_EQ(keyed->Next(milliseconds(20)).status().code(), StatusCode::kDeadlineExceeded);
+  auto c = Take(*combo, 2);
+  EXPECT_EQ(c[0].record->payload, "1");
+  EXPECT_EQ(c[1].record->payload, "3");
+  EXPECT_EQ(combo->Next(milliseconds(20)).status().code(), StatusCode::kDeadlineExceeded);
+}
+
+TEST_F(BusConformanceTest, PatternSubscriptionSpansMatchingTopicsIncludingNewOnes) {
+  ASSERT_TRUE(bus_->CreateTopic("chat.a", InMemory()).ok());
+  ASSERT_TRUE(bus_->CreateTopic("chat.a.deep", InMemory()).ok());
+  ASSERT_TRUE(bus_->CreateTopic("other", InMemory()).ok());
+  auto sub = Sub("chat.*");
+  ASSERT_TRUE(bus_->Publish("chat.a", Msg("a")).ok());
+  ASSERT_TRUE(bus_->Publish("chat.a.deep", Msg("deep")).ok());
+  ASSERT_TRUE(bus_->Publish("other", Msg("other")).ok());
+  ASSERT_TRUE(bus_->CreateTopic("chat.b", Durable()).ok());
+  ASSERT_TRUE(bus_->Publish("chat.b", Msg("b")).ok());
+  auto got = Take(*sub, 2);
+  std::set<std::string> payloads;
+  for (auto& d : got) payloads.insert(d.record->payload);
+  EXPECT_EQ(payloads, (std::set<std::string>{"a", "b"}));
+  EXPECT_EQ(sub->Next(milliseconds(20)).status().code(), StatusCode::kDeadlineExceeded);
+  EXPECT_TRUE(TopicMatches("chat.>", "chat.a.deep"));
+  EXPECT_FALSE(bus_->Subscribe({"chat.>.x", {}, {}}).ok());
+}
+
+TEST_F(BusConformanceTest, StartPositionsEarliestLatestOffsetAndTime) {
+  ASSERT_TRUE(bus_->CreateTopic("pos", Durable()).ok());
+  env_.fake_now_micros = 1'000'000;
+  for (int i = 0; i < 5; ++i) {
+    ASSERT_TRUE(bus_->Publish("pos", Msg(std::to_string(i))).ok());
+    env_.AdvanceMicros(1000);
+  }
+  auto earliest = Sub("pos", StartPosition::Earliest());
+  auto latest = Sub("pos", StartPosition::Latest());
+  auto at3 = Sub("pos", StartPosition::AtOffset(3));
+  auto since = Sub("pos", StartPosition::AtTime(1'002'000'000));  // the third record's time
+  ASSERT_TRUE(bus_->Publish("pos", Msg("5")).ok());
+  EXPECT_EQ(Take(*earliest, 1)[0].record->offset, 0u);
+  EXPECT_EQ(Take(*latest, 1)[0].record->offset, 5u);
+  EXPECT_EQ(Take(*at3, 1)[0].record->offset, 3u);
+  EXPECT_EQ(Take(*since, 1)[0].record->offset, 2u);
+}
+
+TEST_F(BusConformanceTest, SubscriberBehindTheRingContinuesFromTheWal) {
+  ASSERT_TRUE(bus_->CreateTopic("small", Durable(Durability::kAsync, 4)).ok());  // 16-slot ring
+  std::vector<Message> batch;
+  for (int i = 0; i < 16; ++i) batch.push_back(Msg("x" + std::to_string(i)));
+  for (int round = 0; round < 10; ++round) ASSERT_TRUE(bus_->PublishBatch("small", batch).ok());
+  auto sub = Sub("small");
+  auto got = Take(*sub, 160);
+  ASSERT_EQ(got.size(), 160u);
+  for (size_t i = 0; i < got.size(); ++i) {
+    ASSERT_EQ(got[i].record->offset, i);
+    EXPECT_EQ(got[i].record->payload, "x" + std::to_string(i % 16));
+  }
+}
+
+TEST_F(BusConformanceTest, LiveReaderKeepsUpAcrossRingWrapsAndSegmentRolls) {
+  TopicOptions o = Durable(Durability::kAsync, 4);
+  o.segment_bytes = 4096;
+  ASSERT_TRUE(bus_->CreateTopic("live", o).ok());
+  auto sub = Sub("live");
+  constexpr int kCount = 3000;
+  std::thread producer([&] {
+    for (int i = 0; i < kCount; i += 10) {
+      std::vector<Message> batch;
+      for (int j = 0; j < 10; ++j) batch.push_back(Msg(std::string(50 + (i + j) % 100, 'l')));
+      ASSERT_TRUE(bus_->PublishBatch("live", std::move(batch)).ok());
+    }
+  });
+  auto got = Take(*sub, kCount, milliseconds(5000));
+  producer.join();
+  ASSERT_EQ(got.size(), static_cast<size_t>(kCount));
+  for (size_t i = 0; i < got.size(); ++i) {
+    ASSERT_EQ(got[i].record->offset, i);
+    ASSERT_EQ(got[i].record->payload.size(), 50 + i % 100);
+  }
+}
+
+TEST_F(BusConformanceTest, IntervalPolicySyncsInTheBackground) {
+  TopicOptions o = Durable(Durability::kInterval);
+  o.interval = milliseconds(20);
+  ASSERT_TRUE(bus_->CreateTopic("tick", o).ok());
+  auto& syncs = metrics_
+                    .Histogram("bus_wal_flush_duration_seconds", "", {"topic"},
+                               {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                                0.1, 0.25, 1})
+                    .WithLabels({"tick"});
+  ASSERT_TRUE(bus_->Publish("tick", Msg("a")).ok());
+  ASSERT_TRUE(bus_->Publish("tick", Msg("b")).ok());
+  // No further publish: the writer must still fdatasync within the interval.
+  for (int i = 0; i < 100 && syncs.Count() == 0; ++i) std::this_thread::sleep_for(milliseconds(5));
+  EXPECT_GE(syncs.Count(), 1u);
+}
+
+TEST_F(BusConformanceTest, SubscribersShareOneImmutableRecordBuffer) {
+  ASSERT_TRUE(bus_->CreateTopic("fan", Durable()).ok());
+  auto a = Sub("fan");
+  auto b = Sub("fan");
+  ASSERT_TRUE(bus_->Publish("fan", Msg(std::string(1000, 'p'))).ok());
+  auto da = Take(*a, 1);
+  auto db = Take(*b, 1);
+  EXPECT_EQ(da[0].record.get(), db[0].record.get());
+}
+
+TEST_F(BusConformanceTest, DropOldestMemoryTopicTellsTheLaggingSubscriber) {
+  ASSERT_TRUE(bus_->CreateTopic("lossy", InMemory(OverflowPolicy::kDropOldest, 4)).ok());
+  auto sub = Sub("lossy");
+  for (int i = 0; i < 40; ++i) ASSERT_TRUE(bus_->Publish("lossy", Msg("m")).ok());
+  auto d = sub->Next(milliseconds(100));
+  ASSERT_TRUE(d.ok());
+  EXPECT_EQ(d->kind, Delivery::Kind::kLagged);
+  EXPECT_EQ(d->next_offset, 24u);
+  EXPECT_EQ(Take(*sub, 1)[0].record->offset, 24u);
+  EXPECT_EQ(metrics_.Counter("bus_drop_total", "", {"topic"}).WithLabels({"lossy"}).Value(), 24u);
+}
+
+TEST_F(BusConformanceTest, ErrorPolicyRejectsPublishWhenASubscriberIsAFullRingBehind) {
+  ASSERT_TRUE(bus_->CreateTopic("strict", InMemory(OverflowPolicy::kError, 4)).ok());
+  auto sub = Sub("strict");
+  for (int i = 0; i < 16; ++i) ASSERT_TRUE(bus_->Publish("strict", Msg("m")).ok());
+  EXPECT_EQ(bus_->Publish("strict", Msg("m")).status().code(), StatusCode::kResourceExhausted);
+  Take(*sub, 16);
+  EXPECT_TRUE(bus_->Publish("strict", Msg("m")).ok());
+}
+
+TEST_F(BusConformanceTest, BlockPolicyPausesThePublisherUntilTheSubscriberCatchesUp) {
+  TopicOptions o = InMemory(OverflowPolicy::kBlock, 4);
+  o.pause_hi = 0.75;
+  o.resume_lo = 0.25;
+  ASSERT_TRUE(bus_->CreateTopic("flow", o).ok());
+  auto sub = Sub("flow");
+  std::atomic<int> published{0};
+  std::thread producer([&] {
+    for (int i = 0; i < 40; ++i) {
+      ASSERT_TRUE(bus_->Publish("flow", Msg(std::to_string(i))).ok());
+      ++published;
+    }
+  });
+  std::this_thread::sleep_for(milliseconds(50));
+  EXPECT_LE(published.load(), 12);  // paused at 75% of 16
+  auto got = Take(*sub, 40);
+  producer.join();
+  for (size_t i = 0; i < got.size(); ++i) EXPECT_EQ(got[i].record->offset, i);  // nothing lost
+}
+
+TEST_F(BusConformanceTest, DurableConsumerPositionSurvivesRestart) {
+  ASSERT_TRUE(bus_->CreateTopic("jobs", Durable()).ok());
+  for (int i = 0; i < 5; ++i) ASSERT_TRUE(bus_->Publish("jobs", Msg("j" + std::to_string(i))).ok());
+  {
+    auto c = bus_->OpenConsumer({"worker", "jobs"});
+    ASSERT_TRUE(c.ok()) << c.status().ToString();
+    EXPECT_EQ(bus_->OpenConsumer({"worker", "jobs"}).status().code(), StatusCode::kConflict);
+    for (uint64_t i = 0; i < 4; ++i) {
+      auto d = (*c)->Next(milliseconds(1000));
+      ASSERT_TRUE(d.ok());
+      EXPECT_EQ(d->record->offset, i);
+      if (i < 3) ASSERT_TRUE((*c)->Ack(i).ok());
+    }
+    EXPECT_EQ((*c)->AckedPosition(), 3u);
+    auto lag = metrics_.Gauge("bus_backlog_lag", "", {"topic", "consumer"})
+                   .WithLabels({"jobs", "worker"})
+                   .Value();
+    EXPECT_EQ(lag, 2.0);
+  }
+  Reopen();
+  auto c = bus_->OpenConsumer({"worker", "jobs"});
+  ASSERT_TRUE(c.ok());
+  auto d = (*c)->Next(milliseconds(1000));
+  ASSERT_TRUE(d.ok());
+  EXPECT_EQ(d->record->offset, 3u);  // unacked, delivered again (at least once)
+  EXPECT_EQ(d->record->payload, "j3");
+}
+
+TEST_F(BusConformanceTest, UnackedRecordIsRedeliveredAfterTheAckTimeout) {
+  ASSERT_TRUE(bus_->CreateTopic("retry", Durable()).ok());
+  ASSERT_TRUE(bus_->Publish("retry", Msg("once")).ok());
+  ConsumerOptions o{"r", "retry"};
+  o.ack_timeout = milliseconds(40);
+  auto c = bus_->OpenConsumer(o);
+  ASSERT_TRUE(c.ok());
+  auto first = (*c)->Next(milliseconds(1000));
+  ASSERT_TRUE(first.ok());
+  EXPECT_EQ(first->delivery_count, 1u);
+  auto again = (*c)->Next(milliseconds(1000));
+  ASSERT_TRUE(again.ok()) << again.status().ToString();
+  EXPECT_EQ(again->record->offset, 0u);
+  EXPECT_EQ(again->delivery_count, 2u);
+  ASSERT_TRUE((*c)->Ack(0).ok());
+  EXPECT_EQ((*c)->Next(milliseconds(80)).status().code(), StatusCode::kDeadlineExceeded);
+  EXPECT_EQ(metrics_.Counter("bus_redelivery_total", "", {"topic", "consumer"})
+                .WithLabels({"retry", "r"})
+                .Value(),
+            1u);
+}
+
+TEST_F(BusConformanceTest, RecordGoesToDeadLetterTopicAfterMaxDeliver) {
+  ASSERT_TRUE(bus_->CreateTopic("pay", Durable()).ok());
+  ASSERT_TRUE(bus_->Publish("pay", Msg("poison", "k1")).ok());
+  ASSERT_TRUE(bus_->Publish("pay", Msg("fine")).ok());
+  ConsumerOptions o{"payer", "pay"};
+  o.ack_timeout = milliseconds(20);
+  o.max_deliver = 2;
+  auto c = bus_->OpenConsumer(o);
+  ASSERT_TRUE(c.ok());
+  int poison_deliveries = 0;
+  for (int i = 0; i < 10; ++i) {
+    auto d = (*c)->Next(milliseconds(200));
+    if (!d.ok()) break;
+    if (d->record->payload == "poison") {
+      ++poison_deliveries;
+    } else {
+      ASSERT_TRUE((*c)->Ack(d->record->offset).ok());
+    }
+  }
+  EXPECT_EQ(poison_deliveries, 2);
+  EXPECT_EQ((*c)->AckedPosition(), 2u);
+  auto dlq = Sub("pay.dlq");
+  auto dead = Take(*dlq, 1);
+  ASSERT_EQ(dead.size(), 1u);
+  EXPECT_EQ(dead[0].record->payload, "poison");
+  EXPECT_EQ(dead[0].record->key, "k1");
+  EXPECT_EQ(*dead[0].record->FindHeader("x-original-offset"), "0");
+}
+
+TEST_F(BusConformanceTest, RequestGetsReplyOrDeadlineExceeded) {
+  ASSERT_TRUE(bus_->CreateTopic("rpc.echo", InMemory()).ok());
+  auto sub = Sub("rpc.echo", StartPosition::Latest());
+  std::thread responder([&] {
+    auto d = sub->Next(milliseconds(2000));
+    ASSERT_TRUE(d.ok());
+    EXPECT_EQ(*d->record->FindHeader("priority"), "2");
+    ASSERT_TRUE(bus_->Reply(*d->record, Msg("re:" + d->record->payload)).ok());
+  });
+  auto reply = bus_->Request("rpc.echo", Msg("hi"), milliseconds(2000), 2);
+  responder.join();
+  ASSERT_TRUE(reply.ok()) << reply.status().ToString();
+  EXPECT_EQ((*reply)->payload, "re:hi");
+
+  auto start = std::chrono::steady_clock::now();
+  auto none = bus_->Request("rpc.echo", Msg("anyone?"), milliseconds(50));
+  EXPECT_EQ(none.status().code(), StatusCode::kDeadlineExceeded);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, milliseconds(1000));
+  auto late = sub->Next(milliseconds(100));
+  ASSERT_TRUE(late.ok());
+  EXPECT_EQ(bus_->Reply(*late->record, Msg("late")).code(), StatusCode::kNotFound);
+}
+
+TEST_F(BusConformanceTest, FailedSyncFailsPublishAndTheTopicStaysUnavailable) {
+  ASSERT_TRUE(bus_->CreateTopic("fragile", Durable()).ok());
+  auto sub = Sub("fragile");
+  ASSERT_TRUE(bus_->Publish("fragile", Msg("ok")).ok());
+  env_.fail_syncs = 1;
+  EXPECT_FALSE(bus_->Publish("fragile", Msg("lost")).ok());
+  EXPECT_EQ(bus_->Publish("fragile", Msg("later")).status().code(), StatusCode::kUnavailable);
+  EXPECT_FALSE(bus_->GetTopicStats("fragile")->health.ok());
+  // Subscribers never see what was not acknowledged.
+  EXPECT_EQ(Take(*sub, 1)[0].record->payload, "ok");
+  EXPECT_EQ(sub->Next(milliseconds(30)).status().code(), StatusCode::kDeadlineExceeded);
+}
+
+TEST_F(BusConformanceTest, FailedWriteFailsPublish) {
+  ASSERT_TRUE(bus_->CreateTopic("fragile", Durable()).ok());
+  env_.fail_appends = 1;
+  EXPECT_FALSE(bus_->Publish("fragile", Msg("lost")).ok());
+  EXPECT_EQ(bus_->Publish("fragile", Msg("later")).status().code(), StatusCode::kUnavailable);
+}
+
+TEST_F(BusConformanceTest, CorruptTopicRefusesToOpenUnlessRepairIsRequested) {
+  ASSERT_TRUE(bus_->CreateTopic("ledger", Durable()).ok());
+  for (int i = 0; i < 6; ++i) ASSERT_TRUE(bus_->Publish("ledger", Msg(std::string(100, 'L'))).ok());
+  bus_.reset();
+  std::string seg =
+      JoinPath(JoinPath(JoinPath(dir_.path(), "topics"), "ledger"), "00000000000000000000.wal");
+  auto data = Env::Default().ReadFile(seg);
+  ASSERT_TRUE(data.ok());
+  (*data)[100] ^= 1;
+  ASSERT_TRUE(WriteFileAtomic(Env::Default(), seg, *data).ok());
+  EmbeddedBusOptions o;
+  o.data_dir = dir_.path();
+  auto refused = OpenEmbeddedBus(env_, o);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().message().find("ledger"), std::string::npos);
+  EXPECT_NE(refused.status().message().find("at byte"), std::string::npos);
+  Reopen(/*repair=*/true);
+  EXPECT_EQ(*bus_->Publish("ledger", Msg("new")), 6u);
+}
+
+TEST_F(BusConformanceTest, ReaderBehindRetentionIsToldTheFirstAvailableOffset) {
+  TopicOptions o = Durable(Durability::kAsync, 4);
+  o.segment_bytes = 4096;
+  o.retention.max_bytes = 8192;
+  ASSERT_TRUE(bus_->CreateTopic("short", o).ok());
+  auto sub = Sub("short", StartPosition::AtOffset(0));
+  for (int i = 0; i < 100; ++i)
+    ASSERT_TRUE(bus_->Publish("short", Msg(std::string(300, 's'))).ok());
+  uint64_t first = 0;
+  for (int i = 0; i < 200 && first == 0; ++i) {
+    first = bus_->GetTopicStats("short")->first_offset;
+    std::this_thread::sleep_for(milliseconds(5));
+  }
+  ASSERT_GT(first, 0u);
+  auto d = sub->Next(milliseconds(100));
+  ASSERT_TRUE(d.ok());
+  EXPECT_EQ(d->kind, Delivery::Kind::kTruncated);
+  EXPECT_GE(d->next_offset, first);
+  auto next = sub->Next(milliseconds(100));
+  ASSERT_TRUE(next.ok());
+  EXPECT_EQ(next->record->offset, d->next_offset);
+}
+
+TEST_F(BusConformanceTest, MetricsAreRecorded) {
+  ASSERT_TRUE(bus_->CreateTopic("m", Durable()).ok());
+  ASSERT_TRUE(bus_->PublishBatch("m", {Msg("a"), Msg("b")}).ok());
+  std::string text = metrics_.ExpositionText();
+  EXPECT_NE(text.find("bus_publish_total{topic=\"m\"} 2"), std::string::npos) << text;
+  EXPECT_NE(text.find("bus_wal_bytes{topic=\"m\"}"), std::string::npos);
+  EXPECT_NE(text.find("bus_wal_flush_duration_seconds_count{topic=\"m\"}"), std::string::npos);
+  EXPECT_NE(text.find("bus_batch_size_count{topic=\"m\"}"), std::string::npos);
+  EXPECT_NE(text.find("bus_ring_used{topic=\"m\"} 2"), std::string::npos);
+}
+
+TEST_F(BusConformanceTest, SubscriptionOutlivingTheBusReportsCancelled) {
+  ASSERT_TRUE(bus_->CreateTopic("gone", Durable()).ok());
+  auto sub = Sub("gone");
+  auto consumer = bus_->OpenConsumer({"c", "gone"});
+  ASSERT_TRUE(consumer.ok());
+  bus_.reset();
+  EXPECT_EQ(sub->Next(milliseconds(10)).status().code(), StatusCode::kCancelled);
+  EXPECT_EQ((*consumer)->Next(milliseconds(10)).status().code(), StatusCode::kCancelled);
+}
+
+TEST(BusOptionsTest, PresetsCarryTheSeedValues) {
+  auto p = PresetTopicOptions("low_latency");
+  ASSERT_TRUE(p.ok());
+  EXPECT_EQ(p->ring_pow, 19);
+  EXPECT_EQ(p->interval, milliseconds(1));
+  EXPECT_EQ(p->retention.max_bytes, 4ull << 30);
+  EXPECT_DOUBLE_EQ(p->pause_hi, 0.80);
+  EXPECT_DOUBLE_EQ(p->resume_lo, 0.60);
+  for (auto name : {"default", "high_throughput", "memory_optimized"}) {
+    auto o = PresetTopicOptions(name);
+    ASSERT_TRUE(o.ok()) << name;
+    EXPECT_TRUE(o->Validate().ok());
+  }
+  EXPECT_EQ(PresetTopicOptions("turbo").status().code(), StatusCode::kNotFound);
+}
+
+TEST(BusOptionsTest, TopicNamesAndOptionsAreValidated) {
+  FaultInjectionEnv env(Env::Default());
+  auto bus = OpenEmbeddedBus(env, {});
+  ASSERT_TRUE(bus.ok());
+  EXPECT_EQ((*bus)->CreateTopic("../etc", InMemory()).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ((*bus)->CreateTopic("durable", Durable()).code(), StatusCode::kInvalidArgument);
+  TopicOptions bad = InMemory();
+  bad.ring_pow = 40;
+  EXPECT_EQ((*bus)->CreateTopic("x", bad).code(), StatusCode::kInvalidArgument);
+  ASSERT_TRUE((*bus)->CreateTopic("x", InMemory()).ok());
+  EXPECT_TRUE((*bus)->CreateTopic("x", InMemory()).ok());
+}
+
+}  // namespace
+}  // namespace atrium::bus
