@@ -468,6 +468,68 @@ class Routes {
     return JsonReply(200, json::object{{"members", std::move(items)}, {"next_cursor", nullptr}});
   }
 
+  // PATCH /api/v1/workspaces/{workspace_id}/members/{user_id} {"role": "admin"|"member"}
+  // Owners and admins change the role of any member but the owner. The member's access tokens
+  // issued before the change are revoked, so the new role applies at once (clients refresh).
+  Response UpdateMember(Request& req) {
+    const Principal* p = PrincipalOf(req);
+    if (p == nullptr) return Error(Unauthenticated("authentication required"));
+    std::string user_id(req.Param("user_id"));
+    AuditRecord audit{.action = "member.update",
+                      .resource_type = "member",
+                      .resource_id = user_id,
+                      .outcome = "denied"};
+    if (!p->is_workspace_admin()) {
+      s_.Audit(&req, p, audit);
+      return Error(PermissionDenied("only workspace owners and admins can change roles"));
+    }
+    ASSIGN_OR_RETURN_RESPONSE(auto body, ParseBody(req));
+    ASSIGN_OR_RETURN_RESPONSE(auto role, GetString(body, "role", true, 20));
+    if (role != "admin" && role != "member") {
+      return Error(InvalidArgument("role: must be \"admin\" or \"member\" (got \"" + role + "\")"));
+    }
+    ASSIGN_OR_RETURN_RESPONSE(auto m, s_.store.FindMembership(p->workspace_id, user_id));
+    if (m.role == "owner") {
+      s_.Audit(&req, p, audit);
+      return Error(PermissionDenied("the owner's role cannot be changed"));
+    }
+    if (Status st = s_.store.SetMemberRole(p->workspace_id, user_id, role); !st.ok()) {
+      return Error(st);
+    }
+    if (Status st = RevokeAccessTokens(user_id); !st.ok()) return Error(st);
+    audit.outcome = "success";
+    audit.details = json::serialize(json::object{{"role", role}});
+    s_.Audit(&req, p, audit);
+    return JsonReply(200, json::object{{"user_id", user_id}, {"role", role}});
+  }
+
+  // DELETE /api/v1/workspaces/{workspace_id}/members/{user_id}
+  // Owners and admins remove members; any member may remove itself (leave). The owner stays.
+  Response RemoveMember(Request& req) {
+    const Principal* p = PrincipalOf(req);
+    if (p == nullptr) return Error(Unauthenticated("authentication required"));
+    std::string user_id(req.Param("user_id"));
+    AuditRecord audit{.action = "member.remove",
+                      .resource_type = "member",
+                      .resource_id = user_id,
+                      .outcome = "denied"};
+    bool self = !p->is_api_key() && user_id == p->user_id;
+    if (!self && !p->is_workspace_admin()) {
+      s_.Audit(&req, p, audit);
+      return Error(PermissionDenied("only workspace owners and admins can remove members"));
+    }
+    ASSIGN_OR_RETURN_RESPONSE(auto m, s_.store.FindMembership(p->workspace_id, user_id));
+    if (m.role == "owner") {
+      s_.Audit(&req, p, audit);
+      return Error(PermissionDenied("the owner cannot be removed from the workspace"));
+    }
+    if (Status st = s_.store.RemoveMember(p->workspace_id, user_id); !st.ok()) return Error(st);
+    if (Status st = RevokeAccessTokens(user_id); !st.ok()) return Error(st);
+    audit.outcome = "success";
+    s_.Audit(&req, p, audit);
+    return Response::NoContent();
+  }
+
   // POST /api/v1/workspaces/{workspace_id}/invites {"email"?, "role"}
   Response CreateInvite(Request& req) {
     const Principal* p = PrincipalOf(req);
@@ -732,8 +794,14 @@ class Routes {
   }
 
   Status RevokeAllSessions(const std::string& user_id) {
+    RETURN_IF_ERROR(s_.store.RevokeUserRefreshTokens(user_id, s_.env.NowMicros()));
+    return RevokeAccessTokens(user_id);
+  }
+
+  // Revokes every access token of the user issued so far; its refresh tokens stay valid, so its
+  // clients get fresh tokens (with the current roles and memberships) on their next refresh.
+  Status RevokeAccessTokens(const std::string& user_id) {
     int64_t now = s_.env.NowMicros();
-    RETURN_IF_ERROR(s_.store.RevokeUserRefreshTokens(user_id, now));
     // Tokens issued up to the end of this second are revoked (iat has second precision);
     // tokens issued afterwards get iat >= not_before (see SessionReply).
     int64_t not_before = (now / 1'000'000 + 1) * 1'000'000;
@@ -825,6 +893,10 @@ Status AuthService::AddRoutes(http::Router& router) {
       {"POST", "/api/v1/workspaces", &Routes::CreateWorkspace, "user", "api"},
       {"GET", "/api/v1/workspaces/{workspace_id}", &Routes::GetWorkspace, "user", "api"},
       {"GET", "/api/v1/workspaces/{workspace_id}/members", &Routes::ListMembers, "user", "api"},
+      {"PATCH", "/api/v1/workspaces/{workspace_id}/members/{user_id}", &Routes::UpdateMember,
+       "user", "api"},
+      {"DELETE", "/api/v1/workspaces/{workspace_id}/members/{user_id}", &Routes::RemoveMember,
+       "user", "api"},
       {"POST", "/api/v1/workspaces/{workspace_id}/invites", &Routes::CreateInvite, "user", "api"},
       {"POST", "/api/v1/invites/accept", &Routes::AcceptInvite, "user", "auth"},
       {"POST", "/api/v1/keys", &Routes::CreateKey, "user", "api"},

@@ -159,8 +159,11 @@ Status RevocationList::SyncIfDue() {
     return Unavailable("the revocation list cannot be checked: " + rows.status().message());
   }
   if (now - last_purge_ > 3'600'000'000) {
-    // Entries past their expiry protect nothing (the tokens they name are expired too).
-    if (store_.PurgeRevocations(now).ok()) last_purge_ = now;
+    // Entries past their expiry protect nothing (the tokens they name are expired too); the same
+    // holds for refresh tokens of families past their absolute limit.
+    if (store_.PurgeRevocations(now).ok() && store_.PurgeExpiredRefreshTokens(now).ok()) {
+      last_purge_ = now;
+    }
   }
   std::lock_guard lock(mu_);
   for (auto& r : *rows) entries_[r.id] = std::move(r);

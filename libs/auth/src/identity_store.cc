@@ -283,6 +283,23 @@ Result<Membership> IdentityStore::FindMembership(std::string_view workspace_id,
                     .created_at = rows[0].Int(1)};
 }
 
+Status IdentityStore::SetMemberRole(std::string_view workspace_id, std::string_view user_id,
+                                    std::string_view role) {
+  ASSIGN_OR_RETURN(int64_t n, db_.Exec("UPDATE auth_memberships SET role = ? "
+                                       "WHERE workspace_id = ? AND user_id = ?",
+                                       {role, workspace_id, user_id}));
+  if (n == 0) return NotFound("no such member");
+  return Status::Ok();
+}
+
+Status IdentityStore::RemoveMember(std::string_view workspace_id, std::string_view user_id) {
+  ASSIGN_OR_RETURN(int64_t n, db_.Exec("DELETE FROM auth_memberships "
+                                       "WHERE workspace_id = ? AND user_id = ?",
+                                       {workspace_id, user_id}));
+  if (n == 0) return NotFound("no such member");
+  return Status::Ok();
+}
+
 Result<std::vector<Membership>> IdentityStore::ListMembers(std::string_view workspace_id) {
   ASSIGN_OR_RETURN(auto rows,
                    db_.Query("SELECT m.user_id, m.role, m.created_at, u.email, u.name "
@@ -402,6 +419,10 @@ Result<std::vector<Revocation>> IdentityStore::RevocationsSince(int64_t since) {
   std::vector<Revocation> out;
   for (const auto& r : rows) out.push_back({r.Text(0), r.Int(1), r.Int(2), r.Int(3)});
   return out;
+}
+
+Result<int64_t> IdentityStore::PurgeExpiredRefreshTokens(int64_t now) {
+  return db_.Exec("DELETE FROM auth_refresh_tokens WHERE family_expires_at < ?", {now});
 }
 
 Status IdentityStore::PurgeRevocations(int64_t now) {

@@ -1,8 +1,10 @@
 // End-to-end tests of the auth routes on a real http::Server (port 0): the generated security
 // matrix over every registered route, and the register/login/refresh/logout/key/invite flows.
 #include <gtest/gtest.h>
+
 #include <spdlog/sinks/ostream_sink.h>
 #include <spdlog/spdlog.h>
+#include <thread>
 
 #include <boost/json.hpp>
 #include <cctype>
@@ -462,6 +464,54 @@ TEST_P(AuthHttpTest, InvitesJoinWorkspacesAndOnlyAdminsInvite) {
       200);
   Reply list = Send("GET", "/api/v1/workspaces", "", Bearer(other.access));
   EXPECT_EQ(list.body.at("workspaces").as_array().size(), 2u);
+}
+
+TEST_P(AuthHttpTest, AdminsChangeRolesAndRemoveMembersButNotTheOwner) {
+  Session owner = Register("boss@example.com");
+  std::string ws = "/api/v1/workspaces/" + owner.workspace_id;
+  auto join = [&](const std::string& email) {
+    Reply inv = Send("POST", ws + "/invites", R"({"role":"member"})", Bearer(owner.access));
+    EXPECT_EQ(inv.status, 201) << inv.raw;
+    return Register(email, "password-123", json::value_to<std::string>(inv.body.at("code")));
+  };
+  Session m1 = join("m1@example.com");
+  Session m2 = join("m2@example.com");
+  std::string m1_path = ws + "/members/" + m1.user_id;
+  // Members cannot change roles; bad roles are 400 naming the field.
+  EXPECT_EQ(Send("PATCH", m1_path, R"({"role":"admin"})", Bearer(m2.access)).status, 403);
+  Reply bad = Send("PATCH", m1_path, R"({"role":"owner"})", Bearer(owner.access));
+  EXPECT_EQ(bad.status, 400);
+  EXPECT_NE(bad.raw.find("role"), std::string::npos);
+  // The owner promotes m1; m1's old token is revoked and a refresh carries the new role.
+  Reply up = Send("PATCH", m1_path, R"({"role":"admin"})", Bearer(owner.access));
+  ASSERT_EQ(up.status, 200) << up.raw;
+  EXPECT_EQ(up.body.at("role"), "admin");
+  EXPECT_EQ(Send("GET", "/api/v1/auth/me", "", Bearer(m1.access)).status, 401);
+  std::this_thread::sleep_for(std::chrono::milliseconds(1100));  // iat has second precision
+  Reply refreshed = Send("POST", "/api/v1/auth/refresh",
+                         json::serialize(json::object{{"refresh_token", m1.refresh}}));
+  ASSERT_EQ(refreshed.status, 200) << refreshed.raw;
+  Session m1b = SessionFrom(refreshed);
+  Reply me = Send("GET", "/api/v1/auth/me", "", Bearer(m1b.access));
+  ASSERT_EQ(me.status, 200) << me.raw;
+  EXPECT_EQ(me.body.at("role"), "admin");
+  // The new admin removes m2; nobody can demote or remove the owner.
+  EXPECT_EQ(Send("DELETE", ws + "/members/" + m2.user_id, "", Bearer(m1b.access)).status, 204);
+  EXPECT_EQ(
+      Send("PATCH", ws + "/members/" + owner.user_id, R"({"role":"member"})", Bearer(m1b.access))
+          .status,
+      403);
+  EXPECT_EQ(Send("DELETE", ws + "/members/" + owner.user_id, "", Bearer(m1b.access)).status, 403);
+  EXPECT_EQ(Send("DELETE", ws + "/members/nobody", "", Bearer(owner.access)).status, 404);
+  // m2 can no longer refresh into the workspace.
+  EXPECT_EQ(Send("POST", "/api/v1/auth/refresh",
+                 json::serialize(json::object{{"refresh_token", m2.refresh}}))
+                .status,
+            401);
+  // A member may leave on its own.
+  EXPECT_EQ(Send("DELETE", ws + "/members/" + m1.user_id, "", Bearer(m1b.access)).status, 204);
+  Reply members = Send("GET", ws + "/members", "", Bearer(owner.access));
+  EXPECT_EQ(members.body.at("members").as_array().size(), 1u);
 }
 
 TEST_P(AuthHttpTest, ApiKeysAreShownOnceAndAcceptedFromEveryCarrier) {

@@ -103,6 +103,17 @@ TEST_P(IdentityStoreTest, RefreshTokensRotateOnceAndFamiliesRevoke) {
   EXPECT_EQ(store_->FindRefreshToken("nope").status().code(), StatusCode::kNotFound);
 }
 
+TEST_P(IdentityStoreTest, RefreshTokensOfExpiredFamiliesArePurged) {
+  AddOwner("u1", "a@x.io");
+  ASSERT_TRUE(store_->InsertRefreshToken({"old", "fam1", "u1", "ws_u1", 1, 100, 200, 0, 0}).ok());
+  ASSERT_TRUE(store_->InsertRefreshToken({"new", "fam2", "u1", "ws_u1", 1, 100, 900, 0, 0}).ok());
+  auto n = store_->PurgeExpiredRefreshTokens(500);
+  ASSERT_TRUE(n.ok());
+  EXPECT_EQ(*n, 1);
+  EXPECT_EQ(store_->FindRefreshToken("old").status().code(), StatusCode::kNotFound);
+  EXPECT_TRUE(store_->FindRefreshToken("new").ok());
+}
+
 TEST_P(IdentityStoreTest, RevocationsAreListedSinceAndPurged) {
   ASSERT_TRUE(store_->PutRevocation({"jti:a", 1, 100, 10}).ok());
   ASSERT_TRUE(store_->PutRevocation({"user:u", 5, 300, 20}).ok());

@@ -130,6 +130,11 @@ class IdentityStore {
   // --- memberships and invites ---
   Result<Membership> FindMembership(std::string_view workspace_id, std::string_view user_id);
   Result<std::vector<Membership>> ListMembers(std::string_view workspace_id);
+  // Sets a member's role. NotFound when `user_id` is not a member.
+  Status SetMemberRole(std::string_view workspace_id, std::string_view user_id,
+                       std::string_view role);
+  // Removes a membership. NotFound when `user_id` is not a member.
+  Status RemoveMember(std::string_view workspace_id, std::string_view user_id);
   // The user's workspaces, oldest membership first.
   Result<std::vector<Membership>> ListWorkspaces(std::string_view user_id);
   Status CreateInvite(const Invite& invite);
@@ -145,6 +150,9 @@ class IdentityStore {
   Result<bool> MarkRotated(std::string_view token_hash, int64_t now);
   Status RevokeFamily(std::string_view family_id, int64_t now);
   Status RevokeUserRefreshTokens(std::string_view user_id, int64_t now);
+  // Deletes refresh tokens whose family is past its absolute limit (nothing can use them, and
+  // reuse detection has nothing left to protect). Returns how many rows went.
+  Result<int64_t> PurgeExpiredRefreshTokens(int64_t now);
 
   // --- revocation list ---
   // Inserts or replaces an entry.
