@@ -2,26 +2,17 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
-#include <cstdlib>
-#include <fstream>
 #include <thread>
 
 #include "atrium/auth/rate_limiter.h"
 #include "atrium/auth/redis_rate_limiter.h"
+#include "atrium/core/testing.h"
 #include "atrium/store/redis_client.h"
 
 namespace atrium::auth {
 namespace {
 
-std::string RedisUrl() {
-  if (const char* url = std::getenv("ATRIUM_TEST_REDIS_URL")) return url;
-  const char* dir = std::getenv("ATRIUM_BINARY_DIR");
-  if (dir == nullptr) return "";
-  std::ifstream in(std::string(dir) + "/redis/url");
-  std::string url;
-  std::getline(in, url);
-  return url;
-}
+std::string RedisUrl() { return atrium::testing::FixtureUrl("redis", "ATRIUM_TEST_REDIS_URL"); }
 
 class RateLimiterTest : public ::testing::TestWithParam<std::string> {
  protected:

@@ -2,25 +2,15 @@
 // revocation list through Redis at once, and fail closed when Redis is unreachable.
 #include <gtest/gtest.h>
 
-#include <cstdlib>
-#include <fstream>
-
 #include "atrium/auth/auth_service.h"
+#include "atrium/core/testing.h"
 #include "atrium/store/redis_client.h"
 #include "test_db.h"
 
 namespace atrium::auth {
 namespace {
 
-std::string RedisUrl() {
-  if (const char* url = std::getenv("ATRIUM_TEST_REDIS_URL")) return url;
-  const char* dir = std::getenv("ATRIUM_BINARY_DIR");
-  if (dir == nullptr) return "";
-  std::ifstream in(std::string(dir) + "/redis/url");
-  std::string url;
-  std::getline(in, url);
-  return url;
-}
+std::string RedisUrl() { return atrium::testing::FixtureUrl("redis", "ATRIUM_TEST_REDIS_URL"); }
 
 class RedisRevocationTest : public ::testing::Test {
  protected:

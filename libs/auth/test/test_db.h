@@ -5,8 +5,6 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
-#include <cstdlib>
-#include <fstream>
 #include <memory>
 #include <string>
 
@@ -25,15 +23,7 @@ inline std::string BackendName(const ::testing::TestParamInfo<Backend>& info) {
 }
 
 inline std::string PostgresServerUrl() {
-  if (const char* url = std::getenv("ATRIUM_TEST_PG_URL"); url != nullptr && *url != '\0') {
-    return url;
-  }
-  const char* bin = std::getenv("ATRIUM_BINARY_DIR");
-  if (bin == nullptr) return "";
-  std::ifstream in(std::string(bin) + "/pg/url");
-  std::string url;
-  std::getline(in, url);
-  return url;
+  return atrium::testing::FixtureUrl("pg", "ATRIUM_TEST_PG_URL");
 }
 
 inline std::string WithDatabase(const std::string& url, const std::string& name) {

@@ -2,6 +2,7 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <stdexcept>
 
 namespace atrium::testing {
@@ -18,6 +19,16 @@ TempDir::TempDir() {
 TempDir::~TempDir() {
   std::error_code ec;
   std::filesystem::remove_all(path_, ec);
+}
+
+std::string FixtureUrl(std::string_view fixture, const char* env_var) {
+  if (const char* url = std::getenv(env_var); url != nullptr && *url != '\0') return url;
+  const char* bin = std::getenv("ATRIUM_BINARY_DIR");
+  if (bin == nullptr) return "";
+  std::ifstream in(std::string(bin) + "/" + std::string(fixture) + "/url");
+  std::string url;
+  std::getline(in, url);
+  return url;
 }
 
 }  // namespace atrium::testing

@@ -1,22 +1,12 @@
 #include "atrium/store/redis_client.h"
+#include "atrium/core/testing.h"
 
 #include <gtest/gtest.h>
-
-#include <cstdlib>
-#include <fstream>
 
 namespace atrium::store {
 namespace {
 
-std::string RedisUrl() {
-  if (const char* url = std::getenv("ATRIUM_TEST_REDIS_URL")) return url;
-  const char* dir = std::getenv("ATRIUM_BINARY_DIR");
-  if (dir == nullptr) return "";
-  std::ifstream in(std::string(dir) + "/redis/url");
-  std::string url;
-  std::getline(in, url);
-  return url;
-}
+std::string RedisUrl() { return atrium::testing::FixtureUrl("redis", "ATRIUM_TEST_REDIS_URL"); }
 
 class RedisClientTest : public ::testing::Test {
  protected:

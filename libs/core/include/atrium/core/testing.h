@@ -2,6 +2,7 @@
 #pragma once
 
 #include <string>
+#include <string_view>
 
 namespace atrium::testing {
 
@@ -17,5 +18,10 @@ class TempDir {
  private:
   std::string path_;
 };
+
+// The URL of a server started by a ctest fixture (`pg`, `redis`, `nats`): `env_var` when set and
+// non-empty, else the first line of $ATRIUM_BINARY_DIR/<fixture>/url; empty when neither exists
+// (tests then skip).
+std::string FixtureUrl(std::string_view fixture, const char* env_var);
 
 }  // namespace atrium::testing
