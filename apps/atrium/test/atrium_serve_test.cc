@@ -223,7 +223,7 @@ TEST_F(AtriumServeTest, MigrateStatusAndUp) {
   EXPECT_NE(status.out.find("pending"), std::string::npos) << status.out;
   Child up = Child::Spawn({"migrate", "up", "--data-dir", data});
   EXPECT_EQ(up.Wait(), 0) << up.err;
-  EXPECT_NE(up.out.find("applied 3 migration"), std::string::npos) << up.out;  // foundation + auth
+  EXPECT_NE(up.out.find("applied 4 migration"), std::string::npos) << up.out;  // foundation + auth
   Child again = Child::Spawn({"migrate", "up", "--data-dir", data});
   EXPECT_EQ(again.Wait(), 0);
   EXPECT_NE(again.out.find("applied 0 migration"), std::string::npos) << again.out;

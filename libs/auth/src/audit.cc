@@ -6,14 +6,18 @@ namespace atrium::auth {
 
 Status SqlAuditSink::Record(AuditRecord r) {
   if (r.details.empty()) r.details = "{}";
-  return db_
-      .Exec(
-          "INSERT INTO auth_audit_log (at, workspace_id, actor_type, actor_id, action, "
-          "resource_type, resource_id, ip, user_agent, outcome, details) "
-          "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-          {r.at, r.workspace_id, r.actor_type, r.actor_id, r.action, r.resource_type, r.resource_id,
-           r.ip, r.user_agent.substr(0, 512), r.outcome, r.details})
-      .status();
+  store::Value event_id = r.event_id.empty() ? store::Value(nullptr) : store::Value(r.event_id);
+  Status s =
+      db_.Exec(
+             "INSERT INTO auth_audit_log (at, workspace_id, actor_type, actor_id, action, "
+             "resource_type, resource_id, ip, user_agent, outcome, details, event_id) "
+             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             {r.at, r.workspace_id, r.actor_type, r.actor_id, r.action, r.resource_type,
+              r.resource_id, r.ip, r.user_agent.substr(0, 512), r.outcome, r.details, event_id})
+          .status();
+  // The same event delivered twice (at-least-once bus delivery) is already recorded.
+  if (s.code() == StatusCode::kConflict && !r.event_id.empty()) return Status::Ok();
+  return s;
 }
 
 namespace {

@@ -199,6 +199,10 @@ std::vector<store::Migration> AuthMigrations() {
           101, "auth_audit_log",
           "CREATE TABLE auth_audit_log (id INTEGER PRIMARY KEY AUTOINCREMENT," + audit_cols,
           "CREATE TABLE auth_audit_log (id BIGSERIAL PRIMARY KEY," + audit_cols},
+      store::Migration{102, "auth_audit_event_id",
+                       "ALTER TABLE auth_audit_log ADD COLUMN event_id TEXT;"
+                       "CREATE UNIQUE INDEX auth_audit_event ON auth_audit_log(event_id);",
+                       ""},
   };
 }
 

@@ -1,8 +1,8 @@
 // Audit: the record of every mutation and security event, behind the AuditSink interface.
 //
-// Until the bus lands, SqlAuditSink writes records straight into auth_audit_log (migration 101);
-// later a bus-backed sink can publish them instead without touching the callers. Records never
-// contain secrets (passwords, tokens, keys): callers put ids and outcomes only. Thread-safe.
+// SqlAuditSink writes records into auth_audit_log (migrations 101, 102); with the bus, the
+// BusAuditSink of bus_audit.h publishes them instead and the AuditIndexer feeds this table. Records
+// never contain secrets (passwords, tokens, keys): callers put ids and outcomes only. Thread-safe.
 #pragma once
 
 #include <cstdint>
@@ -29,6 +29,9 @@ struct AuditRecord {
   std::string user_agent;
   std::string outcome;  // success, failure, denied
   std::string details;  // a JSON object, "{}" when empty
+  // Identifies the event across redeliveries ("audit:<offset>" for records from the bus); a
+  // second record with the same event_id is dropped. Empty = none.
+  std::string event_id;
 };
 
 class AuditSink {
