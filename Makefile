@@ -37,7 +37,7 @@ test: setup format-check fuzz-build
 
 # Runs the suites of an existing build (ctest's summary is the last thing printed).
 test-only:
-	@ATRIUM_REQUIRE_PG=1 ATRIUM_REQUIRE_REDIS=1 ctest --test-dir build --output-on-failure -j $(JOBS)
+	@ATRIUM_REQUIRE_PG=1 ATRIUM_REQUIRE_REDIS=1 ATRIUM_REQUIRE_NATS=1 ctest --test-dir build --output-on-failure -j $(JOBS)
 
 format:
 	@git ls-files '*.cc' '*.h' '*.cu' '*.cuh' | xargs clang-format -i
@@ -50,6 +50,7 @@ fuzz: fuzz-build
 
 bench: build
 	@bench/http/run
+	@bench/bus/run
 
 stress: build
 	@BUS_CRASH_CYCLES=1000 build/bin/bus_crash_test

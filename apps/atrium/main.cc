@@ -5,6 +5,8 @@
 //   atrium migrate status|up [same flags]
 //   atrium admin create-user --email E --password P [--name N] [--admin] [same flags]
 //   atrium admin rotate-master-key [same flags]
+//   atrium bus tail TOPIC [--from earliest|latest|N] [--url http://host:port] [--key atr_...]
+//   atrium bus bench [--messages N] [--payload BYTES] [--publishers P] [--durability memory|sync]
 //   atrium --version
 #include <sys/stat.h>
 #include <unistd.h>
@@ -19,6 +21,7 @@
 #include "atrium/core/config.h"
 #include "atrium/core/env.h"
 #include "atrium/core/version.h"
+#include "bus_cli.h"
 #include "server_main.h"
 
 namespace atrium::app {
@@ -129,6 +132,26 @@ int Main(int argc, char** argv) {
       "rotate-master-key", "Re-encrypt stored secrets under the first key of auth.master_key");
   AddCommonFlags(rotate, admin_flags);
 
+  auto* bus_cmd = app.add_subcommand("bus", "The message bus: tail a topic, benchmark");
+  bus_cmd->require_subcommand(1);
+  auto* tail = bus_cmd->add_subcommand("tail", "Print a topic's records as they arrive (HTTP SSE)");
+  BusTailOptions tail_options;
+  tail->add_option("topic", tail_options.topic, "Topic name")->required();
+  tail->add_option("--from", tail_options.from, "earliest, latest or an offset (default latest)");
+  tail->add_option("--url", tail_options.url, "Server URL (default http://127.0.0.1:8080)");
+  tail->add_option("--key", tail_options.key, "API key with the bus:subscribe scope");
+  auto* bench = bus_cmd->add_subcommand("bench", "Publish throughput and latency, in-process");
+  BusBenchOptions bench_options;
+  bench->add_option("--messages", bench_options.messages, "Messages in total (default 1000000)");
+  bench->add_option("--payload", bench_options.payload_bytes, "Payload bytes (default 128)");
+  bench->add_option("--publishers", bench_options.publishers, "Publisher threads (default 16)");
+  bench->add_option("--durability", bench_options.durability, "memory or sync (default sync)");
+  bench->add_option("--in-flight", bench_options.in_flight,
+                    "Publishes each publisher keeps outstanding (default 1000)");
+  bench->add_option("--batch", bench_options.batch, "Messages per publish call (default 1)");
+  bench->add_option("--subscribers", bench_options.subscribers,
+                    "Subscribers that must each receive every record (default 0)");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -159,6 +182,8 @@ int Main(int argc, char** argv) {
     }
     return AdminRotateMasterKey(*config);
   }
+  if (*tail) return BusTail(tail_options);
+  if (*bench) return BusBench(bench_options);
   return 0;
 }
 

@@ -1,5 +1,6 @@
 #include "server_main.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -8,7 +9,11 @@
 #include <spdlog/spdlog.h>
 
 #include "atrium/auth/auth_service.h"
+#include "atrium/auth/bus_audit.h"
 #include "atrium/auth/redis_rate_limiter.h"
+#include "atrium/bus/embedded_bus.h"
+#include "atrium/bus/http_api.h"
+#include "atrium/bus/nats_bus.h"
 #include "atrium/core/env.h"
 #include "atrium/core/health.h"
 #include "atrium/core/log.h"
@@ -100,6 +105,49 @@ Status AddSystemRoutes(http::Router& router, std::shared_ptr<const Config> confi
   return Status::Ok();
 }
 
+bool ServiceEnabled(const Config& config, std::string_view service) {
+  const auto& services = config.GetStringList("services");
+  return std::find(services.begin(), services.end(), service) != services.end();
+}
+
+// Opens the bus selected by bus.backend: the one place that knows the backends (embedded WALs,
+// or NATS JetStream for scale-out).
+Result<std::unique_ptr<bus::Bus>> OpenBus(const Config& config, Env& env,
+                                          MetricsRegistry& metrics) {
+  const std::string& backend = config.GetString("bus.backend");
+  if (backend == "embedded") {
+    std::string dir = JoinPath(config.GetString("data_dir"), "bus");
+    RETURN_IF_ERROR(env.CreateDirs(dir, 0700));
+    auto opened = bus::OpenEmbeddedBus(
+        env, {.data_dir = dir, .repair = config.GetBool("bus.repair"), .metrics = &metrics});
+    if (!opened.ok()) return opened.status().WithContext("opening the bus in " + dir);
+    return opened;
+  }
+  if (backend == "nats") {
+    const std::string& url = config.GetString("bus.nats_url");
+    if (url.empty()) return InvalidArgument("bus.nats_url: required when bus.backend = \"nats\"");
+    auto opened = bus::OpenNatsBus({.url = url, .metrics = &metrics});
+    if (!opened.ok()) return opened.status().WithContext("opening the NATS bus");
+    return opened;
+  }
+  return InvalidArgument("bus.backend: unknown backend '" + backend + "'");
+}
+
+// Healthy while every topic is (its WAL, or the NATS server answering).
+Status BusHealth(bus::Bus& b) {
+  for (const auto& name : b.ListTopics()) {
+    auto stats = b.GetTopicStats(name);
+    if (!stats.ok()) {
+      if (stats.status().code() == StatusCode::kUnavailable) {
+        return stats.status().WithContext("topic " + name);
+      }
+      continue;  // deleted meanwhile
+    }
+    if (!stats->health.ok()) return stats->health.WithContext("topic " + name);
+  }
+  return Status::Ok();
+}
+
 // The auth module's options; ATRIUM_MASTER_KEY stands in for an empty auth.master_key.
 Result<auth::AuthOptions> AuthOptions(const Config& config) {
   const char* master = std::getenv("ATRIUM_MASTER_KEY");
@@ -140,6 +188,16 @@ ConfigSchema BuildSchema() {
   schema.DefineString("web.root", "web/dist", "Directory of the built web UI served at /");
   schema.DefineBool("http.echo_route", false,
                     "Serve POST /echo, which returns the request body (benchmarks, LB checks)");
+  schema.DefineString("bus.backend", "embedded",
+                      "Bus implementation: embedded (WALs under <data_dir>/bus) or nats "
+                      "(JetStream at bus.nats_url, for several nodes)",
+                      {.one_of = {"embedded", "nats"}});
+  schema.DefineSecret("bus.nats_url", "",
+                      "NATS server with JetStream for bus.backend = nats, e.g. "
+                      "nats://127.0.0.1:4222");
+  schema.DefineBool("bus.repair", false,
+                    "Open damaged bus WALs by cutting them at the first bad record (data loss!) "
+                    "instead of refusing to start");
   http::DefineHttpConfig(schema);
   DefineLogConfig(schema);
   auth::DefineAuthConfig(schema);
@@ -198,6 +256,18 @@ int Serve(std::shared_ptr<const Config> config) {
     return env.FileExists(blob_root) ? Status::Ok() : Unavailable(blob_root + " is missing");
   });
 
+  // The bus (service "bus"). Closed after the HTTP server stopped: see the end of Serve.
+  std::unique_ptr<bus::Bus> message_bus;
+  std::unique_ptr<bus::BusHttpApi> bus_api;
+  if (ServiceEnabled(*config, "bus")) {
+    auto bus_or = OpenBus(*config, env, metrics);
+    if (!bus_or.ok()) return fail(bus_or.status());
+    message_bus = std::move(*bus_or);
+    bus_api =
+        std::make_unique<bus::BusHttpApi>(*message_bus, bus::BusHttpOptions{.metrics = &metrics});
+    health.Register("bus", [b = message_bus.get()] { return BusHealth(*b); });
+  }
+
   // Scale-out: shared rate-limit buckets in Redis when redis.url is set.
   std::shared_ptr<auth::RateLimiter> limiter;
   std::shared_ptr<store::RedisClient> redis;
@@ -210,7 +280,15 @@ int Serve(std::shared_ptr<const Config> config) {
   }
   auto auth_options = AuthOptions(*config);
   if (!auth_options.ok()) return fail(auth_options.status().WithContext("auth"));
-  auto auth_or = auth::AuthService::Create(std::move(*auth_options), *db, env, nullptr,
+  // With the bus, audit records go through it (one audit log for the platform) and the
+  // indexer consumer writes them into the SQL audit log.
+  std::shared_ptr<auth::AuditSink> audit_sink;
+  if (message_bus) {
+    auto sink = auth::BusAuditSink::Create(*message_bus);
+    if (!sink.ok()) return fail(sink.status());
+    audit_sink = std::move(*sink);
+  }
+  auto auth_or = auth::AuthService::Create(std::move(*auth_options), *db, env, audit_sink,
                                            std::move(limiter), logging->Get("auth"), redis);
   if (!auth_or.ok()) return fail(auth_or.status().WithContext("auth"));
   std::unique_ptr<auth::AuthService> auth = std::move(*auth_or);
@@ -220,9 +298,20 @@ int Serve(std::shared_ptr<const Config> config) {
     if (*created) log->info("created the bootstrap platform admin");
   }
 
+  std::unique_ptr<auth::AuditIndexer> audit_indexer;
+  if (message_bus) {
+    auto indexer = auth::AuditIndexer::Create(*message_bus, *auth->sql_audit());
+    if (!indexer.ok()) return fail(indexer.status().WithContext("audit indexer"));
+    audit_indexer = std::move(*indexer);
+    audit_indexer->Start();
+  }
+
   http::Router router;
   if (Status s = AddSystemRoutes(router, config, health, metrics, started); !s.ok()) return fail(s);
   if (Status s = auth->AddRoutes(router); !s.ok()) return fail(s);
+  if (bus_api) {
+    if (Status s = bus_api->AddRoutes(router); !s.ok()) return fail(s);
+  }
   const std::string& web_root = config->GetString("web.root");
   if (env.FileExists(JoinPath(web_root, "index.html"))) {
     auto files = std::make_shared<http::StaticFiles>(http::StaticOptions{.root = web_root});
@@ -248,6 +337,11 @@ int Serve(std::shared_ptr<const Config> config) {
   std::fflush(stdout);
 
   server.Wait();
+  // Order matters: no request may reach the bus once it is closing.
+  server.Shutdown();
+  if (audit_indexer) audit_indexer->Stop();
+  bus_api.reset();      // ends the SSE reader threads
+  message_bus.reset();  // flushes and closes the WALs
   log->info("shut down cleanly");
   logging->Flush();
   return 0;

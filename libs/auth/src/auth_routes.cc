@@ -614,8 +614,9 @@ class Routes {
     if (k.scopes.empty()) return Error(InvalidArgument("scopes must name at least one scope"));
     for (const auto& sc : k.scopes) {
       if (std::find(std::begin(kKeyScopes), std::end(kKeyScopes), sc) == std::end(kKeyScopes)) {
-        return Error(InvalidArgument("unknown scope '" + sc +
-                                     "' (embed, relay, track:write, track:read, chat, admin)"));
+        return Error(InvalidArgument(
+            "unknown scope '" + sc +
+            "' (embed, relay, track:write, track:read, chat, bus:publish, bus:subscribe, admin)"));
       }
     }
     if (std::find(k.scopes.begin(), k.scopes.end(), "admin") != k.scopes.end() &&

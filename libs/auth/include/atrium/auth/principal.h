@@ -4,9 +4,9 @@
 //   ""         public, no credentials needed;
 //   "session"  any authenticated principal (a user session or an API key);
 //   "user"     a user session (JWT) only; API keys get 403;
-//   anything else ("embed", "relay", "track:read", "track:write", "chat", "admin"): a user
-//              session, or an API key whose scopes include it (or "admin"). "track:write" keys
-//              also satisfy "track:read".
+//   anything else ("embed", "relay", "track:read", "track:write", "chat", "bus:publish",
+//              "bus:subscribe", "admin"): a user session, or an API key whose scopes include it
+//              (or "admin"). "track:write" keys also satisfy "track:read".
 #pragma once
 
 #include <algorithm>
@@ -19,8 +19,8 @@ namespace atrium::auth {
 inline constexpr std::string_view kScopeSession = "session";
 inline constexpr std::string_view kScopeUser = "user";
 // Scopes an API key may carry.
-inline constexpr std::string_view kKeyScopes[] = {"embed",      "relay", "track:write",
-                                                  "track:read", "chat",  "admin"};
+inline constexpr std::string_view kKeyScopes[] = {
+    "embed", "relay", "track:write", "track:read", "chat", "bus:publish", "bus:subscribe", "admin"};
 
 struct Principal {
   std::string user_id;              // the user (the key's owner for API keys)

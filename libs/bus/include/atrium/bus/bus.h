@@ -1,8 +1,8 @@
 // The bus: named, ordered, append-only topics with offsets, subscriptions and durable consumers.
 //
 // `Bus` is the interface the rest of Atrium programs against; `OpenEmbeddedBus` (embedded_bus.h)
-// is the in-process implementation over per-topic WALs, and a NATS JetStream backend can
-// implement the same interface later. Usage, policies and guarantees: docs/bus.md.
+// is the in-process implementation over per-topic WALs, and `OpenNatsBus` (nats_bus.h)
+// implements the same interface over NATS JetStream. Usage, policies and guarantees: docs/bus.md.
 //
 // Every method is thread-safe. Subscriptions and consumers are used by one thread at a time and
 // may outlive the Bus object (they then report Cancelled).
@@ -32,7 +32,8 @@ struct OffsetRange {
 };
 
 // Runs once when the batch meets its topic's durability policy (or fails): on the topic's WAL
-// writer thread for durable topics, on the publishing thread for memory topics. It must not block
+// writer thread for durable topics, on the publishing thread for memory topics (NATS: on the
+// PubAck thread, or the publishing thread for errors found before sending). It must not block
 // for long and must not wait for another publish to the same topic (that would stall the writer).
 using PublishCallback = std::function<void(Result<OffsetRange>)>;
 
