@@ -16,113 +16,16 @@
 
 #include "atrium/core/testing.h"
 #include "atrium/http/client.h"
+#include "child_process.h"
 
 namespace atrium {
 namespace {
 
 using namespace std::chrono_literals;
 
-std::string AtriumBinary() {
-  const char* dir = std::getenv("ATRIUM_BINARY_DIR");
-  return std::string(dir ? dir : ".") + "/bin/atrium";
-}
+std::string PgUrl() { return testing::FixtureUrl("pg", "ATRIUM_TEST_PG_URL"); }
 
-std::string PgUrl() {
-  if (const char* url = std::getenv("ATRIUM_TEST_PG_URL")) return url;
-  const char* dir = std::getenv("ATRIUM_BINARY_DIR");
-  if (dir == nullptr) return "";
-  std::ifstream in(std::string(dir) + "/pg/url");
-  std::string url;
-  std::getline(in, url);
-  return url;
-}
-
-// A child process with captured stdout and stderr.
-struct Child {
-  pid_t pid = -1;
-  int out_fd = -1;
-  int err_fd = -1;
-  std::string out, err;
-
-  static Child Spawn(std::vector<std::string> args, std::vector<std::string> env = {}) {
-    int out_pipe[2], err_pipe[2];
-    EXPECT_EQ(pipe(out_pipe), 0);
-    EXPECT_EQ(pipe(err_pipe), 0);
-    Child c;
-    c.pid = fork();
-    if (c.pid == 0) {
-      dup2(out_pipe[1], 1);
-      dup2(err_pipe[1], 2);
-      close(out_pipe[0]);
-      close(err_pipe[0]);
-      for (const auto& e : env) putenv(const_cast<char*>(e.c_str()));
-      std::vector<char*> argv;
-      std::string bin = AtriumBinary();
-      argv.push_back(bin.data());
-      for (auto& a : args) argv.push_back(a.data());
-      argv.push_back(nullptr);
-      execv(bin.c_str(), argv.data());
-      _exit(127);
-    }
-    close(out_pipe[1]);
-    close(err_pipe[1]);
-    c.out_fd = out_pipe[0];
-    c.err_fd = err_pipe[0];
-    fcntl(c.out_fd, F_SETFL, O_NONBLOCK);
-    fcntl(c.err_fd, F_SETFL, O_NONBLOCK);
-    return c;
-  }
-
-  void Pump() {
-    char buf[4096];
-    ssize_t n;
-    while ((n = read(out_fd, buf, sizeof(buf))) > 0) out.append(buf, n);
-    while ((n = read(err_fd, buf, sizeof(buf))) > 0) err.append(buf, n);
-  }
-
-  // Waits for "listening on http://HOST:PORT" and returns the URL ("" on failure).
-  std::string WaitForUrl() {
-    std::regex re("listening on (http://[0-9.]+:[0-9]+)");
-    for (int i = 0; i < 300; ++i) {
-      Pump();
-      std::smatch m;
-      if (std::regex_search(out, m, re)) return m[1];
-      int status;
-      if (waitpid(pid, &status, WNOHANG) == pid) {
-        pid = -1;
-        Pump();
-        return "";
-      }
-      std::this_thread::sleep_for(50ms);
-    }
-    return "";
-  }
-
-  // Waits for exit; returns the exit code (or -1 on timeout / signal).
-  int Wait(std::chrono::seconds limit = 20s) {
-    auto deadline = std::chrono::steady_clock::now() + limit;
-    while (std::chrono::steady_clock::now() < deadline) {
-      int status;
-      pid_t r = waitpid(pid, &status, WNOHANG);
-      if (r == pid) {
-        pid = -1;
-        Pump();
-        return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-      }
-      std::this_thread::sleep_for(20ms);
-    }
-    return -1;
-  }
-
-  ~Child() {
-    if (pid > 0) {
-      kill(pid, SIGKILL);
-      waitpid(pid, nullptr, 0);
-    }
-    if (out_fd >= 0) close(out_fd);
-    if (err_fd >= 0) close(err_fd);
-  }
-};
+using Child = testing::AtriumChild;
 
 class AtriumServeTest : public ::testing::Test {
  protected:

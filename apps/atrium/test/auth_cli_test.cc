@@ -14,88 +14,14 @@
 
 #include "atrium/core/testing.h"
 #include "atrium/http/client.h"
+#include "child_process.h"
 
 namespace atrium {
 namespace {
 
 using namespace std::chrono_literals;
 
-// A child `atrium` process with captured output; killed on destruction.
-struct Child {
-  pid_t pid = -1;
-  int out_fd = -1, err_fd = -1;
-  std::string out, err;
-
-  static Child Spawn(std::vector<std::string> args, std::vector<std::string> env = {}) {
-    const char* dir = std::getenv("ATRIUM_BINARY_DIR");
-    std::string bin = std::string(dir ? dir : ".") + "/bin/atrium";
-    int o[2], e[2];
-    EXPECT_EQ(pipe(o), 0);
-    EXPECT_EQ(pipe(e), 0);
-    Child c;
-    c.pid = fork();
-    if (c.pid == 0) {
-      dup2(o[1], 1);
-      dup2(e[1], 2);
-      close(o[0]);
-      close(e[0]);
-      for (auto& v : env) putenv(v.data());
-      std::vector<char*> argv{bin.data()};
-      for (auto& a : args) argv.push_back(a.data());
-      argv.push_back(nullptr);
-      execv(bin.c_str(), argv.data());
-      _exit(127);
-    }
-    close(o[1]);
-    close(e[1]);
-    c.out_fd = o[0];
-    c.err_fd = e[0];
-    fcntl(c.out_fd, F_SETFL, O_NONBLOCK);
-    fcntl(c.err_fd, F_SETFL, O_NONBLOCK);
-    return c;
-  }
-  void Pump() {
-    char buf[4096];
-    ssize_t n;
-    while ((n = read(out_fd, buf, sizeof buf)) > 0) out.append(buf, n);
-    while ((n = read(err_fd, buf, sizeof buf)) > 0) err.append(buf, n);
-  }
-  std::string WaitForUrl() {
-    std::regex re("listening on (http://[0-9.]+:[0-9]+)");
-    for (int i = 0; i < 300; ++i) {
-      Pump();
-      std::smatch m;
-      if (std::regex_search(out, m, re)) return m[1];
-      if (waitpid(pid, nullptr, WNOHANG) == pid) {
-        pid = -1;
-        Pump();
-        return "";
-      }
-      std::this_thread::sleep_for(50ms);
-    }
-    return "";
-  }
-  int Wait() {
-    for (int i = 0; i < 1000; ++i) {
-      int status;
-      if (waitpid(pid, &status, WNOHANG) == pid) {
-        pid = -1;
-        Pump();
-        return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-      }
-      std::this_thread::sleep_for(20ms);
-    }
-    return -1;
-  }
-  ~Child() {
-    if (pid > 0) {
-      kill(pid, SIGKILL);
-      waitpid(pid, nullptr, 0);
-    }
-    if (out_fd >= 0) close(out_fd);
-    if (err_fd >= 0) close(err_fd);
-  }
-};
+using Child = testing::AtriumChild;
 
 class AuthCliTest : public ::testing::Test {
  protected:
