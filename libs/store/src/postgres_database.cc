@@ -1,4 +1,5 @@
 #include "atrium/store/postgres_database.h"
+#include "backend_common.h"
 #include "connection_transaction.h"
 
 #include <libpq-fe.h>
@@ -42,24 +43,10 @@ constexpr Oid kFloat4Oid = 700;
 constexpr Oid kFloat8Oid = 701;
 constexpr Oid kNumericOid = 1700;
 
-// Beyond this many prepared statements a connection deallocates them all (see sqlite).
-constexpr size_t kMaxCachedStatements = 512;
-
-struct StatementCounters {
-  std::atomic<uint64_t> prepared{0};
-  std::atomic<uint64_t> cache_hits{0};
-};
-
-struct StringHash {
-  using is_transparent = void;
-  size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
-};
-
-std::string Abbreviate(std::string_view sql) {
-  constexpr size_t kMax = 160;
-  if (sql.size() <= kMax) return std::string(sql);
-  return std::string(sql.substr(0, kMax)) + "...";
-}
+using internal::Abbreviate;
+using internal::kMaxCachedStatements;
+using internal::StatementCounters;
+using internal::StringHash;
 
 std::string Trimmed(const char* s) {
   std::string out = s != nullptr ? s : "";

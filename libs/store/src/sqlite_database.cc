@@ -1,4 +1,5 @@
 #include "atrium/store/sqlite_database.h"
+#include "backend_common.h"
 #include "connection_transaction.h"
 
 #include <sqlite3.h>
@@ -24,25 +25,10 @@ struct StatementFinalizer {
 using SqlitePtr = std::unique_ptr<sqlite3, SqliteCloser>;
 using StatementPtr = std::unique_ptr<sqlite3_stmt, StatementFinalizer>;
 
-// Beyond this many distinct statements a connection's cache is emptied, so code that
-// (wrongly) builds many distinct SQL strings cannot grow memory without bound.
-constexpr size_t kMaxCachedStatements = 512;
-
-struct StatementCounters {
-  std::atomic<uint64_t> prepared{0};
-  std::atomic<uint64_t> cache_hits{0};
-};
-
-struct StringHash {
-  using is_transparent = void;
-  size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
-};
-
-std::string Abbreviate(std::string_view sql) {
-  constexpr size_t kMax = 160;
-  if (sql.size() <= kMax) return std::string(sql);
-  return std::string(sql.substr(0, kMax)) + "...";
-}
+using internal::Abbreviate;
+using internal::kMaxCachedStatements;
+using internal::StatementCounters;
+using internal::StringHash;
 
 // Maps an (extended) SQLite result code to a Status; see database.h for the mapping.
 Status SqliteError(int rc, std::string_view detail, std::string_view what, std::string_view sql) {
