@@ -29,3 +29,24 @@ function(atrium_test)
     set_tests_properties(${T_NAME} PROPERTIES FIXTURES_REQUIRED "${T_FIXTURES}")
   endif()
 endfunction()
+
+# atrium_server_fixture(NAME fixture SCRIPT script [START_TIMEOUT s])
+# A ctest fixture around scripts/<script> start|stop ${CMAKE_BINARY_DIR}/<fixture>: tests
+# <fixture>_start and <fixture>_stop start a throwaway server on loopback before the tests that
+# declare FIXTURES <fixture> and stop it after; the script writes the server's URL to
+# ${CMAKE_BINARY_DIR}/<fixture>/url (read it with atrium::testing::FixtureUrl).
+function(atrium_server_fixture)
+  cmake_parse_arguments(F "" "NAME;SCRIPT;START_TIMEOUT" "" ${ARGN})
+  if(NOT ATRIUM_BUILD_TESTS)
+    return()
+  endif()
+  if(NOT F_START_TIMEOUT)
+    set(F_START_TIMEOUT 60)
+  endif()
+  set(dir ${CMAKE_BINARY_DIR}/${F_NAME})
+  add_test(NAME ${F_NAME}_start COMMAND ${CMAKE_SOURCE_DIR}/scripts/${F_SCRIPT} start ${dir})
+  set_tests_properties(${F_NAME}_start PROPERTIES FIXTURES_SETUP ${F_NAME}
+    TIMEOUT ${F_START_TIMEOUT})
+  add_test(NAME ${F_NAME}_stop COMMAND ${CMAKE_SOURCE_DIR}/scripts/${F_SCRIPT} stop ${dir})
+  set_tests_properties(${F_NAME}_stop PROPERTIES FIXTURES_CLEANUP ${F_NAME} TIMEOUT 60)
+endfunction()
