@@ -1,5 +1,7 @@
 #include "atrium/auth/crypto.h"
 
+#include "atrium/core/base64.h"
+
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <openssl/sha.h>
@@ -13,7 +15,6 @@
 namespace atrium::auth {
 namespace {
 
-constexpr char kB64Url[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 constexpr char kB62[] = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 constexpr size_t kNonceBytes = 12;
 constexpr size_t kTagBytes = 16;
@@ -69,30 +70,7 @@ bool ConstantTimeEquals(std::string_view a, std::string_view b) {
   return sodium_memcmp(a.data(), b.data(), a.size()) == 0;
 }
 
-std::string Base64UrlEncode(std::string_view data) {
-  std::string out;
-  out.reserve((data.size() * 4 + 2) / 3);
-  size_t i = 0;
-  for (; i + 3 <= data.size(); i += 3) {
-    uint32_t v = (uint8_t(data[i]) << 16) | (uint8_t(data[i + 1]) << 8) | uint8_t(data[i + 2]);
-    out += kB64Url[(v >> 18) & 63];
-    out += kB64Url[(v >> 12) & 63];
-    out += kB64Url[(v >> 6) & 63];
-    out += kB64Url[v & 63];
-  }
-  size_t rest = data.size() - i;
-  if (rest == 1) {
-    uint32_t v = uint8_t(data[i]) << 16;
-    out += kB64Url[(v >> 18) & 63];
-    out += kB64Url[(v >> 12) & 63];
-  } else if (rest == 2) {
-    uint32_t v = (uint8_t(data[i]) << 16) | (uint8_t(data[i + 1]) << 8);
-    out += kB64Url[(v >> 18) & 63];
-    out += kB64Url[(v >> 12) & 63];
-    out += kB64Url[(v >> 6) & 63];
-  }
-  return out;
-}
+std::string Base64UrlEncode(std::string_view data) { return atrium::Base64UrlEncode(data); }
 
 Result<std::string> Base64UrlDecode(std::string_view text) {
   if (text.size() % 4 == 1) return InvalidArgument("malformed base64url (length)");

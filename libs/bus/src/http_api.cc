@@ -1,5 +1,7 @@
 #include "atrium/bus/http_api.h"
 
+#include "atrium/core/base64.h"
+
 #include <atomic>
 #include <charconv>
 #include <cstdint>
@@ -29,65 +31,6 @@ using http::Responder;
 using http::Response;
 
 // ---- encoding helpers ----
-
-constexpr char kB64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-std::string Base64Encode(std::string_view in) {
-  std::string out;
-  out.reserve((in.size() + 2) / 3 * 4);
-  size_t i = 0;
-  for (; i + 3 <= in.size(); i += 3) {
-    uint32_t v = (uint8_t(in[i]) << 16) | (uint8_t(in[i + 1]) << 8) | uint8_t(in[i + 2]);
-    out += kB64[(v >> 18) & 63];
-    out += kB64[(v >> 12) & 63];
-    out += kB64[(v >> 6) & 63];
-    out += kB64[v & 63];
-  }
-  if (size_t rest = in.size() - i; rest > 0) {
-    uint32_t v = uint8_t(in[i]) << 16;
-    if (rest == 2) v |= uint8_t(in[i + 1]) << 8;
-    out += kB64[(v >> 18) & 63];
-    out += kB64[(v >> 12) & 63];
-    out += rest == 2 ? kB64[(v >> 6) & 63] : '=';
-    out += '=';
-  }
-  return out;
-}
-
-// Standard (RFC 4648 §4) base64 with padding; nullopt when malformed.
-std::optional<std::string> Base64Decode(std::string_view in) {
-  if (in.size() % 4 != 0) return std::nullopt;
-  auto value = [](char c) -> int {
-    if (c >= 'A' && c <= 'Z') return c - 'A';
-    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-    if (c >= '0' && c <= '9') return c - '0' + 52;
-    if (c == '+') return 62;
-    if (c == '/') return 63;
-    return -1;
-  };
-  std::string out;
-  out.reserve(in.size() / 4 * 3);
-  for (size_t i = 0; i < in.size(); i += 4) {
-    bool last = i + 4 == in.size();
-    int pad = 0;
-    uint32_t v = 0;
-    for (size_t j = 0; j < 4; ++j) {
-      char c = in[i + j];
-      if (c == '=' && last && j >= 2) {
-        ++pad;
-        v <<= 6;
-        continue;
-      }
-      int d = value(c);
-      if (d < 0 || pad > 0) return std::nullopt;
-      v = (v << 6) | uint32_t(d);
-    }
-    out += char((v >> 16) & 0xff);
-    if (pad < 2) out += char((v >> 8) & 0xff);
-    if (pad < 1) out += char(v & 0xff);
-  }
-  return out;
-}
 
 bool IsValidUtf8(std::string_view s) {
   size_t i = 0;
@@ -166,7 +109,7 @@ std::string RecordJson(const Record& r, std::optional<uint32_t> delivery_count) 
   if (IsValidUtf8(r.payload)) {
     o["payload"] = r.payload;
   } else {
-    o["payload_b64"] = Base64Encode(r.payload);
+    o["payload_b64"] = atrium::Base64Encode(r.payload);
   }
   if (delivery_count) o["delivery_count"] = *delivery_count;
   return json::serialize(o);
@@ -235,7 +178,7 @@ Result<std::vector<Message>> ParseMessages(std::string_view body, size_t max_mes
       msg.payload = std::string(text->as_string());
     } else if (has_b64) {
       if (!b64->is_string()) return InvalidArgument(at + ".payload_b64: must be a string");
-      auto decoded = Base64Decode(b64->as_string());
+      auto decoded = atrium::Base64Decode(b64->as_string());
       if (!decoded) return InvalidArgument(at + ".payload_b64: invalid base64");
       msg.payload = std::move(*decoded);
     }

@@ -5,6 +5,7 @@
 #include <string>
 #include <string_view>
 
+#include "atrium/core/base64.h"
 #include "atrium/core/status.h"
 
 namespace atrium::http::client_internal {
@@ -43,8 +44,6 @@ Result<ProxySpec> ParseProxyUrl(std::string_view url);
 
 // Resolves a Location header value against the URL it was received for.
 Result<std::string> ResolveRedirect(std::string_view base, std::string_view location);
-
-std::string Base64Encode(std::string_view in);
 
 // True for IPv4 or IPv6 literals (no SNI for those).
 bool IsIpLiteral(std::string_view host);

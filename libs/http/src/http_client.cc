@@ -408,9 +408,8 @@ asio::awaitable<HttpClient::Impl::Outcome> HttpClient::Impl::Exchange(
     message.set(http::field::authorization, target.authorization);
   }
   if (plain_via_http_proxy && job->proxy.has_credentials && !headers.Has("Proxy-Authorization")) {
-    message.set(
-        http::field::proxy_authorization,
-        "Basic " + client_internal::Base64Encode(job->proxy.user + ":" + job->proxy.password));
+    message.set(http::field::proxy_authorization,
+                "Basic " + Base64Encode(job->proxy.user + ":" + job->proxy.password));
   }
   message.body() = std::move(body);
   message.prepare_payload();

@@ -1,5 +1,7 @@
 #include "client_test_servers.h"
 
+#include "atrium/core/base64.h"
+
 #include <sys/socket.h>
 
 #include <boost/asio/connect.hpp>
@@ -18,31 +20,6 @@ namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace http = beast::http;
 using asio::ip::tcp;
-
-std::string Base64(std::string_view in) {
-  static constexpr char kAlphabet[] =
-      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string out;
-  size_t i = 0;
-  for (; i + 2 < in.size(); i += 3) {
-    uint32_t v =
-        (uint32_t(uint8_t(in[i])) << 16) | (uint32_t(uint8_t(in[i + 1])) << 8) | uint8_t(in[i + 2]);
-    for (int s : {18, 12, 6, 0}) out += kAlphabet[(v >> s) & 63];
-  }
-  if (in.size() - i == 1) {
-    uint32_t v = uint32_t(uint8_t(in[i])) << 16;
-    out += kAlphabet[(v >> 18) & 63];
-    out += kAlphabet[(v >> 12) & 63];
-    out += "==";
-  } else if (in.size() - i == 2) {
-    uint32_t v = (uint32_t(uint8_t(in[i])) << 16) | (uint32_t(uint8_t(in[i + 1])) << 8);
-    out += kAlphabet[(v >> 18) & 63];
-    out += kAlphabet[(v >> 12) & 63];
-    out += kAlphabet[(v >> 6) & 63];
-    out += '=';
-  }
-  return out;
-}
 
 // Copies bytes from `from` to `to` until either side fails, then shuts both down.
 void Pipe(tcp::socket& from, tcp::socket& to) {
@@ -257,8 +234,8 @@ void TestHttpProxy::Serve(Socket& socket) {
       std::lock_guard<std::mutex> lock(mu_);
       targets_.push_back(std::string(request.method_string()) + " " + target);
     }
-    if (!credentials_.empty() &&
-        request[http::field::proxy_authorization] != "Basic " + Base64(credentials_)) {
+    if (!credentials_.empty() && request[http::field::proxy_authorization] !=
+                                     "Basic " + atrium::Base64Encode(credentials_)) {
       asio::write(socket,
                   asio::buffer(std::string_view("HTTP/1.1 407 Proxy Authentication Required\r\n"
                                                 "Content-Length: 0\r\n\r\n")),
