@@ -2,7 +2,8 @@
 #   make run     install packages, build (release), start `atrium serve` on embedded defaults
 #   make test    install, build, check formatting, build and smoke-run the fuzzers, run every suite
 #   make build   release build; the binary is build/bin/atrium
-#   make bench   benchmarks against peers (bench/), prints ratios
+#   make bench   benchmarks against peers (bench/), prints ratios (scripts/setup-bench installs
+#                their extra packages: python3-torch, onnxruntime-node)
 #   make stress  long stress and soak runs (not part of make test)
 #   make fuzz    build the libFuzzer targets and run each for FUZZ_SECONDS (default 60)
 #   make format  clang-format every C++ file in place
@@ -51,6 +52,7 @@ fuzz: fuzz-build
 bench: build
 	@bench/http/run
 	@bench/bus/run
+	@scripts/setup-bench && bench/embed/peers/run all
 
 stress: build
 	@BUS_CRASH_CYCLES=1000 build/bin/bus_crash_test

@@ -7,6 +7,7 @@
 //   atrium admin rotate-master-key [same flags]
 //   atrium bus tail TOPIC [--from earliest|latest|N] [--url http://host:port] [--key atr_...]
 //   atrium bus bench [--messages N] [--payload BYTES] [--publishers P] [--durability memory|sync]
+//   atrium embed --model DIR_OR_ID [--model ...] [--port N] [same flags]
 //   atrium --version
 #include <sys/stat.h>
 #include <unistd.h>
@@ -101,9 +102,18 @@ int Main(int argc, char** argv) {
                                         kBuildType + ")");
   app.require_subcommand(1);
 
-  CommonFlags serve_flags, config_flags, migrate_flags, admin_flags;
+  CommonFlags serve_flags, config_flags, migrate_flags, admin_flags, embed_flags;
   auto* serve = app.add_subcommand("serve", "Start the server");
   AddCommonFlags(serve, serve_flags);
+
+  // Only the embedding APIs, without credentials: a local tool, like TEI's router.
+  auto* embed_cmd = app.add_subcommand("embed", "Serve embeddings only (public, no sign-in)");
+  std::vector<std::string> embed_models;
+  embed_cmd
+      ->add_option("--model", embed_models,
+                   "Model directory or Hugging Face id, optionally name=...; repeatable")
+      ->required();
+  AddCommonFlags(embed_cmd, embed_flags);
 
   auto* config_cmd = app.add_subcommand("config", "Inspect the configuration");
   config_cmd->require_subcommand(1);
@@ -160,6 +170,17 @@ int Main(int argc, char** argv) {
 
   if (*serve) {
     auto config = LoadConfig(serve_flags);
+    if (!config.ok()) return Fail(config.status());
+    return Serve(std::make_shared<const Config>(std::move(*config)));
+  }
+  if (*embed_cmd) {
+    std::string models;
+    for (const auto& m : embed_models) models += (models.empty() ? "" : ",") + m;
+    CommonFlags flags = embed_flags;
+    flags.services = {"embed"};
+    // Ahead of the user's --set so that those still win.
+    flags.sets.insert(flags.sets.begin(), {"embed.public=true", "embed.models=" + models});
+    auto config = LoadConfig(flags);
     if (!config.ok()) return Fail(config.status());
     return Serve(std::make_shared<const Config>(std::move(*config)));
   }

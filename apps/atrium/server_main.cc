@@ -14,18 +14,23 @@
 #include "atrium/bus/embedded_bus.h"
 #include "atrium/bus/http_api.h"
 #include "atrium/bus/nats_bus.h"
+#include "atrium/chat/chat_service.h"
 #include "atrium/core/env.h"
 #include "atrium/core/health.h"
 #include "atrium/core/log.h"
 #include "atrium/core/metrics.h"
 #include "atrium/core/version.h"
+#include "atrium/embed/embed_service.h"
+#include "atrium/embed/redis_tier.h"
 #include "atrium/http/server.h"
 #include "atrium/http/server_config.h"
 #include "atrium/http/static_files.h"
+#include "atrium/relay/relay_service.h"
 #include "atrium/store/database.h"
 #include "atrium/store/fs_blob_store.h"
 #include "atrium/store/migrations.h"
 #include "atrium/store/redis_client.h"
+#include "atrium/track/track_service.h"
 
 namespace atrium::app {
 namespace {
@@ -45,6 +50,9 @@ Result<store::MigrationSet> AllMigrations() {
   store::MigrationSet set;
   RETURN_IF_ERROR(set.Add(store::FoundationMigrations()));
   RETURN_IF_ERROR(set.Add(auth::AuthMigrations()));
+  RETURN_IF_ERROR(set.Add(chat::ChatMigrations()));
+  RETURN_IF_ERROR(set.Add(relay::RelayMigrations()));
+  RETURN_IF_ERROR(set.Add(track::TrackMigrations()));
   return set;
 }
 
@@ -63,8 +71,10 @@ Result<std::unique_ptr<store::Database>> OpenStore(const Config& config) {
 }
 
 // /health, /health/live, /health/ready, /info, /metrics.
+// `extra_info`: members other modules add to /info (TEI's model description from embed).
 Status AddSystemRoutes(http::Router& router, std::shared_ptr<const Config> config,
-                       HealthRegistry& health, MetricsRegistry& metrics, int64_t started_micros) {
+                       HealthRegistry& health, MetricsRegistry& metrics, int64_t started_micros,
+                       std::string extra_info) {
   using http::Request;
   using http::Response;
   using http::SyncHandler;
@@ -81,7 +91,7 @@ Status AddSystemRoutes(http::Router& router, std::shared_ptr<const Config> confi
   RETURN_IF_ERROR(router.Add("GET", "/health", health_handler, blocking));
   RETURN_IF_ERROR(router.Add("GET", "/health/ready", health_handler, blocking));
   RETURN_IF_ERROR(router.Add(
-      "GET", "/info", SyncHandler([config, started_micros](Request&) {
+      "GET", "/info", SyncHandler([config, started_micros, extra_info](Request&) {
         std::string services;
         for (const auto& s : config->GetStringList("services")) {
           services += (services.empty() ? "\"" : ",\"") + s + "\"";
@@ -89,8 +99,9 @@ Status AddSystemRoutes(http::Router& router, std::shared_ptr<const Config> confi
         int64_t uptime = (Env::Default().NowMicros() - started_micros) / 1000000;
         return Response::Json(
             200, fmt::format(R"({{"name":"atrium","version":"{}","git_revision":"{}",)"
-                             R"("build_type":"{}","services":[{}],"uptime_seconds":{}}})",
-                             kVersion, kGitRevision, kBuildType, services, uptime));
+                             R"("build_type":"{}","services":[{}],"uptime_seconds":{}{}}})",
+                             kVersion, kGitRevision, kBuildType, services, uptime,
+                             extra_info.empty() ? "" : "," + extra_info));
       })));
   if (config->GetBool("http.echo_route")) {
     // Echoes a JSON body: for load-balancer checks and bench/http.
@@ -201,6 +212,9 @@ ConfigSchema BuildSchema() {
   http::DefineHttpConfig(schema);
   DefineLogConfig(schema);
   auth::DefineAuthConfig(schema);
+  embed::DefineEmbedConfig(schema);
+  relay::DefineRelayConfig(schema);
+  track::DefineTrackConfig(schema);
   return schema;
 }
 
@@ -306,9 +320,110 @@ int Serve(std::shared_ptr<const Config> config) {
     audit_indexer->Start();
   }
 
+  // Embeddings (service "embed"): the models of embed.models, loaded (or downloaded) now.
+  std::unique_ptr<embed::EmbedService> embeddings;
+  if (ServiceEnabled(*config, "embed")) {
+    auto embed_options = embed::EmbedOptionsFromConfig(*config);
+    if (!embed_options.ok()) return fail(embed_options.status());
+    if (embed_options->use_redis) {
+      if (!redis) return fail(InvalidArgument("embed.cache.redis: needs redis.url"));
+      embed_options->second_tier = std::make_shared<embed::RedisTier>(
+          redis, embed_options->redis_ttl, "atrium:embed:", &metrics);
+    }
+    if (embed_options->models.empty()) {
+      log->info("embed: no models configured (embed.models); the embedding APIs answer 404");
+    }
+    auto service =
+        embed::EmbedService::Create(std::move(*embed_options), &metrics, logging->Get("embed"));
+    if (!service.ok()) return fail(service.status());
+    embeddings = std::move(*service);
+  }
+
+  // ---- chat (service "chat"): needs the bus for its events, opened here when "bus" is off ----
+  std::unique_ptr<chat::ChatService> chat_service;
+  if (ServiceEnabled(*config, "chat")) {
+    if (!message_bus) {
+      auto bus_or = OpenBus(*config, env, metrics);
+      if (!bus_or.ok()) return fail(bus_or.status().WithContext("chat needs the bus"));
+      message_bus = std::move(*bus_or);
+      health.Register("bus", [b = message_bus.get()] { return BusHealth(*b); });
+    }
+    auth::AuthService* authenticator = auth.get();
+    auto service = chat::ChatService::Create(
+        chat::ChatOptions{}, *db, *message_bus, env,
+        [authenticator](const http::Request& req) { return authenticator->Authenticate(req); },
+        &metrics, logging->Get("chat"));
+    if (!service.ok()) return fail(service.status().WithContext("chat"));
+    chat_service = std::move(*service);
+    chat_service->RegisterHealth(health);
+  }
+  // ---- end chat ----
+
+  // ---- relay (service "relay"): LLM API gateway; usage records go through the bus ----
+  std::unique_ptr<relay::RelayService> relay_service;
+  if (ServiceEnabled(*config, "relay")) {
+    if (!message_bus) {
+      auto bus_or = OpenBus(*config, env, metrics);
+      if (!bus_or.ok()) return fail(bus_or.status().WithContext("relay needs the bus"));
+      message_bus = std::move(*bus_or);
+      health.Register("bus", [b = message_bus.get()] { return BusHealth(*b); });
+    }
+    auto relay_options = relay::RelayOptionsFromConfig(*config);
+    if (!relay_options.ok()) return fail(relay_options.status().WithContext("relay"));
+    // Without relay.credentials_key the auth master key ring seals upstream credentials (else
+    // the relay generates a key kept in the database).
+    if (relay_options->credentials_key_ring.empty()) {
+      if (auto ring = AuthOptions(*config); ring.ok()) {
+        relay_options->credentials_key_ring = ring->master_key;
+      }
+    }
+    auth::AuthService* authenticator = auth.get();
+    auto service = relay::RelayService::Create(
+        std::move(*relay_options), *db, *message_bus, auth->store(), env,
+        [authenticator](const http::Request& req) { return authenticator->Authenticate(req); },
+        &metrics, logging->Get("relay"));
+    if (!service.ok()) return fail(service.status().WithContext("relay"));
+    relay_service = std::move(*service);
+    // `local` relay accounts serve /v1/embeddings from the embed engine when it runs.
+    if (embeddings) relay_service->SetEmbeddingProvider(embeddings.get());
+  }
+  // ---- end relay ----
+
+  // ---- track (service "track"): experiment tracking on the database and the blob store ----
+  std::unique_ptr<track::TrackService> track_service;
+  if (ServiceEnabled(*config, "track")) {
+    auth::AuditSink* track_audit = audit_sink ? audit_sink.get() : auth->sql_audit();
+    auto service = track::TrackService::Create(track::TrackOptionsFromConfig(*config), *db, *blobs,
+                                               env, track_audit, logging->Get("track"));
+    if (!service.ok()) return fail(service.status().WithContext("track"));
+    track_service = std::move(*service);
+    track_service->Start();
+  }
+  // ---- end track ----
+
   http::Router router;
-  if (Status s = AddSystemRoutes(router, config, health, metrics, started); !s.ok()) return fail(s);
+  std::string extra_info = embeddings ? embeddings->InfoJsonMembers() : "";
+  if (Status s = AddSystemRoutes(router, config, health, metrics, started, extra_info); !s.ok()) {
+    return fail(s);
+  }
+  if (embeddings) {
+    // With the relay enabled, the relay owns POST /v1/embeddings (same keys, quotas and usage as
+    // remote providers; `local` accounts reach this engine through EmbeddingProvider).
+    if (Status s = embeddings->AddRoutes(router, /*openai_route=*/relay_service == nullptr);
+        !s.ok()) {
+      return fail(s);
+    }
+  }
   if (Status s = auth->AddRoutes(router); !s.ok()) return fail(s);
+  if (chat_service) {
+    if (Status s = chat_service->AddRoutes(router); !s.ok()) return fail(s);
+  }
+  if (track_service) {
+    if (Status s = track_service->AddRoutes(router); !s.ok()) return fail(s);
+  }
+  if (relay_service) {
+    if (Status s = relay_service->AddRoutes(router); !s.ok()) return fail(s);
+  }
   if (bus_api) {
     if (Status s = bus_api->AddRoutes(router); !s.ok()) return fail(s);
   }
@@ -340,8 +455,12 @@ int Serve(std::shared_ptr<const Config> config) {
   // Order matters: no request may reach the bus once it is closing.
   server.Shutdown();
   if (audit_indexer) audit_indexer->Stop();
-  bus_api.reset();      // ends the SSE reader threads
-  message_bus.reset();  // flushes and closes the WALs
+  chat_service.reset();   // ends the chat streams, the hub and the search indexer
+  relay_service.reset();  // stops the usage aggregator, cancels upstream calls
+  track_service.reset();  // stops the crash check
+  embeddings.reset();     // stops the encoder workers (no request can reach them any more)
+  bus_api.reset();        // ends the SSE reader threads
+  message_bus.reset();    // flushes and closes the WALs
   log->info("shut down cleanly");
   logging->Flush();
   return 0;

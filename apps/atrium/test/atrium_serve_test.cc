@@ -126,7 +126,9 @@ TEST_F(AtriumServeTest, MigrateStatusAndUp) {
   EXPECT_NE(status.out.find("pending"), std::string::npos) << status.out;
   Child up = Child::Spawn({"migrate", "up", "--data-dir", data});
   EXPECT_EQ(up.Wait(), 0) << up.err;
-  EXPECT_NE(up.out.find("applied 4 migration"), std::string::npos) << up.out;  // foundation + auth
+  // Every module's migrations; the exact count grows with the services, so only "some".
+  EXPECT_NE(up.out.find("applied "), std::string::npos) << up.out;
+  EXPECT_EQ(up.out.find("applied 0 migration"), std::string::npos) << up.out;
   Child again = Child::Spawn({"migrate", "up", "--data-dir", data});
   EXPECT_EQ(again.Wait(), 0);
   EXPECT_NE(again.out.find("applied 0 migration"), std::string::npos) << again.out;

@@ -288,7 +288,8 @@ Result<Principal> AuthService::Impl::Authenticate(const http::Request& req) {
                      .role = "key",
                      .key_id = key.id,
                      .scopes = key.scopes,
-                     .key_rpm = key.rpm};
+                     .key_rpm = key.rpm,
+                     .tier = key.tier};
   }
   ASSIGN_OR_RETURN(JwtClaims claims, jwt.Verify(cred->value, now / 1'000'000));
   ASSIGN_OR_RETURN(bool revoked,

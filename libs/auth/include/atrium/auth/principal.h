@@ -32,6 +32,7 @@ struct Principal {
   std::string session_id;           // the refresh-token family of the session (user sessions)
   int64_t token_expires_at = 0;     // seconds since the epoch (user sessions)
   int64_t key_rpm = 0;              // the key's own requests-per-minute limit; 0 = route class
+  std::string tier;                 // the key's embed priority tier (free, basic, pro, enterprise)
 
   bool is_api_key() const { return !key_id.empty(); }
   bool is_workspace_admin() const { return role == "owner" || role == "admin"; }

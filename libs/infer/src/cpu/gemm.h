@@ -1,0 +1,63 @@
+// Packed single-precision GEMM for the CPU engine: C[m×n] = A[m×k] · B[k×n] (+ bias, + GELU).
+//
+// B is packed once into panels of kGemmNr columns ([n/16][k][16], zero-padded on the right), the
+// layout the microkernel streams; model weights are packed at load, attention operands per call.
+// A is packed per block of kGemmMc × kGemmKc into kGemmMr-row micro-panels inside the call.
+// The microkernel is 6×16 AVX2/FMA, chosen at run time (__builtin_cpu_supports), with a portable
+// fallback. Blocking: the A block stays in L2, one B micro-panel (kGemmKc × 16) in L1.
+//
+// Thread safety: the functions are reentrant; scratch buffers are thread-local.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+namespace atrium::infer::cpu {
+
+class ThreadPool;
+
+inline constexpr int kGemmMr = 6;
+inline constexpr int kGemmNr = 16;
+inline constexpr int kGemmKc = 256;
+inline constexpr int kGemmMc = 192;
+
+// 64-byte aligned float storage.
+struct AlignedFree {
+  void operator()(float* p) const;
+};
+using AlignedFloats = std::unique_ptr<float[], AlignedFree>;
+AlignedFloats AllocateFloats(size_t count);
+
+// Floats PackB* writes for a k × n matrix.
+inline size_t PackedBSize(int k, int n) {
+  return static_cast<size_t>((n + kGemmNr - 1) / kGemmNr) * kGemmNr * static_cast<size_t>(k);
+}
+
+// Packs B given as n rows of k (a Linear layer's weight [out × in], or K in Q·Kᵀ): B = srcᵀ.
+void PackBTransposed(const float* src, size_t ld, int n, int k, float* out);
+// Packs B given as k rows of n (V in P·V).
+void PackB(const float* src, size_t ld, int k, int n, float* out);
+
+// A weight matrix packed for the GEMM, with its bias.
+struct PackedWeight {
+  int n = 0;  // output features
+  int k = 0;  // input features
+  AlignedFloats data;
+  std::vector<float> bias;  // n floats, or empty
+};
+// `weight` is [n × k] (row-major, as Hugging Face Linear layers store it).
+PackedWeight PackWeight(const float* weight, int n, int k, std::vector<float> bias);
+
+enum class Epilogue { kNone, kBias, kBiasGelu };
+
+// C = A · B (+ bias) (+ erf GELU). `a` is m rows of k with row stride lda; `c` is m rows of n with
+// stride ldc. Runs on `pool` (may be null: the calling thread alone).
+void Gemm(int m, int n, int k, const float* a, size_t lda, const float* packed_b, float* c,
+          size_t ldc, Epilogue epilogue, const float* bias, ThreadPool* pool);
+
+// Whether the AVX2/FMA microkernel is in use on this machine.
+bool GemmUsesAvx2();
+
+}  // namespace atrium::infer::cpu

@@ -1,0 +1,20 @@
+// Element-wise kernels of the CPU engine: erf GELU, softmax, residual + LayerNorm. Each has an
+// AVX2/FMA path (run-time dispatch) and a portable one; the AVX2 exp/erf approximations are
+// accurate to a few fp32 ulps (relative error < 2e-7), well inside the engine's parity bound.
+#pragma once
+
+#include <cstddef>
+
+namespace atrium::infer::cpu {
+
+// x ← x · Φ(x) = 0.5 · x · (1 + erf(x / √2)), the GELU BERT uses.
+void GeluInPlace(float* x, size_t n);
+
+// x ← softmax(x).
+void SoftmaxInPlace(float* x, size_t n);
+
+// x ← LayerNorm(x + residual) · gamma + beta over n features (residual may be null).
+void ResidualLayerNorm(float* x, const float* residual, const float* gamma, const float* beta,
+                       size_t n, float eps);
+
+}  // namespace atrium::infer::cpu

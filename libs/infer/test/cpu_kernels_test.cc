@@ -1,0 +1,117 @@
+// The CPU engine's kernels against naive double-precision loops: GEMM on odd shapes (edge tiles,
+// several K blocks, threaded), the bias/GELU epilogue, softmax and residual LayerNorm.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+#include <vector>
+
+#include "cpu/gemm.h"
+#include "cpu/thread_pool.h"
+#include "cpu/vector_math.h"
+
+namespace atrium::infer::cpu {
+namespace {
+
+std::vector<float> Random(size_t n, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> d(-1, 1);
+  std::vector<float> v(n);
+  for (float& x : v) x = d(rng);
+  return v;
+}
+
+double Gelu(double x) { return 0.5 * x * (1 + std::erf(x / std::sqrt(2.0))); }
+
+TEST(GemmTest, MatchesNaiveProductOnOddShapesWithAndWithoutThreads) {
+  ThreadPool pool(3);
+  struct Shape {
+    int m, n, k;
+  };
+  for (Shape s : {Shape{1, 1, 1}, Shape{5, 17, 3}, Shape{7, 33, 300}, Shape{193, 50, 513},
+                  Shape{400, 64, 64}, Shape{13, 1152, 384}}) {
+    for (Epilogue e : {Epilogue::kNone, Epilogue::kBias, Epilogue::kBiasGelu}) {
+      for (ThreadPool* p : {static_cast<ThreadPool*>(nullptr), &pool}) {
+        auto a = Random(static_cast<size_t>(s.m) * s.k, 1);
+        auto w = Random(static_cast<size_t>(s.n) * s.k, 2);
+        auto bias = Random(static_cast<size_t>(s.n), 3);
+        PackedWeight pw = PackWeight(w.data(), s.n, s.k, bias);
+        const size_t ldc = static_cast<size_t>(s.n) + 3;  // a row stride wider than n
+        std::vector<float> c(static_cast<size_t>(s.m) * ldc, -7.0f);
+        Gemm(s.m, s.n, s.k, a.data(), s.k, pw.data.get(), c.data(), ldc, e, pw.bias.data(), p);
+        for (int i = 0; i < s.m; ++i) {
+          for (int j = 0; j < s.n; ++j) {
+            double ref = 0;
+            for (int q = 0; q < s.k; ++q) ref += double(a[i * s.k + q]) * w[j * s.k + q];
+            if (e != Epilogue::kNone) ref += bias[j];
+            if (e == Epilogue::kBiasGelu) ref = Gelu(ref);
+            ASSERT_NEAR(c[i * ldc + j], ref, 1e-4 * (1 + std::sqrt(double(s.k))))
+                << s.m << "x" << s.n << "x" << s.k << " at " << i << "," << j;
+          }
+          for (size_t j = static_cast<size_t>(s.n); j < ldc; ++j) ASSERT_EQ(c[i * ldc + j], -7.0f);
+        }
+      }
+    }
+  }
+}
+
+TEST(GemmTest, PackBFromRowsOfKMatchesTransposedPacking) {
+  const int k = 37, n = 21;
+  auto b = Random(static_cast<size_t>(k) * n, 4);  // k rows of n
+  std::vector<float> bt(static_cast<size_t>(n) * k);
+  for (int p = 0; p < k; ++p) {
+    for (int j = 0; j < n; ++j) bt[j * k + p] = b[p * n + j];
+  }
+  std::vector<float> x(PackedBSize(k, n)), y(PackedBSize(k, n));
+  PackB(b.data(), n, k, n, x.data());
+  PackBTransposed(bt.data(), k, n, k, y.data());
+  EXPECT_EQ(x, y);
+}
+
+TEST(VectorMathTest, GeluMatchesErfDefinition) {
+  std::vector<float> x;
+  for (float v = -10; v <= 10; v += 0.013f) x.push_back(v);
+  std::vector<float> y = x;
+  GeluInPlace(y.data(), y.size());
+  for (size_t i = 0; i < x.size(); ++i) {
+    EXPECT_NEAR(y[i], Gelu(x[i]), 2e-6 * (1 + std::fabs(x[i]))) << x[i];
+  }
+}
+
+TEST(VectorMathTest, SoftmaxSumsToOneAndMatchesExp) {
+  auto x = Random(67, 5);
+  for (float& v : x) v *= 30;
+  std::vector<float> y = x;
+  SoftmaxInPlace(y.data(), y.size());
+  double mx = -1e30, sum = 0;
+  for (float v : x) mx = std::max(mx, double(v));
+  for (float v : x) sum += std::exp(v - mx);
+  for (size_t i = 0; i < x.size(); ++i) EXPECT_NEAR(y[i], std::exp(x[i] - mx) / sum, 1e-6);
+}
+
+TEST(VectorMathTest, ResidualLayerNormNormalisesTheSum) {
+  auto x = Random(384, 6), r = Random(384, 7), g = Random(384, 8), b = Random(384, 9);
+  std::vector<float> y = x;
+  ResidualLayerNorm(y.data(), r.data(), g.data(), b.data(), 384, 1e-12f);
+  double mean = 0, var = 0;
+  for (int i = 0; i < 384; ++i) mean += double(x[i]) + r[i];
+  mean /= 384;
+  for (int i = 0; i < 384; ++i) var += std::pow(double(x[i]) + r[i] - mean, 2);
+  var /= 384;
+  for (int i = 0; i < 384; ++i) {
+    double ref = (double(x[i]) + r[i] - mean) / std::sqrt(var + 1e-12) * g[i] + b[i];
+    EXPECT_NEAR(y[i], ref, 1e-5);
+  }
+}
+
+TEST(ThreadPoolTest, RunsEveryTaskOnceAcrossJobs) {
+  ThreadPool pool(4);
+  for (int job = 0; job < 50; ++job) {
+    std::vector<std::atomic<int>> hits(static_cast<size_t>(job * 7 + 1));
+    pool.ParallelFor(hits.size(), [&](size_t i) { hits[i].fetch_add(1); });
+    for (auto& h : hits) ASSERT_EQ(h.load(), 1);
+  }
+}
+
+}  // namespace
+}  // namespace atrium::infer::cpu

@@ -1,0 +1,320 @@
+#include "search_index.h"
+
+#include <cctype>
+#include <charconv>
+#include <utility>
+
+#include "atrium/core/strings.h"
+
+namespace atrium::chat {
+
+using store::Value;
+
+// Indexing progress, readable from metric callbacks after the index is gone.
+struct SearchIndex::Progress {
+  std::atomic<uint64_t> position{0};  // every offset below is processed
+  std::atomic<uint64_t> indexed{0};
+  std::atomic<int64_t> caught_up_at{0};  // micros: last time the indexer had nothing pending
+  std::atomic<uint64_t> lag_records{0};
+  std::atomic<double> lag_seconds{0};
+  std::mutex mu;
+  Status last_error;  // guarded by mu
+};
+
+namespace {
+
+constexpr std::string_view kCols =
+    "m.id, m.chat_id, m.seq, m.sender_id, m.content, m.reply_to, m.attachments, m.mentions,"
+    " m.reply_count, m.created_at, m.edited_at, m.deleted_at, m.pinned_at, m.pinned_by,"
+    " c.type AS chat_type, c.name AS chat_name";
+
+// Words of the query: runs of ASCII letters/digits and non-ASCII bytes, lower-cased.
+std::vector<std::string> Terms(std::string_view q) {
+  std::vector<std::string> out;
+  std::string cur;
+  for (unsigned char c : q) {
+    if (std::isalnum(c) || c >= 0x80) {
+      cur += static_cast<char>(std::tolower(c));
+    } else if (!cur.empty()) {
+      out.push_back(std::move(cur));
+      cur.clear();
+    }
+  }
+  if (!cur.empty()) out.push_back(std::move(cur));
+  if (out.size() > 16) out.resize(16);
+  return out;
+}
+
+std::optional<int64_t> ParseInt(std::string_view s) {
+  int64_t v = 0;
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (s.empty() || ec != std::errc() || p != s.data() + s.size()) return std::nullopt;
+  return v;
+}
+
+}  // namespace
+
+SearchIndex::SearchIndex(store::Database& db, bus::Bus& bus, Env& env, std::string topic,
+                         std::string consumer_name, MetricsRegistry* metrics)
+    : db_(db),
+      bus_(bus),
+      env_(env),
+      topic_(std::move(topic)),
+      consumer_name_(std::move(consumer_name)),
+      progress_(std::make_shared<Progress>()) {
+  if (metrics != nullptr && !consumer_name_.empty()) {
+    indexed_counter_ =
+        &metrics->Counter("chat_search_indexed_total", "Chat events applied to the search index")
+             .Get();
+    std::weak_ptr<Progress> weak = progress_;
+    metrics->GaugeFunc("chat_search_index_lag_records",
+                       "Chat events not yet applied to the search index", [weak] {
+                         auto p = weak.lock();
+                         return p ? static_cast<double>(p->lag_records.load()) : 0.0;
+                       });
+    metrics->GaugeFunc("chat_search_index_lag_seconds",
+                       "How long the chat search indexer has been behind (0: caught up)", [weak] {
+                         auto p = weak.lock();
+                         return p ? p->lag_seconds.load() : 0.0;
+                       });
+  }
+}
+
+SearchIndex::~SearchIndex() { Stop(); }
+
+Status SearchIndex::Start() {
+  progress_->caught_up_at = env_.NowMicros();
+  if (consumer_name_.empty()) return Status::Ok();
+  ASSIGN_OR_RETURN(consumer_, bus_.OpenConsumer({.name = consumer_name_,
+                                                 .topic = topic_,
+                                                 .start = bus::StartPosition::Earliest(),
+                                                 .ack_timeout = std::chrono::seconds(30),
+                                                 .max_deliver = 10}));
+  progress_->position = consumer_->AckedPosition();
+  thread_ = std::thread([this] { Run(); });
+  return Status::Ok();
+}
+
+void SearchIndex::Stop() {
+  stop_ = true;
+  if (thread_.joinable()) thread_.join();
+  if (consumer_) {
+    consumer_->Close();
+    consumer_.reset();
+  }
+}
+
+IndexerState SearchIndex::state() {
+  IndexerState s;
+  s.indexed = progress_->indexed;
+  if (!consumer_name_.empty()) {
+    auto stats = bus_.GetTopicStats(topic_);
+    if (stats.ok()) {
+      uint64_t pos = std::max<uint64_t>(progress_->position, stats->first_offset);
+      s.lag_records = stats->next_offset > pos ? stats->next_offset - pos : 0;
+    }
+    if (s.lag_records > 0) {
+      s.lag_seconds = static_cast<double>(env_.NowMicros() - progress_->caught_up_at) / 1e6;
+    } else {
+      progress_->caught_up_at = env_.NowMicros();
+    }
+    progress_->lag_records = s.lag_records;
+    progress_->lag_seconds = s.lag_seconds;
+  }
+  std::lock_guard lock(progress_->mu);
+  s.last_error = progress_->last_error;
+  return s;
+}
+
+Status SearchIndex::Apply(const bus::Record& record) {
+  const std::string* type = record.FindHeader("type");
+  if (type == nullptr || !type->starts_with("message.")) return Status::Ok();
+  boost::system::error_code ec;
+  json::value v = json::parse(record.payload, ec);
+  if (ec || !v.is_object()) return InvalidArgument("undecodable chat event");
+  const json::value* data = v.as_object().if_contains("data");
+  if (data == nullptr || !data->is_object()) return InvalidArgument("chat event without data");
+  const json::value* id = data->as_object().if_contains("id");
+  if (id == nullptr || !id->is_int64()) return InvalidArgument("chat event without message id");
+  const int64_t message_id = id->as_int64();
+  const bool postgres = db_.dialect() == store::Dialect::kPostgres;
+  if (*type == "message.deleted") {
+    return db_
+        .Exec(postgres ? "DELETE FROM chat_search WHERE message_id = ?"
+                       : "DELETE FROM chat_search WHERE rowid = ?",
+              {message_id})
+        .status();
+  }
+  if (*type != "message.created" && *type != "message.updated") return Status::Ok();
+  const json::value* content = data->as_object().if_contains("content");
+  const json::value* deleted = data->as_object().if_contains("deleted");
+  if (content == nullptr || !content->is_string()) return InvalidArgument("event without content");
+  if (deleted != nullptr && deleted->is_bool() && deleted->as_bool()) return Status::Ok();
+  std::string text(content->as_string());
+  if (postgres) {
+    return db_
+        .Exec(
+            "INSERT INTO chat_search (message_id, tsv) VALUES (?, to_tsvector('simple', ?))"
+            " ON CONFLICT (message_id) DO UPDATE SET tsv = EXCLUDED.tsv",
+            {message_id, text})
+        .status();
+  }
+  return db_.Transaction([&](store::Transaction& tx) -> Status {
+    RETURN_IF_ERROR(tx.Exec("DELETE FROM chat_search WHERE rowid = ?", {message_id}).status());
+    return tx.Exec("INSERT INTO chat_search (rowid, content) VALUES (?, ?)", {message_id, text})
+        .status();
+  });
+}
+
+void SearchIndex::Run() {
+  while (!stop_) {
+    auto d = consumer_->Next(std::chrono::milliseconds(100));
+    if (!d.ok()) {
+      if (d.status().code() == StatusCode::kDeadlineExceeded) {
+        progress_->position = std::max<uint64_t>(progress_->position, consumer_->AckedPosition());
+        (void)state();  // refreshes caught_up_at while idle
+        continue;
+      }
+      if (d.status().code() == StatusCode::kCancelled) return;
+      std::lock_guard lock(progress_->mu);
+      progress_->last_error = d.status();
+      continue;
+    }
+    if (d->kind != bus::Delivery::Kind::kRecord) {
+      progress_->position = d->next_offset;
+      continue;
+    }
+    const bus::Record& rec = *d->record;
+    Status s = Apply(rec);
+    // An undecodable event is acknowledged (retrying cannot fix it) and reported; a database
+    // error is not: the record is redelivered after the ack timeout.
+    if (s.ok() || s.code() == StatusCode::kInvalidArgument) {
+      (void)consumer_->Ack(rec.offset);
+      progress_->position = std::max<uint64_t>(progress_->position, rec.offset + 1);
+      ++progress_->indexed;
+      if (indexed_counter_ != nullptr) indexed_counter_->Inc();
+    }
+    if (!s.ok()) {
+      std::lock_guard lock(progress_->mu);
+      progress_->last_error = s;
+    }
+  }
+}
+
+Result<SearchPage> SearchIndex::Search(const Actor& a, const SearchQuery& q) {
+  std::vector<std::string> terms = Terms(q.q);
+  if (terms.empty()) return InvalidArgument("q: must contain at least one word");
+  if (q.limit < 1 || q.limit > 100) return InvalidArgument("limit: must be 1..100");
+  const bool postgres = db_.dialect() == store::Dialect::kPostgres;
+  std::string match;
+  for (const auto& t : terms) {
+    if (postgres) {
+      match += (match.empty() ? "" : " & ") + t + ":*";
+    } else {
+      match += (match.empty() ? "\"" : " \"") + t + "\"*";
+    }
+  }
+  int64_t offset = 0, cursor_time = 0, cursor_id = 0;
+  if (!q.cursor.empty()) {
+    bool ok = false;
+    if (!q.by_date && q.cursor[0] == 'o') {
+      auto n = ParseInt(std::string_view(q.cursor).substr(1));
+      ok = n && *n >= 0;
+      offset = n.value_or(0);
+    } else if (q.by_date && q.cursor[0] == 'd') {
+      size_t dot = q.cursor.find('.');
+      if (dot != std::string::npos) {
+        auto t = ParseInt(std::string_view(q.cursor).substr(1, dot - 1));
+        auto id = ParseInt(std::string_view(q.cursor).substr(dot + 1));
+        ok = t && id;
+        cursor_time = t.value_or(0);
+        cursor_id = id.value_or(0);
+      }
+    }
+    if (!ok) return InvalidArgument("cursor: not a cursor of this query's order");
+  }
+
+  std::string sql = "SELECT " + std::string(kCols);
+  store::Params params;
+  if (postgres) {
+    sql +=
+        ", ts_headline('simple', m.content, query, 'StartSel=<mark>, StopSel=</mark>,"
+        " HighlightAll=true') AS hl, ts_rank(s.tsv, query) AS rank"
+        " FROM chat_search s CROSS JOIN to_tsquery('simple', ?) AS query"
+        " JOIN chat_messages m ON m.id = s.message_id";
+    params.emplace_back(match);
+  } else {
+    sql +=
+        ", highlight(chat_search, 0, '<mark>', '</mark>') AS hl, bm25(chat_search) AS rank"
+        " FROM chat_search s JOIN chat_messages m ON m.id = s.rowid";
+  }
+  sql +=
+      " JOIN chat_chats c ON c.id = m.chat_id"
+      " LEFT JOIN chat_members cm ON cm.chat_id = m.chat_id AND cm.user_id = ?";
+  params.emplace_back(a.user_id);
+  if (postgres) {
+    sql += " WHERE s.tsv @@ query";
+  } else {
+    sql += " WHERE chat_search MATCH ?";
+    params.emplace_back(match);
+  }
+  sql +=
+      " AND c.workspace_id = ? AND c.deleted_at IS NULL AND m.deleted_at IS NULL"
+      " AND (cm.user_id IS NOT NULL OR c.type = 'public_channel')";
+  params.emplace_back(a.workspace_id);
+  if (!q.chat_id.empty()) {
+    sql += " AND m.chat_id = ?";
+    params.emplace_back(q.chat_id);
+  }
+  if (!q.sender_id.empty()) {
+    sql += " AND m.sender_id = ?";
+    params.emplace_back(q.sender_id);
+  }
+  if (!q.chat_type.empty()) {
+    sql += " AND c.type = ?";
+    params.emplace_back(q.chat_type);
+  }
+  if (q.from != 0) {
+    sql += " AND m.created_at >= ?";
+    params.emplace_back(q.from);
+  }
+  if (q.to != 0) {
+    sql += " AND m.created_at < ?";
+    params.emplace_back(q.to);
+  }
+  if (q.by_date) {
+    if (!q.cursor.empty()) {
+      sql += " AND (m.created_at < ? OR (m.created_at = ? AND m.id < ?))";
+      params.emplace_back(cursor_time);
+      params.emplace_back(cursor_time);
+      params.emplace_back(cursor_id);
+    }
+    sql += " ORDER BY m.created_at DESC, m.id DESC LIMIT ?";
+    params.emplace_back(q.limit + 1);
+  } else {
+    // bm25 is lower-is-better; ts_rank higher-is-better.
+    sql += postgres ? " ORDER BY rank DESC, m.id DESC" : " ORDER BY rank, m.id DESC";
+    sql += " LIMIT ? OFFSET ?";
+    params.emplace_back(q.limit + 1);
+    params.emplace_back(offset);
+  }
+  ASSIGN_OR_RETURN(store::Rows rows, db_.Query(sql, params));
+  SearchPage page;
+  for (const auto& r : rows) {
+    if (static_cast<int>(page.results.size()) == q.limit) {
+      const Message& last = page.results.back().message;
+      page.next_cursor = q.by_date
+                             ? "d" + std::to_string(last.created_at) + "." + std::to_string(last.id)
+                             : "o" + std::to_string(offset + q.limit);
+      break;
+    }
+    page.results.push_back(SearchHit{.message = MessageFromRow(r),
+                                     .chat_type = r.Text("chat_type"),
+                                     .chat_name = r.Text("chat_name"),
+                                     .highlight = r.Text("hl"),
+                                     .rank = r.Double("rank")});
+  }
+  return page;
+}
+
+}  // namespace atrium::chat

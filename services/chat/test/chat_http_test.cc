@@ -1,0 +1,893 @@
+// End-to-end tests of the chat service over HTTP (an in-process http::Server on port 0 with the
+// auth middleware), on SQLite and PostgreSQL: member rules, permissions, idempotency and sequence
+// numbers under concurrency, read state, SSE resume / fan-out / slow clients, tickets, search.
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <map>
+#include <mutex>
+#include <set>
+#include <thread>
+
+#include <boost/json.hpp>
+
+#include "atrium/auth/auth_service.h"
+#include "atrium/bus/embedded_bus.h"
+#include "atrium/chat/chat_service.h"
+#include "atrium/http/client.h"
+#include "atrium/http/server.h"
+#include "test_db.h"
+
+namespace atrium::chat {
+namespace {
+namespace json = boost::json;
+using testing::Backend;
+using namespace std::chrono_literals;
+
+struct Reply {
+  int status = 0;
+  json::value body;
+  std::string raw;
+
+  std::string Str(std::string_view field) const {
+    if (!body.is_object() || !body.as_object().contains(field)) return "";
+    const auto& v = body.at(field);
+    return v.is_string() ? std::string(v.as_string()) : json::serialize(v);
+  }
+  int64_t Int(std::string_view field) const {
+    if (!body.is_object() || !body.as_object().contains(field)) return -1;
+    return body.at(field).to_number<int64_t>();
+  }
+  std::string Error() const {
+    if (!body.is_object() || !body.as_object().contains("error")) return "";
+    return std::string(body.at("error").at("message").as_string());
+  }
+};
+
+struct User {
+  std::string id, token, workspace_id;
+};
+
+struct SseEventRead {
+  std::string id, event, data;
+};
+
+// A streaming SSE client over HttpClient: collects events as they arrive.
+class SseReader {
+ public:
+  SseReader(http::HttpClient& client, const std::string& url,
+            std::vector<std::pair<std::string, std::string>> headers) {
+    http::ClientRequest req;
+    req.url = url;
+    for (auto& [k, v] : headers) req.headers.Set(k, v);
+    req.read_timeout = 60s;
+    req.cancel = token_;
+    req.on_headers = [this](int status, const http::Headers&) {
+      std::lock_guard lock(mu_);
+      status_ = status;
+      cv_.notify_all();
+    };
+    req.on_data = [this](std::string_view chunk) {
+      std::lock_guard lock(mu_);
+      buf_ += chunk;
+      Parse();
+      cv_.notify_all();
+      return true;
+    };
+    client.Send(std::move(req), [this](Result<http::ClientResponse> r) {
+      std::lock_guard lock(mu_);
+      if (r.ok() && status_ == 0) status_ = r->status;
+      if (r.ok() && !r->body.empty()) body_ = r->body;
+      done_ = true;
+      cv_.notify_all();
+    });
+  }
+  ~SseReader() { Close(); }
+
+  int WaitStatus() {
+    std::unique_lock lock(mu_);
+    cv_.wait_for(lock, 10s, [&] { return status_ != 0 || done_; });
+    return status_;
+  }
+  // Waits until `n` events named `name` arrived (or the timeout); returns those seen.
+  std::vector<SseEventRead> WaitFor(const std::string& name, size_t n,
+                                    std::chrono::milliseconds timeout = 20s) {
+    std::unique_lock lock(mu_);
+    cv_.wait_for(lock, timeout, [&] { return CountLocked(name) >= n || done_; });
+    std::vector<SseEventRead> out;
+    for (const auto& e : events_) {
+      if (e.event == name) out.push_back(e);
+    }
+    return out;
+  }
+  std::vector<SseEventRead> events() {
+    std::lock_guard lock(mu_);
+    return events_;
+  }
+  bool done() {
+    std::lock_guard lock(mu_);
+    return done_;
+  }
+  void Close() {
+    token_->Cancel();
+    std::unique_lock lock(mu_);
+    cv_.wait_for(lock, 10s, [&] { return done_; });
+  }
+
+ private:
+  size_t CountLocked(const std::string& name) const {
+    size_t n = 0;
+    for (const auto& e : events_) n += e.event == name;
+    return n;
+  }
+  void Parse() {
+    size_t end;
+    while ((end = buf_.find("\n\n")) != std::string::npos) {
+      std::string block = buf_.substr(0, end);
+      buf_.erase(0, end + 2);
+      SseEventRead e;
+      bool any = false;
+      size_t pos = 0;
+      while (pos <= block.size()) {
+        size_t nl = block.find('\n', pos);
+        std::string line =
+            block.substr(pos, nl == std::string::npos ? std::string::npos : nl - pos);
+        pos = nl == std::string::npos ? block.size() + 1 : nl + 1;
+        if (line.empty() || line[0] == ':') continue;
+        any = true;
+        size_t colon = line.find(':');
+        std::string field = line.substr(0, colon);
+        std::string value = colon == std::string::npos ? "" : line.substr(colon + 1);
+        if (!value.empty() && value[0] == ' ') value.erase(0, 1);
+        if (field == "id") e.id = value;
+        if (field == "event") e.event = value;
+        if (field == "data") e.data += (e.data.empty() ? "" : "\n") + value;
+      }
+      if (any) events_.push_back(std::move(e));
+    }
+  }
+
+  std::shared_ptr<http::CancelToken> token_ = std::make_shared<http::CancelToken>();
+  std::mutex mu_;
+  std::condition_variable cv_;
+  int status_ = 0;                    // guarded by mu_
+  bool done_ = false;                 // guarded by mu_
+  std::string buf_, body_;            // guarded by mu_
+  std::vector<SseEventRead> events_;  // guarded by mu_
+};
+
+class ChatHttpTest : public ::testing::TestWithParam<Backend> {
+ protected:
+  virtual ChatOptions Options() {
+    ChatOptions o;
+    o.heartbeat = 1s;
+    return o;
+  }
+
+  void SetUp() override {
+    db_ = testing::OpenTestDatabase(GetParam(), tmp_, "chat_http_test");
+    if (db_ == nullptr) GTEST_SKIP() << "PostgreSQL not configured (run through ctest, fixture pg)";
+    auto b = bus::OpenEmbeddedBus(Env::Default(), {.data_dir = tmp_.path() + "/bus"});
+    ASSERT_TRUE(b.ok()) << b.status().ToString();
+    bus_ = std::move(*b);
+    auth::AuthOptions o;
+    o.jwt_secret = std::string(40, 's');
+    o.password_cost = auth::PasswordCost::kTest;
+    o.revocation_sync = std::chrono::milliseconds(0);
+    o.rate_limits = {{"auth", *auth::ParseRateLimit("100000/1m")},
+                     {"login", *auth::ParseRateLimit("100000/1m")},
+                     {"api", *auth::ParseRateLimit("100000/1m")}};
+    auto svc = auth::AuthService::Create(o, *db_, Env::Default());
+    ASSERT_TRUE(svc.ok()) << svc.status().ToString();
+    auth_ = std::move(*svc);
+    auth::AuthService* a = auth_.get();
+    auto chat = ChatService::Create(
+        Options(), *db_, *bus_, Env::Default(),
+        [a](const http::Request& req) { return a->Authenticate(req); }, &metrics_);
+    ASSERT_TRUE(chat.ok()) << chat.status().ToString();
+    chat_ = std::move(*chat);
+    http::Router router;
+    ASSERT_TRUE(auth_->AddRoutes(router).ok());
+    ASSERT_TRUE(chat_->AddRoutes(router).ok());
+    server_ = std::make_unique<http::Server>(
+        http::ServerOptions{.port = 0, .io_threads = 2, .blocking_threads = 24}, std::move(router),
+        nullptr, &metrics_);
+    server_->Use(auth_->auth_middleware());
+    server_->Use(auth_->rate_limit_middleware());
+    ASSERT_TRUE(server_->Start().ok());
+    base_ = "http://127.0.0.1:" + std::to_string(server_->port());
+  }
+
+  void TearDown() override {
+    if (server_) server_->Shutdown();
+    if (chat_) chat_->Stop();
+    chat_.reset();
+    auth_.reset();
+    bus_.reset();
+  }
+
+  Reply Send(const std::string& method, const std::string& path, const std::string& body = "",
+             const std::string& token = "",
+             std::vector<std::pair<std::string, std::string>> headers = {}) {
+    http::ClientRequest req;
+    req.method = method;
+    req.url = base_ + path;
+    req.body = body;
+    if (!body.empty()) req.headers.Set("content-type", "application/json");
+    if (!token.empty()) req.headers.Set("authorization", "Bearer " + token);
+    for (auto& [k, v] : headers) req.headers.Set(k, v);
+    auto r = client_.SendSync(std::move(req));
+    EXPECT_TRUE(r.ok()) << r.status().ToString();
+    Reply out;
+    if (!r.ok()) return out;
+    out.status = r->status;
+    out.raw = r->body;
+    boost::system::error_code ec;
+    out.body = json::parse(r->body, ec);
+    return out;
+  }
+  Reply Post(const std::string& path, const json::value& body, const User& u) {
+    return Send("POST", path, json::serialize(body), u.token);
+  }
+  Reply Get(const std::string& path, const User& u) { return Send("GET", path, "", u.token); }
+
+  User FromSession(const Reply& r) {
+    User u;
+    EXPECT_TRUE(r.body.is_object()) << r.raw;
+    if (!r.body.is_object()) return u;
+    u.id = std::string(r.body.at("user").at("id").as_string());
+    u.workspace_id = std::string(r.body.at("workspace").at("id").as_string());
+    u.token = std::string(r.body.at("access_token").as_string());
+    return u;
+  }
+
+  // A user with a workspace of its own.
+  User Owner(const std::string& email, const std::string& name = "Owner") {
+    Reply r = Send("POST", "/api/v1/auth/register",
+                   json::serialize(json::object{
+                       {"email", email}, {"password", "password-123"}, {"name", name}}));
+    EXPECT_EQ(r.status, 201) << r.raw;
+    return FromSession(r);
+  }
+  // A user invited into `owner`'s workspace.
+  User Member(const User& owner, const std::string& email, const std::string& name = "Member") {
+    Reply inv = Post("/api/v1/workspaces/" + owner.workspace_id + "/invites",
+                     json::object{{"role", "member"}}, owner);
+    EXPECT_EQ(inv.status, 201) << inv.raw;
+    Reply r = Send("POST", "/api/v1/auth/register",
+                   json::serialize(json::object{{"email", email},
+                                                {"password", "password-123"},
+                                                {"name", name},
+                                                {"invite_code", inv.Str("code")}}));
+    EXPECT_EQ(r.status, 201) << r.raw;
+    return FromSession(r);
+  }
+
+  Reply CreateChat(const User& u, const std::string& type, const std::string& name,
+                   std::vector<std::string> members) {
+    json::array m;
+    for (auto& id : members) m.emplace_back(id);
+    json::object body{{"type", type}, {"members", std::move(m)}};
+    if (!name.empty()) body["name"] = name;
+    return Post("/api/v1/chats", body, u);
+  }
+  std::string ChatId(const User& u, const std::string& type, const std::string& name,
+                     std::vector<std::string> members) {
+    Reply r = CreateChat(u, type, name, std::move(members));
+    EXPECT_EQ(r.status, 201) << r.raw;
+    return r.Str("id");
+  }
+  Reply SendMessage(const User& u, const std::string& chat, const std::string& content,
+                    const std::string& key = "") {
+    json::object body{{"content", content}};
+    if (!key.empty()) body["idempotency_key"] = key;
+    return Post("/api/v1/chats/" + chat + "/messages", body, u);
+  }
+  std::vector<json::object> Messages(const User& u, const std::string& chat,
+                                     const std::string& query = "") {
+    Reply r = Get("/api/v1/chats/" + chat + "/messages" + query, u);
+    EXPECT_EQ(r.status, 200) << r.raw;
+    std::vector<json::object> out;
+    if (r.status != 200) return out;
+    for (const auto& m : r.body.at("messages").as_array()) out.push_back(m.as_object());
+    return out;
+  }
+  std::unique_ptr<SseReader> Stream(const User& u, const std::string& last_event_id = "") {
+    std::vector<std::pair<std::string, std::string>> h{{"authorization", "Bearer " + u.token}};
+    if (!last_event_id.empty()) h.emplace_back("last-event-id", last_event_id);
+    auto s = std::make_unique<SseReader>(client_, base_ + "/api/v1/events", h);
+    EXPECT_EQ(s->WaitStatus(), 200);
+    EXPECT_FALSE(s->WaitFor("ready", 1).empty());
+    return s;
+  }
+  std::vector<json::object> SearchResults(const User& u, const std::string& query) {
+    Reply r = Get("/api/v1/search/messages?" + query, u);
+    EXPECT_EQ(r.status, 200) << r.raw;
+    std::vector<json::object> out;
+    if (r.status != 200) return out;
+    for (const auto& m : r.body.at("results").as_array()) out.push_back(m.as_object());
+    return out;
+  }
+  // Polls until the indexer has processed everything published so far.
+  void WaitIndexed() {
+    for (int i = 0; i < 200; ++i) {
+      if (chat_->indexer_state().lag_records == 0) return;
+      std::this_thread::sleep_for(20ms);
+    }
+    FAIL() << "indexer did not catch up";
+  }
+
+  atrium::testing::TempDir tmp_;
+  std::unique_ptr<store::Database> db_;
+  std::unique_ptr<bus::Bus> bus_;
+  MetricsRegistry metrics_;
+  std::unique_ptr<auth::AuthService> auth_;
+  std::unique_ptr<ChatService> chat_;
+  std::unique_ptr<http::Server> server_;
+  http::HttpClient client_{http::ClientOptions{.threads = 2}};
+  std::string base_;
+};
+
+// ---- member rules ----
+
+TEST_P(ChatHttpTest, DirectChatsHaveExactlyTwoMembersOnePerPair) {
+  User a = Owner("a@example.com");
+  User b = Member(a, "b@example.com");
+  User c = Member(a, "c@example.com");
+  Reply none = CreateChat(a, "direct", "", {});
+  EXPECT_EQ(none.status, 400);
+  EXPECT_NE(none.Error().find("exactly two members"), std::string::npos) << none.raw;
+  EXPECT_EQ(CreateChat(a, "direct", "", {b.id, c.id}).status, 400);
+  Reply named = CreateChat(a, "direct", "dm", {b.id});
+  EXPECT_EQ(named.status, 400);
+  EXPECT_NE(named.Error().find("name"), std::string::npos);
+  Reply ok = CreateChat(a, "direct", "", {b.id});
+  ASSERT_EQ(ok.status, 201) << ok.raw;
+  EXPECT_EQ(ok.Int("member_count"), 2);
+  Reply again = CreateChat(b, "direct", "", {a.id});  // the same pair from the other side
+  EXPECT_EQ(again.status, 409);
+  EXPECT_NE(again.Error().find("already exists"), std::string::npos) << again.raw;
+  std::string id = ok.Str("id");
+  Reply leave = Post("/api/v1/chats/" + id + "/leave", json::object{}, b);
+  EXPECT_EQ(leave.status, 400);
+  Reply add =
+      Post("/api/v1/chats/" + id + "/members", json::object{{"user_ids", json::array{c.id}}}, a);
+  EXPECT_EQ(add.status, 400);
+  EXPECT_NE(add.Error().find("direct"), std::string::npos);
+  // A user of another workspace does not exist here.
+  User stranger = Owner("s@example.com");
+  Reply foreign = CreateChat(a, "direct", "", {stranger.id});
+  EXPECT_EQ(foreign.status, 404);
+  EXPECT_NE(foreign.Error().find("members"), std::string::npos);
+}
+
+TEST_P(ChatHttpTest, GroupAndChannelRules) {
+  User a = Owner("a@example.com");
+  User b = Member(a, "b@example.com");
+  User c = Member(a, "c@example.com");
+  Reply small = CreateChat(a, "group", "", {b.id});
+  EXPECT_EQ(small.status, 400);
+  EXPECT_NE(small.Error().find("at least three"), std::string::npos);
+  EXPECT_EQ(CreateChat(a, "group", "", {b.id, c.id}).status, 201);
+  Reply unnamed = CreateChat(a, "public_channel", "", {});
+  EXPECT_EQ(unnamed.status, 400);
+  EXPECT_NE(unnamed.Error().find("name: required"), std::string::npos);
+  EXPECT_EQ(CreateChat(a, "bogus", "x", {}).status, 400);
+  std::string general = ChatId(a, "public_channel", "General", {});
+  Reply dup = CreateChat(b, "private_channel", "general", {});
+  EXPECT_EQ(dup.status, 409);
+  EXPECT_NE(dup.Error().find("already exists"), std::string::npos);
+  // Names are unique per workspace only.
+  User other = Owner("o@example.com");
+  EXPECT_EQ(CreateChat(other, "public_channel", "General", {}).status, 201);
+
+  // Public channels: anyone joins and leaves.
+  EXPECT_EQ(Post("/api/v1/chats/" + general + "/join", json::object{}, b).status, 200);
+  EXPECT_EQ(Get("/api/v1/chats/" + general, b).Str("role"), "member");
+  EXPECT_EQ(Post("/api/v1/chats/" + general + "/leave", json::object{}, b).status, 204);
+
+  // Private channels: by invitation of the owner or admins.
+  std::string secret = ChatId(a, "private_channel", "secret", {});
+  Reply join = Post("/api/v1/chats/" + secret + "/join", json::object{}, b);
+  EXPECT_EQ(join.status, 404);  // invisible to non-members
+  EXPECT_EQ(
+      Post("/api/v1/chats/" + secret + "/members", json::object{{"user_ids", json::array{b.id}}}, a)
+          .status,
+      200);
+  Reply by_member = Post("/api/v1/chats/" + secret + "/members",
+                         json::object{{"user_ids", json::array{c.id}}}, b);
+  EXPECT_EQ(by_member.status, 403);
+  EXPECT_NE(by_member.Error().find("owner or admins"), std::string::npos);
+  EXPECT_EQ(Send("PATCH", "/api/v1/chats/" + secret + "/members/" + b.id,
+                 json::serialize(json::object{{"role", "admin"}}), a.token)
+                .status,
+            204);
+  EXPECT_EQ(
+      Post("/api/v1/chats/" + secret + "/members", json::object{{"user_ids", json::array{c.id}}}, b)
+          .status,
+      200);
+  Reply rename = Send("PATCH", "/api/v1/chats/" + secret,
+                      json::serialize(json::object{{"name", "Secret Plans"}}), c.token);
+  EXPECT_EQ(rename.status, 403);
+  EXPECT_EQ(Send("PATCH", "/api/v1/chats/" + secret,
+                 json::serialize(json::object{{"name", "Secret Plans"}}), b.token)
+                .Str("name"),
+            "Secret Plans");
+  // The owner leaves only after transferring ownership.
+  Reply owner_leaves = Post("/api/v1/chats/" + secret + "/leave", json::object{}, a);
+  EXPECT_EQ(owner_leaves.status, 400);
+  EXPECT_NE(owner_leaves.Error().find("transfer"), std::string::npos);
+  EXPECT_EQ(Send("DELETE", "/api/v1/chats/" + secret, "", b.token).status, 403);
+  EXPECT_EQ(Post("/api/v1/chats/" + secret + "/transfer", json::object{{"user_id", c.id}}, a)
+                .Str("owner_id"),
+            c.id);
+  EXPECT_EQ(Post("/api/v1/chats/" + secret + "/leave", json::object{}, a).status, 204);
+  // Archive makes it read-only; delete makes it disappear (and frees the name).
+  EXPECT_EQ(Post("/api/v1/chats/" + secret + "/archive", json::object{}, c).status, 200);
+  Reply archived = SendMessage(c, secret, "hello");
+  EXPECT_EQ(archived.status, 409);
+  EXPECT_NE(archived.Error().find("archived"), std::string::npos);
+  EXPECT_EQ(Send("DELETE", "/api/v1/chats/" + secret, "", c.token).status, 204);
+  EXPECT_EQ(Get("/api/v1/chats/" + secret, c).status, 404);
+  EXPECT_EQ(CreateChat(a, "public_channel", "Secret Plans", {}).status, 201);
+}
+
+// ---- permissions ----
+
+TEST_P(ChatHttpTest, NonMembersCannotReadAndOtherWorkspacesAreInvisible) {
+  User a = Owner("a@example.com");
+  User b = Member(a, "b@example.com");
+  User c = Member(a, "c@example.com");
+  std::string priv = ChatId(a, "private_channel", "priv", {b.id});
+  ASSERT_EQ(SendMessage(a, priv, "secret words").status, 201);
+  EXPECT_EQ(Get("/api/v1/chats/" + priv, c).status, 404);
+  EXPECT_EQ(Get("/api/v1/chats/" + priv + "/messages", c).status, 404);
+  EXPECT_EQ(SendMessage(c, priv, "let me in").status, 404);
+  EXPECT_EQ(Get("/api/v1/chats/" + priv + "/members", c).status, 404);
+
+  // Public channels are readable by the workspace; sending needs membership.
+  std::string pub = ChatId(a, "public_channel", "pub", {});
+  ASSERT_EQ(SendMessage(a, pub, "public words").status, 201);
+  EXPECT_EQ(Messages(c, pub).size(), 1u);
+  Reply not_joined = SendMessage(c, pub, "hi");
+  EXPECT_EQ(not_joined.status, 403);
+  EXPECT_NE(not_joined.Error().find("join"), std::string::npos);
+
+  // Another workspace sees nothing, not even public channels.
+  User x = Owner("x@example.com");
+  EXPECT_EQ(Get("/api/v1/chats/" + pub, x).status, 404);
+  EXPECT_EQ(Get("/api/v1/chats/" + pub + "/messages", x).status, 404);
+  EXPECT_EQ(Post("/api/v1/chats/" + pub + "/join", json::object{}, x).status, 404);
+  EXPECT_TRUE(Get("/api/v1/chats", x).body.at("chats").as_array().empty());
+  EXPECT_TRUE(Get("/api/v1/chats/public", x).body.at("chats").as_array().empty());
+  // No credentials: 401.
+  EXPECT_EQ(Send("GET", "/api/v1/chats").status, 401);
+}
+
+// ---- messages ----
+
+TEST_P(ChatHttpTest, MessagesEditDeleteReactionsThreadsPinsAndReadState) {
+  User a = Owner("a@example.com", "Alice");
+  User b = Member(a, "bob@example.com", "Bob Stone");
+  User c = Member(a, "carol@example.com", "Carol");
+  std::string g = ChatId(a, "group", "team", {b.id, c.id});
+  EXPECT_EQ(SendMessage(a, g, "").status, 400);
+  EXPECT_EQ(SendMessage(a, g, std::string(10001, 'x')).status, 400);
+  EXPECT_EQ(SendMessage(a, g, std::string(10000, 'x')).status, 201);
+  Reply m1 = SendMessage(a, g, "hi @bob and @bobstone and @nobody");
+  ASSERT_EQ(m1.status, 201) << m1.raw;
+  EXPECT_EQ(m1.Int("seq"), 2);
+  EXPECT_EQ(json::serialize(m1.body.at("mentions")), "[\"" + b.id + "\"]");
+  int64_t id1 = m1.Int("id");
+  Reply reply = Post("/api/v1/chats/" + g + "/messages",
+                     json::object{{"content", "a reply"}, {"reply_to", id1}}, b);
+  ASSERT_EQ(reply.status, 201) << reply.raw;
+  Reply bad_reply = Post("/api/v1/chats/" + g + "/messages",
+                         json::object{{"content", "x"}, {"reply_to", 999999}}, b);
+  EXPECT_EQ(bad_reply.status, 404);
+  EXPECT_NE(bad_reply.Error().find("reply_to"), std::string::npos);
+  std::string msg = "/api/v1/chats/" + g + "/messages/" + std::to_string(id1);
+  Reply thread = Get(msg + "/thread", c);
+  EXPECT_EQ(thread.body.at("root").at("reply_count").as_int64(), 1);
+  EXPECT_EQ(thread.body.at("replies").as_array().size(), 1u);
+
+  // Edit: sender only, history kept.
+  EXPECT_EQ(Send("PATCH", msg, json::serialize(json::object{{"content", "x"}}), b.token).status,
+            403);
+  Reply edited =
+      Send("PATCH", msg, json::serialize(json::object{{"content", "hello @carol"}}), a.token);
+  EXPECT_EQ(edited.status, 200);
+  EXPECT_NE(edited.Str("edited_at"), "null");
+  EXPECT_EQ(json::serialize(edited.body.at("mentions")), "[\"" + c.id + "\"]");
+  Reply history = Get(msg + "/history", b);
+  ASSERT_EQ(history.body.at("history").as_array().size(), 1u);
+  EXPECT_EQ(history.body.at("history").at(0).at("content").as_string(),
+            "hi @bob and @bobstone and @nobody");
+
+  // Reactions and pins.
+  EXPECT_EQ(Send("PUT", msg + "/reactions/%F0%9F%91%8D", "", b.token).status, 200);
+  Reply reacted = Send("PUT", msg + "/reactions/%F0%9F%91%8D", "", c.token);
+  EXPECT_EQ(reacted.body.at("reactions").at(0).at("count").as_int64(), 2);
+  EXPECT_EQ(Send("DELETE", msg + "/reactions/%F0%9F%91%8D", "", c.token)
+                .body.at("reactions")
+                .at(0)
+                .at("count")
+                .as_int64(),
+            1);
+  EXPECT_EQ(Post(msg + "/pin", json::object{}, c).status, 200);
+  EXPECT_EQ(Get("/api/v1/chats/" + g + "/pins", a).body.at("messages").as_array().size(), 1u);
+
+  // Read state: unread and mention counts, receipts.
+  Reply chat_c = Get("/api/v1/chats/" + g, c);
+  EXPECT_EQ(chat_c.Int("unread_count"), 3);
+  EXPECT_EQ(chat_c.Int("mention_count"), 1);
+  Reply read = Post("/api/v1/chats/" + g + "/read", json::object{{"seq", 2}}, c);
+  EXPECT_EQ(read.Int("unread_count"), 1);
+  EXPECT_EQ(read.Int("mention_count"), 0);
+  EXPECT_EQ(Post("/api/v1/chats/" + g + "/read", json::object{{"seq", 99}}, c).status, 400);
+  Reply seen = Get(msg + "/receipts", a);
+  ASSERT_EQ(seen.body.at("seen_by").as_array().size(), 1u);
+  EXPECT_EQ(seen.body.at("seen_by").at(0).at("user_id").as_string(), c.id);
+  Reply list = Get("/api/v1/chats", c);
+  ASSERT_EQ(list.body.at("chats").as_array().size(), 1u);
+  EXPECT_EQ(list.body.at("chats").at(0).at("last_message").at("content").as_string(), "a reply");
+
+  // Delete: tombstone, sender or admins only.
+  EXPECT_EQ(Send("DELETE", msg, "", c.token).status, 403);
+  EXPECT_EQ(Send("DELETE", msg, "", a.token).status, 204);
+  Reply gone = Get(msg, b);
+  EXPECT_EQ(gone.Str("deleted"), "true");
+  EXPECT_EQ(gone.Str("content"), "");
+  EXPECT_TRUE(Get(msg + "/history", b).body.at("history").as_array().empty());
+
+  // Cursor pagination by seq.
+  for (int i = 0; i < 10; ++i) ASSERT_EQ(SendMessage(b, g, "n" + std::to_string(i)).status, 201);
+  auto latest = Messages(a, g, "?limit=5");
+  ASSERT_EQ(latest.size(), 5u);
+  EXPECT_EQ(latest.front().at("seq").as_int64(), 9);
+  EXPECT_EQ(latest.back().at("seq").as_int64(), 13);
+  auto older = Messages(a, g, "?before=9&limit=100");
+  ASSERT_EQ(older.size(), 8u);
+  EXPECT_EQ(older.back().at("seq").as_int64(), 8);
+  auto newer = Messages(a, g, "?after=11");
+  ASSERT_EQ(newer.size(), 2u);
+  auto around = Messages(a, g, "?around=7&limit=4");
+  ASSERT_EQ(around.size(), 4u);
+  EXPECT_EQ(around.front().at("seq").as_int64(), 5);
+  EXPECT_EQ(around.back().at("seq").as_int64(), 8);
+  EXPECT_EQ(Get("/api/v1/chats/" + g + "/messages?limit=101", a).status, 400);
+  EXPECT_EQ(Get("/api/v1/chats/" + g + "/messages?before=3&after=1", a).status, 400);
+}
+
+TEST_P(ChatHttpTest, ConcurrentSendsWithOneIdempotencyKeyCreateExactlyOneMessage) {
+  User a = Owner("a@example.com");
+  User b = Member(a, "b@example.com");
+  std::string chat = ChatId(a, "direct", "", {b.id});
+  constexpr int kSenders = 20;
+  std::vector<Reply> replies(kSenders);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kSenders; ++i) {
+    threads.emplace_back([&, i] { replies[i] = SendMessage(a, chat, "once", "key-1"); });
+  }
+  for (auto& t : threads) t.join();
+  int created = 0;
+  std::set<int64_t> ids;
+  for (const auto& r : replies) {
+    ASSERT_TRUE(r.status == 201 || r.status == 200) << r.raw;
+    created += r.status == 201;
+    ids.insert(r.Int("id"));
+  }
+  EXPECT_EQ(created, 1);
+  EXPECT_EQ(ids.size(), 1u);
+  auto all = Messages(a, chat);
+  ASSERT_EQ(all.size(), 1u);
+  EXPECT_EQ(all[0].at("id").as_int64(), *ids.begin());
+  EXPECT_EQ(all[0].at("seq").as_int64(), 1);
+  // Keys are per (chat, sender): the same key from another sender is another message.
+  EXPECT_EQ(SendMessage(b, chat, "once", "key-1").status, 201);
+  EXPECT_EQ(SendMessage(a, chat, "again", "key-1").Int("id"), *ids.begin());
+  EXPECT_EQ(Messages(a, chat).back().at("seq").as_int64(), 2);  // no seq was burnt
+}
+
+TEST_P(ChatHttpTest, SequenceNumbersAreGapFreeUnderConcurrentSenders) {
+  User a = Owner("a@example.com");
+  std::vector<User> users{a};
+  for (int i = 0; i < 3; ++i) users.push_back(Member(a, "u" + std::to_string(i) + "@example.com"));
+  std::string g = ChatId(a, "group", "busy", {users[1].id, users[2].id, users[3].id});
+  constexpr int kThreads = 8, kEach = 25;
+  std::atomic<int> failures{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kEach; ++i) {
+        if (SendMessage(users[t % users.size()], g, "m").status != 201) ++failures;
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(failures.load(), 0);
+  std::vector<int64_t> seqs;
+  int64_t after = 0;
+  while (true) {
+    auto page = Messages(a, g, "?after=" + std::to_string(after) + "&limit=100");
+    if (page.empty()) break;
+    for (const auto& m : page) seqs.push_back(m.at("seq").as_int64());
+    after = seqs.back();
+  }
+  ASSERT_EQ(seqs.size(), static_cast<size_t>(kThreads * kEach));
+  for (size_t i = 0; i < seqs.size(); ++i) EXPECT_EQ(seqs[i], static_cast<int64_t>(i + 1));
+}
+
+// ---- realtime ----
+
+TEST_P(ChatHttpTest, LastEventIdResumesExactlyTheMissedEventsInOrder) {
+  User a = Owner("a@example.com");
+  User b = Member(a, "b@example.com");
+  std::string chat = ChatId(a, "direct", "", {b.id});
+  std::string last_id;
+  {
+    auto stream = Stream(b);
+    ASSERT_EQ(SendMessage(a, chat, "before").status, 201);
+    auto got = stream->WaitFor("message.created", 1);
+    ASSERT_EQ(got.size(), 1u);
+    last_id = got[0].id;
+    ASSERT_FALSE(last_id.empty());
+  }  // disconnected
+  for (int i = 0; i < 100; ++i) {
+    ASSERT_EQ(SendMessage(a, chat, "m" + std::to_string(i)).status, 201);
+  }
+  auto resumed = Stream(b, last_id);
+  auto got = resumed->WaitFor("message.created", 100);
+  ASSERT_EQ(got.size(), 100u);
+  uint64_t prev = std::stoull(last_id);
+  for (int i = 0; i < 100; ++i) {
+    json::value data = json::parse(got[i].data);
+    EXPECT_EQ(data.at("content").as_string(), "m" + std::to_string(i));
+    uint64_t id = std::stoull(got[i].id);
+    EXPECT_GT(id, prev);
+    prev = id;
+  }
+  // Live events continue after the replay, with ids still increasing.
+  ASSERT_EQ(SendMessage(a, chat, "live").status, 201);
+  auto more = resumed->WaitFor("message.created", 101);
+  ASSERT_EQ(more.size(), 101u);
+  EXPECT_GT(std::stoull(more.back().id), prev);
+  std::this_thread::sleep_for(100ms);
+  EXPECT_EQ(resumed->WaitFor("message.created", 101, 0ms).size(), 101u);  // no duplicates
+
+  // An id from the future gets resync.
+  SseReader future(client_, base_ + "/api/v1/events",
+                   {{"authorization", "Bearer " + b.token}, {"last-event-id", "999999999"}});
+  EXPECT_EQ(future.WaitFor("resync", 1).size(), 1u);
+}
+
+TEST_P(ChatHttpTest, EveryStreamOfAUserReceivesEveryEvent) {
+  User a = Owner("a@example.com");
+  User b = Member(a, "b@example.com");
+  User c = Member(a, "c@example.com");
+  auto tab1 = Stream(b);
+  auto tab2 = Stream(b);
+  auto other = Stream(c);
+  auto typist = Stream(a);
+  std::string g = ChatId(a, "group", "", {b.id, c.id});
+  for (int i = 0; i < 50; ++i) ASSERT_EQ(SendMessage(a, g, "m" + std::to_string(i)).status, 201);
+  EXPECT_EQ(tab1->WaitFor("chat.created", 1).size(), 1u);
+  EXPECT_EQ(tab1->WaitFor("message.created", 50).size(), 50u);
+  EXPECT_EQ(tab2->WaitFor("message.created", 50).size(), 50u);
+  EXPECT_EQ(other->WaitFor("message.created", 50).size(), 50u);
+  // Typing reaches the others, rate limited, without ids.
+  EXPECT_EQ(Post("/api/v1/chats/" + g + "/typing", json::object{}, a).status, 204);
+  Reply again = Post("/api/v1/chats/" + g + "/typing", json::object{}, a);
+  EXPECT_EQ(again.status, 429);
+  auto typing = tab2->WaitFor("typing", 1);
+  ASSERT_EQ(typing.size(), 1u);
+  EXPECT_TRUE(typing[0].id.empty());
+  EXPECT_EQ(tab1->WaitFor("typing", 1).size(), 1u);
+  EXPECT_TRUE(typist->WaitFor("typing", 1, 200ms).empty());  // not to the typist
+  EXPECT_EQ(chat_->open_streams(), 4u);
+}
+
+TEST_P(ChatHttpTest, TicketsAreSingleUseAndStreamsNeedCredentials) {
+  User a = Owner("a@example.com");
+  Reply t = Post("/api/v1/events/ticket", json::object{}, a);
+  ASSERT_EQ(t.status, 200) << t.raw;
+  std::string url = base_ + "/api/v1/events?ticket=" + t.Str("ticket");
+  {
+    SseReader s(client_, url, {});
+    EXPECT_EQ(s.WaitStatus(), 200);
+  }
+  SseReader reused(client_, url, {});
+  EXPECT_EQ(reused.WaitStatus(), 401);
+  SseReader anonymous(client_, base_ + "/api/v1/events", {});
+  EXPECT_EQ(anonymous.WaitStatus(), 401);
+}
+
+// A small send queue so that a client that does not read is found quickly.
+class ChatSlowClientTest : public ChatHttpTest {
+ protected:
+  ChatOptions Options() override {
+    ChatOptions o = ChatHttpTest::Options();
+    o.stream_queue_bytes = 64 << 10;
+    return o;
+  }
+};
+
+TEST_P(ChatSlowClientTest, StalledClientIsCutWithResyncOthersAreUnaffected) {
+  User a = Owner("a@example.com");
+  User b = Member(a, "b@example.com");
+  User c = Member(a, "c@example.com");
+  std::string g = ChatId(a, "group", "", {b.id, c.id});
+  auto healthy = Stream(c);
+  // B's stream over a raw socket with a tiny receive window that is never read.
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(fd, 0);
+  int rcvbuf = 4096;
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(server_->port());
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  std::string request =
+      "GET /api/v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + b.token + "\r\n\r\n";
+  ASSERT_EQ(::send(fd, request.data(), request.size(), 0), static_cast<ssize_t>(request.size()));
+  for (int i = 0; i < 100 && chat_->open_streams() < 2; ++i) std::this_thread::sleep_for(10ms);
+  ASSERT_EQ(chat_->open_streams(), 2u);
+
+  const std::string big(9000, 'z');
+  int sent = 0;
+  for (; sent < 1500 && chat_->resyncs() == 0; ++sent) {
+    ASSERT_EQ(SendMessage(a, g, big).status, 201);
+  }
+  EXPECT_EQ(chat_->resyncs(), 1u);
+  // The healthy stream got every message and stays open.
+  EXPECT_EQ(healthy->WaitFor("message.created", sent).size(), static_cast<size_t>(sent));
+  EXPECT_FALSE(healthy->done());
+  // The stalled one, once it reads, finds the resync event at the end.
+  std::string received;
+  char buf[65536];
+  auto deadline = std::chrono::steady_clock::now() + 20s;
+  while (std::chrono::steady_clock::now() < deadline) {
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, 200) <= 0) continue;
+    ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+    if (n <= 0) break;
+    received.append(buf, n);
+    if (received.find("event: resync") != std::string::npos) break;
+  }
+  ::close(fd);
+  EXPECT_NE(received.find("event: resync"), std::string::npos);
+  EXPECT_NE(metrics_.ExpositionText().find("chat_sse_resync_total 1"), std::string::npos);
+}
+
+// A tiny retention so that old positions are gone.
+class ChatRetentionTest : public ChatHttpTest {
+ protected:
+  ChatOptions Options() override {
+    ChatOptions o = ChatHttpTest::Options();
+    o.events_retention_bytes = 16 << 10;
+    o.events_segment_bytes = 4096;
+    return o;
+  }
+};
+
+TEST_P(ChatRetentionTest, PositionOlderThanRetentionGetsResync) {
+  User a = Owner("a@example.com");
+  User b = Member(a, "b@example.com");
+  std::string chat = ChatId(a, "direct", "", {b.id});
+  std::string last_id;
+  {
+    auto stream = Stream(b);
+    ASSERT_EQ(SendMessage(a, chat, "first").status, 201);
+    auto got = stream->WaitFor("message.created", 1);
+    ASSERT_EQ(got.size(), 1u);
+    last_id = got[0].id;
+  }
+  for (int i = 0; i < 150; ++i) {
+    ASSERT_EQ(SendMessage(a, chat, std::string(200, 'x') + std::to_string(i)).status, 201);
+  }
+  SseReader old(client_, base_ + "/api/v1/events",
+                {{"authorization", "Bearer " + b.token}, {"last-event-id", last_id}});
+  auto resync = old.WaitFor("resync", 1);
+  ASSERT_EQ(resync.size(), 1u);
+  EXPECT_NE(resync[0].data.find("too_old"), std::string::npos);
+  EXPECT_TRUE(old.WaitFor("message.created", 1, 0ms).empty());
+  // Without Last-Event-ID the client starts afresh and gets live events.
+  auto fresh = Stream(b);
+  ASSERT_EQ(SendMessage(a, chat, "after").status, 201);
+  EXPECT_EQ(fresh->WaitFor("message.created", 1).size(), 1u);
+}
+
+// ---- search ----
+
+TEST_P(ChatHttpTest, SearchFindsReadableMessagesAndFollowsEditsAndDeletes) {
+  User a = Owner("a@example.com");
+  User b = Member(a, "b@example.com");
+  User c = Member(a, "c@example.com");
+  std::string priv = ChatId(a, "private_channel", "planning", {b.id});
+  std::string pub = ChatId(c, "public_channel", "random", {});
+  Reply m1 = SendMessage(a, priv, "Deployment window is Thursday evening");
+  ASSERT_EQ(m1.status, 201);
+  ASSERT_EQ(SendMessage(b, priv, "Thursday works for the deploy").status, 201);
+  ASSERT_EQ(SendMessage(c, pub, "Deploying café updates thursday").status, 201);
+  WaitIndexed();
+
+  // Prefix matching; only readable chats.
+  auto for_b = SearchResults(b, "q=deploy");
+  EXPECT_EQ(for_b.size(), 3u);  // both private messages and the public channel
+  auto for_c = SearchResults(c, "q=deploy");
+  ASSERT_EQ(for_c.size(), 1u);
+  EXPECT_EQ(for_c[0].at("chat_id").as_string(), pub);
+  EXPECT_NE(std::string(for_c[0].at("highlight").as_string()).find("<mark>"), std::string::npos);
+  // unicode61 folds diacritics on SQLite; PostgreSQL's `simple` configuration keeps them.
+  EXPECT_EQ(SearchResults(b, GetParam() == Backend::kSqlite ? "q=cafe" : "q=caf%C3%A9").size(), 1u);
+  User x = Owner("x@example.com");
+  EXPECT_TRUE(SearchResults(x, "q=deploy").empty());
+
+  // Filters and pagination.
+  EXPECT_EQ(SearchResults(b, "q=thursday&chat_id=" + priv).size(), 2u);
+  EXPECT_EQ(SearchResults(b, "q=thursday&sender_id=" + a.id).size(), 1u);
+  EXPECT_EQ(SearchResults(b, "q=thursday&type=public_channel").size(), 1u);
+  EXPECT_EQ(SearchResults(b, "q=thursday&from=2000-01-01T00:00:00Z&to=2001-01-01T00:00:00Z").size(),
+            0u);
+  Reply page1 = Get("/api/v1/search/messages?q=thursday&order=date&limit=2", b);
+  ASSERT_EQ(page1.body.at("results").as_array().size(), 2u);
+  ASSERT_TRUE(page1.body.at("next_cursor").is_string());
+  Reply page2 = Get(
+      "/api/v1/search/messages?q=thursday&order=date&limit=2&cursor=" + page1.Str("next_cursor"),
+      b);
+  ASSERT_EQ(page2.body.at("results").as_array().size(), 1u);
+  EXPECT_TRUE(page2.body.at("next_cursor").is_null());
+  EXPECT_EQ(Get("/api/v1/search/messages?q=", b).status, 400);
+  EXPECT_EQ(Get("/api/v1/search/messages?q=x&type=nope", b).status, 400);
+
+  // Edits and deletes reach the index.
+  std::string msg = "/api/v1/chats/" + priv + "/messages/" + std::to_string(m1.Int("id"));
+  ASSERT_EQ(
+      Send("PATCH", msg, json::serialize(json::object{{"content", "moved to friday"}}), a.token)
+          .status,
+      200);
+  WaitIndexed();
+  EXPECT_EQ(SearchResults(b, "q=frid").size(), 1u);
+  EXPECT_EQ(SearchResults(b, "q=thursday&chat_id=" + priv).size(), 1u);
+  ASSERT_EQ(Send("DELETE", msg, "", a.token).status, 204);
+  WaitIndexed();
+  EXPECT_TRUE(SearchResults(b, "q=friday").empty());
+  IndexerState st = chat_->indexer_state();
+  EXPECT_EQ(st.lag_records, 0u);
+  EXPECT_EQ(st.lag_seconds, 0);
+  EXPECT_TRUE(st.last_error.ok()) << st.last_error.ToString();
+  EXPECT_GT(st.indexed, 0u);
+  std::string metrics = metrics_.ExpositionText();
+  EXPECT_NE(metrics.find("chat_search_index_lag_records 0"), std::string::npos);
+  EXPECT_NE(metrics.find("chat_search_index_lag_seconds"), std::string::npos);
+}
+
+TEST_P(ChatHttpTest, HealthReportsEventsAndIndexer) {
+  HealthRegistry health;
+  chat_->RegisterHealth(health);
+  auto results = health.RunAll();
+  ASSERT_EQ(results.size(), 2u);
+  EXPECT_EQ(results[0].name, "chat_events");
+  EXPECT_EQ(results[1].name, "chat_search_indexer");
+  EXPECT_TRUE(HealthRegistry::Ready(results));
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, ChatHttpTest,
+                         ::testing::Values(Backend::kSqlite, Backend::kPostgres),
+                         testing::BackendName);
+INSTANTIATE_TEST_SUITE_P(Backends, ChatRetentionTest,
+                         ::testing::Values(Backend::kSqlite, Backend::kPostgres),
+                         testing::BackendName);
+INSTANTIATE_TEST_SUITE_P(Backends, ChatSlowClientTest,
+                         ::testing::Values(Backend::kSqlite, Backend::kPostgres),
+                         testing::BackendName);
+
+}  // namespace
+}  // namespace atrium::chat

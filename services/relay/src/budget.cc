@@ -1,0 +1,104 @@
+#include "atrium/relay/budget.h"
+
+#include <ctime>
+
+#include <fmt/format.h>
+
+namespace atrium::relay {
+
+int64_t BudgetLedger::DayStart(int64_t now) {
+  constexpr int64_t kDay = 86'400'000'000;
+  return now - (now % kDay + kDay) % kDay;
+}
+
+int64_t BudgetLedger::WeekStart(int64_t now) {
+  int64_t day = DayStart(now);
+  int64_t days_since_epoch = day / 86'400'000'000;
+  int64_t weekday = (days_since_epoch + 3) % 7;  // 1970-01-01 was a Thursday; Monday = 0
+  return day - weekday * 86'400'000'000;
+}
+
+int64_t BudgetLedger::MonthStart(int64_t now) {
+  time_t secs = static_cast<time_t>(now / 1'000'000);
+  std::tm tm{};
+  gmtime_r(&secs, &tm);
+  tm.tm_mday = 1;
+  tm.tm_hour = tm.tm_min = tm.tm_sec = 0;
+  return static_cast<int64_t>(timegm(&tm)) * 1'000'000;
+}
+
+Status BudgetLedger::RefreshLocked(const std::string& key_id, KeyState& s, int64_t now) {
+  auto refresh = [&](Window& w, int64_t start) -> Status {
+    if (w.start == start) return Status::Ok();
+    auto spent = loader_ ? loader_(key_id, start) : Result<double>(0.0);
+    if (!spent.ok()) return Unavailable("key spending cannot be read: " + spent.status().message());
+    w.start = start;
+    w.spent = *spent;
+    return Status::Ok();
+  };
+  RETURN_IF_ERROR(refresh(s.day, DayStart(now)));
+  RETURN_IF_ERROR(refresh(s.week, WeekStart(now)));
+  RETURN_IF_ERROR(refresh(s.month, MonthStart(now)));
+  return refresh(s.total, 0);
+}
+
+Result<BudgetLedger::Reservation> BudgetLedger::Reserve(const std::string& key_id,
+                                                        const KeyBudget& budget, double estimate) {
+  std::lock_guard lock(mu_);
+  KeyState& s = keys_[key_id];
+  if (budget.max_concurrency > 0 && s.in_flight >= budget.max_concurrency) {
+    return ResourceExhausted(fmt::format("the key's concurrency limit of {} requests is reached",
+                                         budget.max_concurrency));
+  }
+  if (budget.any()) {
+    RETURN_IF_ERROR(RefreshLocked(key_id, s, env_.NowMicros()));
+    struct Check {
+      const char* name;
+      double limit;
+      double spent;
+    } checks[] = {{"daily", budget.daily, s.day.spent},
+                  {"weekly", budget.weekly, s.week.spent},
+                  {"monthly", budget.monthly, s.month.spent},
+                  {"total", budget.total, s.total.spent}};
+    for (const auto& c : checks) {
+      if (c.limit <= 0) continue;
+      if (c.spent >= c.limit) {
+        return ResourceExhausted(
+            fmt::format("the key's {} budget of ${:.2f} is spent", c.name, c.limit));
+      }
+      if (c.spent + s.reserved + estimate > c.limit && s.in_flight > 0) {
+        return ResourceExhausted(fmt::format(
+            "the key's {} budget of ${:.2f} is reserved by requests in flight", c.name, c.limit));
+      }
+    }
+  }
+  s.reserved += estimate;
+  ++s.in_flight;
+  return Reservation{key_id, estimate, true};
+}
+
+void BudgetLedger::Commit(Reservation& r, double cost) {
+  if (!r.active) return;
+  r.active = false;
+  std::lock_guard lock(mu_);
+  KeyState& s = keys_[r.key_id];
+  s.reserved -= r.estimate;
+  if (s.reserved < 1e-12) s.reserved = 0;
+  if (s.in_flight > 0) --s.in_flight;
+  int64_t now = env_.NowMicros();
+  // Windows that rolled over meanwhile are reloaded on the next Reserve (the aggregates include
+  // this cost by then or soon after).
+  if (s.day.start == DayStart(now)) s.day.spent += cost;
+  if (s.week.start == WeekStart(now)) s.week.spent += cost;
+  if (s.month.start == MonthStart(now)) s.month.spent += cost;
+  if (s.total.start == 0) s.total.spent += cost;
+}
+
+BudgetLedger::Spent BudgetLedger::SpentOf(const std::string& key_id) {
+  std::lock_guard lock(mu_);
+  KeyState& s = keys_[key_id];
+  (void)RefreshLocked(key_id, s, env_.NowMicros());
+  return Spent{s.day.spent, s.week.spent, s.month.spent, s.total.spent, s.reserved, s.in_flight};
+}
+
+}  // namespace atrium::relay

@@ -1,0 +1,116 @@
+// The relay's private state, shared by relay_service.cc (set-up, key policy, usage), proxy.cc
+// (the model-facing routes) and admin_routes.cc (the admin API).
+#pragma once
+
+#include <atomic>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <string>
+#include <thread>
+
+#include "account_store.h"
+#include "atrium/auth/rate_limiter.h"
+#include "atrium/http/client.h"
+#include "atrium/http/handler.h"
+#include "atrium/relay/budget.h"
+#include "atrium/relay/relay_service.h"
+#include "atrium/relay/usage.h"
+
+namespace atrium::relay {
+
+// What the relay enforces for one client key (from the ApiKey and relay_key_settings).
+struct KeyPolicy {
+  std::string key_id;  // empty for user sessions (no limits)
+  std::vector<std::string> models;
+  int64_t rpm = 0, tpm = 0;
+  KeyBudget budget;
+  double cost_multiplier = 1;
+  std::string account_group, account_id;
+};
+
+class RelayService::Impl {
+ public:
+  Impl(RelayOptions o, store::Database& d, bus::Bus& b, auth::IdentityStore& ids, Env& e,
+       Authenticator a, MetricsRegistry* m, std::shared_ptr<spdlog::logger> l, auth::SecretBox box);
+
+  // --- set-up (relay_service.cc) ---
+  Status Init();
+  Status ReloadAccounts();
+  Status ReloadPricing();
+  void StartAggregator();
+  void StopAggregator();
+  Result<KeyPolicy> PolicyFor(const auth::Principal& p);
+  std::shared_ptr<const PriceTable> prices() const;
+  // Publishes a usage record (sync topic; errors are logged and counted).
+  void PublishUsage(const UsageRecord& record);
+  void OnStatusChange(const StatusChange& change);
+
+  // --- events and webhooks (webhooks.cc) ---
+  // Publishes an event on options.events_topic (errors are logged).
+  void PublishEvent(const std::string& type, const std::string& workspace_id,
+                    const std::string& account_id, const std::string& key_id,
+                    const std::string& message);
+  // Emits key.budget_80 / key.budget_100 once per key, period and threshold.
+  void CheckBudgetEvents(const std::string& workspace_id, const std::string& key_id,
+                         const KeyBudget& budget);
+  void StartWebhooks();
+  void StopWebhooks();
+  Status AddWebhookRoutes(http::Router& router);
+
+  // --- routes ---
+  Status AddProxyRoutes(http::Router& router);  // proxy.cc
+  Status AddAdminRoutes(http::Router& router);  // admin_routes.cc
+
+  RelayOptions options;
+  store::Database& db;
+  bus::Bus& bus;
+  auth::IdentityStore& identities;
+  Env& env;
+  Authenticator authenticate;
+  MetricsRegistry* metrics;
+  std::shared_ptr<spdlog::logger> log;
+  AccountStore accounts;
+  Scheduler scheduler;
+  BudgetLedger ledger;
+  auth::InMemoryRateLimiter limiter;
+  std::unique_ptr<http::HttpClient> client;
+  std::atomic<infer::EmbeddingProvider*> embeddings{nullptr};
+  std::atomic<bool> stopping{false};
+
+  // Counters (null without a registry).
+  Counter* usage_publish_failures = nullptr;
+  CounterFamily* requests_total = nullptr;
+  CounterFamily* failovers_total = nullptr;
+
+ private:
+  void AggregatorLoop();
+
+  mutable std::mutex prices_mu_;
+  std::shared_ptr<const PriceTable> prices_;  // guarded by prices_mu_
+  std::mutex policy_mu_;
+  struct CachedPolicy {
+    KeyPolicy policy;
+    std::chrono::steady_clock::time_point fetched;
+  };
+  std::map<std::string, CachedPolicy> policies_;  // guarded by policy_mu_
+  void WebhookLoop();
+  std::thread webhooks_;
+  std::atomic<bool> webhooks_stop_{false};
+  std::mutex fired_mu_;
+  std::set<std::string> fired_budget_events_;  // guarded by fired_mu_
+  std::thread aggregator_;
+  std::atomic<bool> aggregator_stop_{false};
+
+ public:
+  std::atomic<uint64_t> aggregated_offset{0};
+};
+
+// JSON helpers shared by the route files.
+http::Response JsonResponse(int status, std::string body);
+// Admin routes: a workspace owner/admin session, or an API key with the admin scope.
+Result<auth::Principal> RequireAdmin(RelayService::Impl& s, const http::Request& req);
+
+}  // namespace atrium::relay

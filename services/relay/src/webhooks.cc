@@ -1,0 +1,350 @@
+// Relay events and webhooks (docs/relay.md, "Webhooks"): events on `relay.events`, a durable
+// consumer delivering them to the workspace's targets with retries and exponential backoff, a
+// delivery log, and the admin routes.
+//
+// Generic targets get the event JSON with `x-atrium-timestamp` (Unix seconds) and
+// `x-atrium-signature: sha256=<hex HMAC-SHA256(secret, timestamp + "." + body)>`; Slack targets
+// get {"text": "..."} (incoming-webhook format).
+#include <spdlog/spdlog.h>
+
+#include <boost/json.hpp>
+
+#include <fmt/format.h>
+
+#include "atrium/auth/crypto.h"
+#include "relay_impl.h"
+
+namespace atrium::relay {
+namespace json = boost::json;
+using http::Request;
+using http::Response;
+
+namespace {
+
+struct Webhook {
+  std::string id, workspace_id, url, secret, format;
+  std::vector<std::string> events;  // empty: all
+  int64_t created_at = 0;
+};
+
+std::string Hex(std::string_view raw) {
+  static constexpr char kDigits[] = "0123456789abcdef";
+  std::string out;
+  for (unsigned char c : raw) {
+    out += kDigits[c >> 4];
+    out += kDigits[c & 15];
+  }
+  return out;
+}
+
+json::object WebhookJson(const Webhook& w) {
+  json::array events;
+  for (const auto& e : w.events) events.emplace_back(e);
+  return json::object{{"id", w.id},
+                      {"url", w.url},
+                      {"format", w.format},
+                      {"events", std::move(events)},
+                      {"created_at", auth::FormatRfc3339(w.created_at)}};
+}
+
+Result<std::vector<Webhook>> LoadWebhooks(RelayService::Impl& s, const std::string& workspace_id,
+                                          const auth::SecretBox& box) {
+  ASSIGN_OR_RETURN(auto rows, s.db.Query("SELECT id, workspace_id, url, secret, format, events, "
+                                         "created_at FROM relay_webhooks WHERE workspace_id = ? "
+                                         "ORDER BY created_at, id",
+                                         {workspace_id}));
+  std::vector<Webhook> out;
+  for (const auto& r : rows) {
+    Webhook w{r.Text(0), r.Text(1), r.Text(2), "", r.Text(4), {}, r.Int(6)};
+    ASSIGN_OR_RETURN(w.secret, box.Open(r.Text(3), w.id));
+    boost::system::error_code ec;
+    json::value ev = json::parse(r.Text(5), ec);
+    if (!ec && ev.is_array()) {
+      for (const auto& e : ev.as_array()) {
+        if (e.is_string()) w.events.emplace_back(e.as_string());
+      }
+    }
+    out.push_back(std::move(w));
+  }
+  return out;
+}
+
+}  // namespace
+
+void RelayService::Impl::PublishEvent(const std::string& type, const std::string& workspace_id,
+                                      const std::string& account_id, const std::string& key_id,
+                                      const std::string& message) {
+  json::object ev{{"id", auth::NewId(env, "evt_")},
+                  {"type", type},
+                  {"time", auth::FormatRfc3339(env.NowMicros())},
+                  {"workspace_id", workspace_id},
+                  {"message", message}};
+  if (!account_id.empty()) ev["account_id"] = account_id;
+  if (!key_id.empty()) ev["key_id"] = key_id;
+  std::vector<bus::Message> batch(1);
+  batch[0].key = workspace_id;
+  batch[0].headers = {{"type", type}};
+  batch[0].payload = json::serialize(ev);
+  auto logger = log;
+  bus.PublishBatchAsync(options.events_topic, std::move(batch),
+                        [logger](Result<bus::OffsetRange> r) {
+                          if (!r.ok() && logger) {
+                            logger->error("relay event lost: {}", r.status().ToString());
+                          }
+                        });
+}
+
+void RelayService::Impl::CheckBudgetEvents(const std::string& workspace_id,
+                                           const std::string& key_id, const KeyBudget& budget) {
+  auto spent = ledger.SpentOf(key_id);
+  int64_t now = env.NowMicros();
+  struct Period {
+    const char* name;
+    double limit, spent;
+    int64_t start;
+  } periods[] = {{"daily", budget.daily, spent.daily, BudgetLedger::DayStart(now)},
+                 {"weekly", budget.weekly, spent.weekly, BudgetLedger::WeekStart(now)},
+                 {"monthly", budget.monthly, spent.monthly, BudgetLedger::MonthStart(now)},
+                 {"total", budget.total, spent.total, 0}};
+  for (const auto& p : periods) {
+    if (p.limit <= 0) continue;
+    for (int pct : {80, 100}) {
+      if (p.spent < p.limit * pct / 100.0) continue;
+      std::string id =
+          key_id + "/" + p.name + "/" + std::to_string(p.start) + "/" + std::to_string(pct);
+      {
+        std::lock_guard lock(fired_mu_);
+        if (!fired_budget_events_.insert(id).second) continue;
+      }
+      PublishEvent("key.budget_" + std::to_string(pct), workspace_id, "", key_id,
+                   fmt::format("key {} has spent ${:.4f} of its {} budget of ${:.2f} ({}%)", key_id,
+                               p.spent, p.name, p.limit, pct));
+    }
+  }
+}
+
+void RelayService::Impl::StartWebhooks() {
+  if (options.webhook_worker_name.empty()) return;
+  webhooks_ = std::thread([this] { WebhookLoop(); });
+}
+
+void RelayService::Impl::StopWebhooks() {
+  webhooks_stop_ = true;
+  if (webhooks_.joinable()) webhooks_.join();
+}
+
+void RelayService::Impl::WebhookLoop() {
+  std::unique_ptr<bus::Consumer> consumer;
+  auto sleep_interruptible = [this](std::chrono::milliseconds d) {
+    auto end = env.SteadyNow() + d;
+    while (!webhooks_stop_ && env.SteadyNow() < end) {
+      env.SleepFor(std::chrono::milliseconds(20));
+    }
+  };
+  while (!webhooks_stop_) {
+    if (consumer == nullptr) {
+      auto opened =
+          bus.OpenConsumer(bus::ConsumerOptions{.name = options.webhook_worker_name,
+                                                .topic = options.events_topic,
+                                                .start = bus::StartPosition::Earliest(),
+                                                // Deliveries with retries may take minutes.
+                                                .ack_timeout = std::chrono::minutes(10)});
+      if (!opened.ok()) {
+        if (log) log->error("relay webhooks: {}", opened.status().ToString());
+        sleep_interruptible(std::chrono::seconds(1));
+        continue;
+      }
+      consumer = std::move(*opened);
+    }
+    auto d = consumer->Next(std::chrono::milliseconds(200));
+    if (!d.ok()) {
+      if (d.status().code() == StatusCode::kDeadlineExceeded) continue;
+      if (d.status().code() == StatusCode::kCancelled) break;
+      consumer.reset();
+      continue;
+    }
+    if (d->kind != bus::Delivery::Kind::kRecord) continue;
+    boost::system::error_code ec;
+    json::value ev = json::parse(d->record->payload, ec);
+    if (ec || !ev.is_object()) {
+      (void)consumer->Ack(d->record->offset);
+      continue;
+    }
+    const auto& o = ev.as_object();
+    std::string type(o.at("type").as_string());
+    std::string event_id(o.at("id").as_string());
+    std::string message(o.contains("message") ? o.at("message").as_string() : "");
+    auto hooks = LoadWebhooks(*this, std::string(o.at("workspace_id").as_string()), accounts.box());
+    if (!hooks.ok()) {
+      if (log) log->error("relay webhooks: {}", hooks.status().ToString());
+      sleep_interruptible(std::chrono::seconds(1));
+      continue;  // redelivered after the ack timeout
+    }
+    for (const auto& hook : *hooks) {
+      if (!hook.events.empty() &&
+          std::find(hook.events.begin(), hook.events.end(), type) == hook.events.end()) {
+        continue;
+      }
+      std::string body = hook.format == "slack"
+                             ? json::serialize(json::object{{"text", "[atrium relay] " + message}})
+                             : d->record->payload;
+      auto backoff = options.webhook_backoff;
+      for (int attempt = 1; attempt <= options.webhook_max_attempts && !webhooks_stop_; ++attempt) {
+        http::ClientRequest req;
+        req.method = "POST";
+        req.url = hook.url;
+        req.body = body;
+        req.headers.Set("content-type", "application/json");
+        req.headers.Set("x-atrium-event", type);
+        req.headers.Set("x-atrium-delivery", event_id);
+        std::string ts = std::to_string(env.NowMicros() / 1'000'000);
+        req.headers.Set("x-atrium-timestamp", ts);
+        req.headers.Set("x-atrium-signature",
+                        "sha256=" + Hex(auth::HmacSha256(hook.secret, ts + "." + body)));
+        req.connect_timeout = std::chrono::seconds(5);
+        req.read_timeout = std::chrono::seconds(10);
+        auto r = client->SendSync(std::move(req));
+        bool ok = r.ok() && r->status >= 200 && r->status < 300;
+        std::string error =
+            r.ok() ? (ok ? "" : "HTTP " + std::to_string(r->status)) : r.status().message();
+        (void)db.Exec(
+            "INSERT INTO relay_webhook_deliveries (id, webhook_id, event_id, event_type, attempt, "
+            "ok, status_code, error, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            {auth::NewId(env, "dlv_"), hook.id, event_id, type, attempt, ok ? 1 : 0,
+             r.ok() ? r->status : 0, error, env.NowMicros()});
+        if (ok) break;
+        if (attempt < options.webhook_max_attempts) {
+          sleep_interruptible(backoff);
+          backoff = std::min(backoff * 2, std::chrono::milliseconds(60'000));
+        } else if (log) {
+          log->warn("relay webhook {}: giving up on event {} after {} attempts ({})", hook.id,
+                    event_id, attempt, error);
+        }
+      }
+    }
+    (void)consumer->Ack(d->record->offset);
+  }
+  if (consumer) consumer->Close();
+}
+
+Status RelayService::Impl::AddWebhookRoutes(http::Router& router) {
+  http::RouteOptions opts{.blocking = true, .auth_scope = "session", .audit = true};
+  http::RouteOptions read_opts{.blocking = true, .auth_scope = "session"};
+  using http::SyncHandler;
+  // POST /api/v1/relay/webhooks {"url","secret"?,"format"?:"json|slack","events"?:[...]}
+  RETURN_IF_ERROR(router.Add(
+      "POST", "/api/v1/relay/webhooks", SyncHandler([this](Request& req) {
+        auto p = RequireAdmin(*this, req);
+        if (!p.ok()) return Response::FromStatus(p.status());
+        boost::system::error_code ec;
+        json::value v = json::parse(req.body, ec);
+        if (ec || !v.is_object()) {
+          return Response::FromStatus(InvalidArgument("the body must be a JSON object"));
+        }
+        const auto& o = v.as_object();
+        Webhook w;
+        w.id = auth::NewId(env, "whk_");
+        w.workspace_id = p->workspace_id;
+        const auto* url = o.if_contains("url");
+        if (url == nullptr || !url->is_string() ||
+            !(url->as_string().starts_with("http://") ||
+              url->as_string().starts_with("https://"))) {
+          return Response::FromStatus(InvalidArgument("url must be an http:// or https:// URL"));
+        }
+        w.url = std::string(url->as_string());
+        w.format = "json";
+        if (const auto* f = o.if_contains("format"); f != nullptr && !f->is_null()) {
+          if (!f->is_string() || (f->as_string() != "json" && f->as_string() != "slack")) {
+            return Response::FromStatus(InvalidArgument("format must be json or slack"));
+          }
+          w.format = std::string(f->as_string());
+        }
+        json::array events;
+        if (const auto* e = o.if_contains("events"); e != nullptr && !e->is_null()) {
+          if (!e->is_array()) {
+            return Response::FromStatus(InvalidArgument("events must be a list of event types"));
+          }
+          for (const auto& t : e->as_array()) {
+            if (!t.is_string()) {
+              return Response::FromStatus(InvalidArgument("events must be a list of strings"));
+            }
+            w.events.emplace_back(t.as_string());
+            events.emplace_back(t.as_string());
+          }
+        }
+        bool generated = false;
+        if (const auto* sec = o.if_contains("secret");
+            sec != nullptr && sec->is_string() && !sec->as_string().empty()) {
+          w.secret = std::string(sec->as_string());
+        } else {
+          w.secret = "whsec_" + auth::Base62Encode(auth::RandomBytes(env, 24));
+          generated = true;
+        }
+        auto sealed = accounts.box().Seal(env, w.secret, w.id);
+        if (!sealed.ok()) return Response::FromStatus(sealed.status());
+        w.created_at = env.NowMicros();
+        auto st = db.Exec(
+            "INSERT INTO relay_webhooks (id, workspace_id, url, secret, format, events, "
+            "created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            {w.id, w.workspace_id, w.url, *sealed, w.format, json::serialize(events),
+             w.created_at});
+        if (!st.ok()) return Response::FromStatus(st.status());
+        json::object out = WebhookJson(w);
+        if (generated) out["secret"] = w.secret;  // shown once
+        return Response::Json(201, json::serialize(out));
+      }),
+      opts));
+  RETURN_IF_ERROR(
+      router.Add("GET", "/api/v1/relay/webhooks", SyncHandler([this](Request& req) {
+                   auto p = RequireAdmin(*this, req);
+                   if (!p.ok()) return Response::FromStatus(p.status());
+                   auto hooks = LoadWebhooks(*this, p->workspace_id, accounts.box());
+                   if (!hooks.ok()) return Response::FromStatus(hooks.status());
+                   json::array items;
+                   for (const auto& w : *hooks) items.push_back(WebhookJson(w));
+                   return Response::Json(200, json::serialize(json::object{{"webhooks", items}}));
+                 }),
+                 read_opts));
+  RETURN_IF_ERROR(
+      router.Add("DELETE", "/api/v1/relay/webhooks/{id}", SyncHandler([this](Request& req) {
+                   auto p = RequireAdmin(*this, req);
+                   if (!p.ok()) return Response::FromStatus(p.status());
+                   auto n = db.Exec("DELETE FROM relay_webhooks WHERE id = ? AND workspace_id = ?",
+                                    {std::string(req.Param("id")), p->workspace_id});
+                   if (!n.ok()) return Response::FromStatus(n.status());
+                   if (*n == 0) return Response::FromStatus(NotFound("webhook not found"));
+                   return Response::NoContent();
+                 }),
+                 opts));
+  return router.Add(
+      "GET", "/api/v1/relay/webhooks/{id}/deliveries", SyncHandler([this](Request& req) {
+        auto p = RequireAdmin(*this, req);
+        if (!p.ok()) return Response::FromStatus(p.status());
+        std::string id(req.Param("id"));
+        auto owned = db.Query("SELECT id FROM relay_webhooks WHERE id = ? AND workspace_id = ?",
+                              {id, p->workspace_id});
+        if (!owned.ok()) return Response::FromStatus(owned.status());
+        if (owned->empty()) return Response::FromStatus(NotFound("webhook not found"));
+        auto rows = db.Query(
+            "SELECT id, event_id, event_type, attempt, ok, status_code, error, created_at FROM "
+            "relay_webhook_deliveries WHERE webhook_id = ? ORDER BY created_at DESC, attempt DESC "
+            "LIMIT 200",
+            {id});
+        if (!rows.ok()) return Response::FromStatus(rows.status());
+        json::array items;
+        for (const auto& r : *rows) {
+          items.push_back(json::object{{"id", r.Text(0)},
+                                       {"event_id", r.Text(1)},
+                                       {"event_type", r.Text(2)},
+                                       {"attempt", r.Int(3)},
+                                       {"ok", r.Int(4) != 0},
+                                       {"status_code", r.Int(5)},
+                                       {"error", r.Text(6)},
+                                       {"created_at", auth::FormatRfc3339(r.Int(7))}});
+        }
+        return Response::Json(200, json::serialize(json::object{{"deliveries", items}}));
+      }),
+      read_opts);
+}
+
+}  // namespace atrium::relay

@@ -1,0 +1,970 @@
+// End-to-end tests of the relay over HTTP: an in-process Atrium server (auth + relay, SQLite,
+// embedded bus) in front of scripted upstreams that speak the providers' wire formats
+// (fake_upstream.h). Covers the admin API, pass-through byte for byte (streaming too),
+// translation, failover and account health, stalls and disconnects, sticky sessions, budgets
+// under concurrency, usage records and aggregates, and local embeddings.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <cstring>
+#include <set>
+#include <thread>
+
+#include <unistd.h>
+
+#include <boost/json.hpp>
+
+#include <fmt/format.h>
+
+#include "atrium/auth/auth_service.h"
+#include "atrium/auth/crypto.h"
+#include "atrium/bus/embedded_bus.h"
+#include "atrium/core/base64.h"
+#include "atrium/core/testing.h"
+#include "atrium/http/client.h"
+#include "atrium/http/server.h"
+#include "atrium/infer/embedding_provider.h"
+#include "atrium/relay/relay_service.h"
+#include "atrium/relay/usage.h"
+#include "fake_upstream.h"
+
+namespace atrium::relay {
+namespace {
+namespace json = boost::json;
+using namespace std::chrono_literals;
+using testing::AnthropicMessage;
+using testing::AnthropicStream;
+using testing::FakeUpstream;
+using testing::JsonReply;
+using testing::Script;
+using testing::SseReply;
+using testing::UpstreamRequest;
+
+struct Reply {
+  int status = 0;
+  http::Headers headers;
+  std::string raw;
+  json::value body;
+  std::string Str(std::string_view f) const {
+    if (!body.is_object() || !body.as_object().contains(f)) return "";
+    const auto& v = body.at(f);
+    return v.is_string() ? std::string(v.as_string()) : json::serialize(v);
+  }
+};
+
+class FakeEmbeddings : public infer::EmbeddingProvider {
+ public:
+  void Embed(infer::EmbeddingRequest request,
+             std::function<void(Result<infer::EmbeddingResponse>)> done) override {
+    infer::EmbeddingResponse r;
+    r.model = "mini-embed";
+    for (size_t i = 0; i < request.texts.size(); ++i) {
+      r.vectors.push_back({0.5f, -0.25f, static_cast<float>(i)});
+      r.prompt_tokens += request.texts[i].size();
+    }
+    done(std::move(r));
+  }
+  std::vector<std::string> ModelNames() const override { return {"mini-embed"}; }
+};
+
+enum class Backend { kSqlite, kPostgres };
+
+// The database of a test: a fresh SQLite file, or (fixture `pg`) a PostgreSQL database of this
+// process whose schema is reset per test (the pattern of libs/auth/test/test_db.h).
+std::unique_ptr<store::Database> OpenTestDatabase(Backend backend, const std::string& dir) {
+  std::string url = "sqlite://" + dir + "/relay.db";
+  if (backend == Backend::kPostgres) {
+    std::string server = atrium::testing::FixtureUrl("pg", "ATRIUM_TEST_PG_URL");
+    if (server.empty()) return nullptr;
+    std::string name = "relay_http_test_" + std::to_string(::getpid());
+    static std::string created;  // test-only memo: one database per process
+    if (created != name) {
+      auto admin = store::OpenDatabase(server, {.pool_size = 1});
+      if (!admin.ok()) return nullptr;
+      (void)(*admin)->ExecScript("DROP DATABASE IF EXISTS " + name);
+      if (!(*admin)->ExecScript("CREATE DATABASE " + name).ok()) return nullptr;
+      created = name;
+    }
+    size_t scheme = server.find("://");
+    size_t slash = server.find('/', scheme + 3);
+    size_t query = server.find('?');
+    url = server.substr(0, slash == std::string::npos ? query : slash) + "/" + name +
+          (query == std::string::npos ? "" : server.substr(query));
+  }
+  auto db = store::OpenDatabase(url, {.pool_size = 8});
+  if (!db.ok()) return nullptr;
+  if (backend == Backend::kPostgres &&
+      !(*db)->ExecScript("DROP SCHEMA public CASCADE; CREATE SCHEMA public").ok()) {
+    return nullptr;
+  }
+  return std::move(*db);
+}
+
+class RelayHttpTest : public ::testing::TestWithParam<Backend> {
+ protected:
+  virtual RelayOptions Options() {
+    RelayOptions o;
+    o.read_timeout = 1500ms;
+    o.connect_timeout = 1000ms;
+    o.max_attempts = 3;
+    o.credentials_key_ring = "k1:" + std::string(43, 'A');
+    o.scheduler.overloaded_for = std::chrono::seconds(300);
+    o.webhook_backoff = 50ms;
+    o.webhook_max_attempts = 4;
+    return o;
+  }
+
+  void SetUp() override {
+    db_ = OpenTestDatabase(GetParam(), tmp_.path());
+    if (db_ == nullptr) {
+      if (GetParam() == Backend::kPostgres) {
+        GTEST_SKIP() << "PostgreSQL not configured (run through ctest, fixture pg)";
+      }
+      FAIL() << "cannot open the SQLite database";
+    }
+    store::MigrationSet set;
+    ASSERT_TRUE(set.Add(store::FoundationMigrations()).ok());
+    ASSERT_TRUE(set.Add(auth::AuthMigrations()).ok());
+    ASSERT_TRUE(set.Add(RelayMigrations()).ok());
+    store::Migrator migrator(*db_, set, Env::Default());
+    ASSERT_TRUE(migrator.Up().ok());
+    auto b = bus::OpenEmbeddedBus(Env::Default(), {.data_dir = tmp_.path() + "/bus"});
+    ASSERT_TRUE(b.ok()) << b.status().ToString();
+    bus_ = std::move(*b);
+    auth::AuthOptions ao;
+    ao.jwt_secret = std::string(40, 's');
+    ao.password_cost = auth::PasswordCost::kTest;
+    ao.revocation_sync = 0ms;
+    ao.rate_limits = {{"auth", *auth::ParseRateLimit("100000/1m")},
+                      {"login", *auth::ParseRateLimit("100000/1m")},
+                      {"api", *auth::ParseRateLimit("100000/1m")}};
+    auto a = auth::AuthService::Create(ao, *db_, Env::Default());
+    ASSERT_TRUE(a.ok()) << a.status().ToString();
+    auth_ = std::move(*a);
+    auth::AuthService* authp = auth_.get();
+    auto r = RelayService::Create(
+        Options(), *db_, *bus_, auth_->store(), Env::Default(),
+        [authp](const http::Request& req) { return authp->Authenticate(req); }, &metrics_);
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    relay_ = std::move(*r);
+    relay_->SetEmbeddingProvider(&embeddings_);
+    http::Router router;
+    ASSERT_TRUE(auth_->AddRoutes(router).ok());
+    ASSERT_TRUE(relay_->AddRoutes(router).ok());
+    server_ = std::make_unique<http::Server>(
+        http::ServerOptions{.port = 0, .io_threads = 2, .blocking_threads = 16}, std::move(router),
+        nullptr, &metrics_);
+    server_->Use(auth_->auth_middleware());
+    server_->Use(auth_->rate_limit_middleware());
+    ASSERT_TRUE(server_->Start().ok());
+    base_ = "http://127.0.0.1:" + std::to_string(server_->port());
+    usage_sub_ =
+        *bus_->Subscribe({.pattern = "relay.usage", .start = bus::StartPosition::Earliest()});
+
+    Reply reg = Send("POST", "/api/v1/auth/register",
+                     R"({"email":"owner@example.com","password":"password-123","name":"O"})");
+    ASSERT_EQ(reg.status, 201) << reg.raw;
+    admin_token_ = std::string(reg.body.at("access_token").as_string());
+    key_ = CreateKey(R"({"name":"k","scopes":["relay"]})");
+  }
+
+  void TearDown() override {
+    if (server_) server_->Shutdown();
+    if (relay_) relay_->Stop();
+    usage_sub_.reset();
+    relay_.reset();
+    auth_.reset();
+    bus_.reset();
+  }
+
+  Reply Send(const std::string& method, const std::string& path, const std::string& body = "",
+             std::vector<std::pair<std::string, std::string>> headers = {}) {
+    http::ClientRequest req;
+    req.method = method;
+    req.url = base_ + path;
+    req.body = body;
+    req.read_timeout = 20s;
+    if (!body.empty()) req.headers.Set("content-type", "application/json");
+    for (auto& [k, v] : headers) req.headers.Set(k, v);
+    auto r = client_.SendSync(std::move(req));
+    Reply out;
+    EXPECT_TRUE(r.ok()) << r.status().ToString();
+    if (!r.ok()) return out;
+    out.status = r->status;
+    out.headers = r->headers;
+    out.raw = r->body;
+    boost::system::error_code ec;
+    out.body = json::parse(r->body, ec);
+    return out;
+  }
+  Reply Admin(const std::string& method, const std::string& path, const std::string& body = "") {
+    return Send(method, path, body, {{"authorization", "Bearer " + admin_token_}});
+  }
+  std::string CreateKey(const std::string& body) {
+    Reply k = Admin("POST", "/api/v1/keys", body);
+    EXPECT_EQ(k.status, 201) << k.raw;
+    return k.Str("key");
+  }
+  std::string Account(const std::string& name, const std::string& provider,
+                      const std::string& base_url, const std::string& extra = "") {
+    std::string body = R"({"name":")" + name + R"(","provider":")" + provider +
+                       R"(","base_url":")" + base_url +
+                       R"(","credentials":{"api_key":"sk-upstream-)" + name + "\"}" + extra + "}";
+    Reply r = Admin("POST", "/api/v1/relay/accounts", body);
+    EXPECT_EQ(r.status, 201) << r.raw;
+    return r.Str("id");
+  }
+  Reply Messages(const std::string& body, const std::string& key = "") {
+    return Send("POST", "/v1/messages", body,
+                {{"x-api-key", key.empty() ? key_ : key}, {"anthropic-version", "2023-06-01"}});
+  }
+  Reply Chat(const std::string& body) {
+    return Send("POST", "/v1/chat/completions", body, {{"authorization", "Bearer " + key_}});
+  }
+  std::vector<UsageRecord> WaitUsage(size_t n, std::chrono::milliseconds timeout = 10s) {
+    auto end = std::chrono::steady_clock::now() + timeout;
+    while (usage_.size() < n && std::chrono::steady_clock::now() < end) {
+      auto d = usage_sub_->Next(100ms);
+      if (d.ok() && d->kind == bus::Delivery::Kind::kRecord) {
+        auto r = UsageRecord::FromJson(d->record->payload);
+        if (r.ok()) usage_.push_back(*r);
+      }
+    }
+    return usage_;
+  }
+  void WaitAggregated() {
+    for (int i = 0; i < 300; ++i) {
+      auto s = relay_->aggregator_state();
+      if (s.applied_offset >= s.topic_end) return;
+      std::this_thread::sleep_for(20ms);
+    }
+    FAIL() << "aggregator did not catch up";
+  }
+  std::string AccountStatus(const std::string& id) {
+    Reply r = Admin("GET", "/api/v1/relay/accounts/" + id);
+    return r.Str("status");
+  }
+
+  atrium::testing::TempDir tmp_;
+  std::unique_ptr<store::Database> db_;
+  std::unique_ptr<bus::Bus> bus_;
+  MetricsRegistry metrics_;
+  FakeEmbeddings embeddings_;
+  std::unique_ptr<auth::AuthService> auth_;
+  std::unique_ptr<RelayService> relay_;
+  std::unique_ptr<http::Server> server_;
+  std::unique_ptr<bus::Subscription> usage_sub_;
+  std::vector<UsageRecord> usage_;
+  http::HttpClient client_{http::ClientOptions{.threads = 2}};
+  std::string base_, admin_token_, key_;
+};
+
+constexpr const char* kMessagesBody =
+    R"({"model":"sonnet","max_tokens":64,"messages":[{"role":"user","content":"Hello"}]})";
+
+TEST_P(RelayHttpTest, AccountsCrudKeepsCredentialsWriteOnlyAndSealed) {
+  Reply created =
+      Admin("POST", "/api/v1/relay/accounts",
+            R"({"name":"main","provider":"anthropic","credentials":{"api_key":"sk-ant-secret-1"},)"
+            R"("priority":5,"weight":2,"max_concurrency":4,"models":["claude-*"],)"
+            R"("model_aliases":{"sonnet":"claude-sonnet-4-5"},"groups":["team-a"],)"
+            R"("proxy":"socks5://127.0.0.1:1080"})");
+  ASSERT_EQ(created.status, 201) << created.raw;
+  EXPECT_EQ(created.raw.find("sk-ant-secret-1"), std::string::npos);
+  EXPECT_EQ(created.Str("status"), "active");
+  EXPECT_EQ(json::serialize(created.body.at("credentials_set")), R"(["api_key"])");
+  std::string id = created.Str("id");
+  auto rows = db_->Query("SELECT credentials FROM relay_accounts WHERE id = ?", {id});
+  ASSERT_TRUE(rows.ok());
+  std::string sealed = (*rows)[0].Text(0);
+  EXPECT_TRUE(sealed.starts_with("aes1.k1.")) << sealed;
+  EXPECT_EQ(sealed.find("sk-ant"), std::string::npos);
+
+  Reply patched = Admin("PATCH", "/api/v1/relay/accounts/" + id,
+                        R"({"priority":1,"status":"disabled","credentials":{"api_key":"sk-2"}})");
+  ASSERT_EQ(patched.status, 200) << patched.raw;
+  EXPECT_EQ(patched.body.at("priority").as_int64(), 1);
+  EXPECT_EQ(patched.Str("status"), "disabled");
+  Reply list = Admin("GET", "/api/v1/relay/accounts");
+  ASSERT_EQ(list.status, 200);
+  EXPECT_EQ(list.body.at("accounts").as_array().size(), 1u);
+  EXPECT_EQ(list.raw.find("sk-2"), std::string::npos);
+  Reply groups = Admin("GET", "/api/v1/relay/groups");
+  EXPECT_NE(groups.raw.find("team-a"), std::string::npos);
+
+  // Validation names the field; keys without admin rights are refused.
+  Reply bad =
+      Admin("POST", "/api/v1/relay/accounts", R"({"name":"x","provider":"nope","credentials":{}})");
+  EXPECT_EQ(bad.status, 400);
+  EXPECT_NE(bad.raw.find("provider"), std::string::npos);
+  bad = Admin("POST", "/api/v1/relay/accounts", R"({"name":"y","provider":"openai"})");
+  EXPECT_EQ(bad.status, 400);
+  EXPECT_NE(bad.raw.find("credentials.api_key"), std::string::npos);
+  bad =
+      Admin("POST", "/api/v1/relay/accounts",
+            R"({"name":"z","provider":"openai","credentials":{"api_key":"k"},"priority":"high"})");
+  EXPECT_EQ(bad.status, 400);
+  EXPECT_NE(bad.raw.find("priority"), std::string::npos);
+  Reply dup = Admin("POST", "/api/v1/relay/accounts",
+                    R"({"name":"main","provider":"anthropic","credentials":{"api_key":"k"}})");
+  EXPECT_EQ(dup.status, 409);
+  Reply as_key = Send("GET", "/api/v1/relay/accounts", "", {{"x-api-key", key_}});
+  EXPECT_EQ(as_key.status, 403);
+  EXPECT_EQ(Admin("DELETE", "/api/v1/relay/accounts/" + id).status, 204);
+  EXPECT_EQ(Admin("GET", "/api/v1/relay/accounts/" + id).status, 404);
+}
+
+TEST_P(RelayHttpTest, AnthropicPassThroughIsByteForByteExceptTheModelAlias) {
+  std::string upstream_body =
+      R"({"id":"msg_1",  "type":"message","role":"assistant","model":"claude-sonnet-4-5","content":[{"type":"text","text":"Hi \u00e9"}],"stop_reason":"end_turn","stop_sequence":null,"usage":{"input_tokens":11,"output_tokens":3}})";
+  FakeUpstream up([&](const UpstreamRequest&) { return JsonReply(200, upstream_body); });
+  Account("a", "anthropic", up.url(), R"(,"model_aliases":{"sonnet":"claude-sonnet-4-5"})");
+  std::string body =
+      R"({"model" : "sonnet", "max_tokens":64, "messages":[{"role":"user","content":"Hello"}], "x_extra": {"model":"keep"}})";
+  // Every credential header the spec lists.
+  std::vector<std::vector<std::pair<std::string, std::string>>> creds = {
+      {{"x-api-key", key_}},
+      {{"authorization", "Bearer " + key_}},
+      {{"x-goog-api-key", key_}},
+      {{"api-key", key_}}};
+  for (auto& h : creds) {
+    h.emplace_back("anthropic-version", "2023-06-01");
+    h.emplace_back("anthropic-beta", "prompt-caching-2024-07-31");
+    Reply r = Send("POST", "/v1/messages", body, h);
+    ASSERT_EQ(r.status, 200) << r.raw;
+    EXPECT_EQ(r.raw, upstream_body);
+  }
+  Reply q = Send("POST", "/claude/v1/messages?key=" + key_, body);
+  EXPECT_EQ(q.status, 200) << q.raw;
+  auto reqs = up.requests();
+  ASSERT_EQ(reqs.size(), 5u);
+  EXPECT_EQ(reqs[0].path, "/v1/messages");
+  EXPECT_EQ(
+      reqs[0].body,
+      R"({"model" : "claude-sonnet-4-5", "max_tokens":64, "messages":[{"role":"user","content":"Hello"}], "x_extra": {"model":"keep"}})");
+  EXPECT_EQ(reqs[0].headers["x-api-key"], "sk-upstream-a");
+  EXPECT_EQ(reqs[0].headers["anthropic-version"], "2023-06-01");
+  EXPECT_EQ(reqs[0].headers["anthropic-beta"], "prompt-caching-2024-07-31");
+  // The client's key never reaches the upstream.
+  EXPECT_EQ(reqs[0].headers.count("authorization"), 0u);
+
+  auto usage = WaitUsage(5);
+  ASSERT_EQ(usage.size(), 5u);
+  EXPECT_EQ(usage[0].usage.input_tokens, 11);
+  EXPECT_EQ(usage[0].usage.output_tokens, 3);
+  EXPECT_EQ(usage[0].client_model, "sonnet");
+  EXPECT_EQ(usage[0].upstream_model, "claude-sonnet-4-5");
+  EXPECT_EQ(usage[0].status, 200);
+  EXPECT_GT(usage[0].cost, 0);
+
+  // Missing or wrong keys: Anthropic's error shape.
+  Reply unauth = Send("POST", "/v1/messages", body, {{"x-api-key", "atr_wrong"}});
+  EXPECT_EQ(unauth.status, 401);
+  EXPECT_EQ(unauth.Str("type"), "error");
+  EXPECT_EQ(unauth.body.at("error").at("type"), "authentication_error");
+}
+
+TEST_P(RelayHttpTest, AnthropicStreamPassesThroughChunkByChunk) {
+  auto events = AnthropicStream({"Hel", "lo", " there"}, 25, 7);
+  std::string expected;
+  for (auto& e : events) expected += e;
+  FakeUpstream up([&](const UpstreamRequest&) { return SseReply(events, 5); });
+  Account("a", "anthropic", up.url());
+  Reply r = Messages(
+      R"({"model":"claude-sonnet-4-5","max_tokens":64,"stream":true,"messages":[{"role":"user","content":"Hi"}]})");
+  ASSERT_EQ(r.status, 200) << r.raw;
+  EXPECT_EQ(r.headers.GetOr("content-type", ""), "text/event-stream");
+  EXPECT_EQ(r.raw, expected);
+  auto usage = WaitUsage(1);
+  ASSERT_EQ(usage.size(), 1u);
+  EXPECT_TRUE(usage[0].streamed);
+  EXPECT_EQ(usage[0].usage.input_tokens, 25);
+  EXPECT_EQ(usage[0].usage.output_tokens, 7);
+  EXPECT_EQ(usage[0].stop_reason, "end_turn");
+  EXPECT_TRUE(usage[0].error.empty()) << usage[0].error;
+
+  // Aggregated per key/account/model and hour, reported as JSON and CSV.
+  WaitAggregated();
+  Reply rep = Admin("GET", "/api/v1/relay/usage?group_by=model&bucket=hour");
+  ASSERT_EQ(rep.status, 200) << rep.raw;
+  ASSERT_EQ(rep.body.at("rows").as_array().size(), 1u);
+  const auto& row = rep.body.at("rows").as_array()[0];
+  EXPECT_EQ(row.at("model"), "claude-sonnet-4-5");
+  EXPECT_EQ(row.at("requests").as_int64(), 1);
+  EXPECT_EQ(row.at("output_tokens").as_int64(), 7);
+  Reply csv = Admin("GET", "/api/v1/relay/usage?group_by=key&bucket=day&format=csv");
+  ASSERT_EQ(csv.status, 200);
+  EXPECT_TRUE(csv.raw.starts_with("bucket,key_id,requests,errors,input_tokens")) << csv.raw;
+  EXPECT_NE(csv.raw.find(",1,0,25,7,"), std::string::npos) << csv.raw;
+  // A relay key sees only its own usage.
+  Reply own = Send("GET", "/api/v1/relay/usage", "", {{"x-api-key", key_}});
+  EXPECT_EQ(own.status, 200) << own.raw;
+}
+
+TEST_P(RelayHttpTest, OpenAIClientOnAnthropicUpstreamIsTranslatedEventByEvent) {
+  FakeUpstream up([&](const UpstreamRequest& req) {
+    if (req.body.find("\"stream\":true") != std::string::npos) {
+      return SseReply(AnthropicStream({"Hi", "!"}, 9, 2), 2);
+    }
+    return JsonReply(200, AnthropicMessage("Hello!", 9, 2));
+  });
+  Account("a", "anthropic", up.url());
+  Reply r = Chat(
+      R"({"model":"claude-sonnet-4-5","messages":[{"role":"system","content":"Be brief"},{"role":"user","content":"Hi"}]})");
+  ASSERT_EQ(r.status, 200) << r.raw;
+  EXPECT_EQ(r.body.at("object"), "chat.completion");
+  EXPECT_EQ(r.body.at("choices").at(0).at("message").at("content"), "Hello!");
+  EXPECT_EQ(r.body.at("usage").at("prompt_tokens").as_int64(), 9);
+  auto sent = json::parse(up.requests()[0].body);
+  EXPECT_EQ(sent.at("system"), "Be brief");
+  EXPECT_EQ(sent.at("max_tokens").as_int64(), 4096);
+
+  Reply s = Chat(
+      R"({"model":"claude-sonnet-4-5","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"Hi"}]})");
+  ASSERT_EQ(s.status, 200) << s.raw;
+  EXPECT_NE(s.raw.find(R"("delta":{"content":"Hi"})"), std::string::npos) << s.raw;
+  EXPECT_NE(s.raw.find(R"("finish_reason":"stop")"), std::string::npos);
+  EXPECT_NE(s.raw.find(R"("usage":{"prompt_tokens":9,"completion_tokens":2,"total_tokens":11})"),
+            std::string::npos);
+  EXPECT_TRUE(s.raw.ends_with("data: [DONE]\n\n"));
+}
+
+TEST_P(RelayHttpTest, AnthropicClientOnOpenAIUpstreamIsTranslated) {
+  FakeUpstream up([&](const UpstreamRequest& req) {
+    if (req.body.find("\"stream\":true") != std::string::npos) {
+      return SseReply(testing::OpenAIStream({"Hel", "lo"}, 8, 2), 2);
+    }
+    return JsonReply(
+        200,
+        R"({"id":"chatcmpl-1","object":"chat.completion","created":1,"model":"gpt-4o","choices":[{"index":0,"message":{"role":"assistant","content":"Hello"},"finish_reason":"stop"}],"usage":{"prompt_tokens":8,"completion_tokens":2,"total_tokens":10}})");
+  });
+  Account("o", "openai-compatible", up.url() + "/v1");
+  Reply r =
+      Messages(R"({"model":"gpt-4o","max_tokens":32,"messages":[{"role":"user","content":"Hi"}]})");
+  ASSERT_EQ(r.status, 200) << r.raw;
+  EXPECT_EQ(r.body.at("type"), "message");
+  EXPECT_EQ(r.body.at("content").at(0).at("text"), "Hello");
+  EXPECT_EQ(up.requests()[0].path, "/v1/chat/completions");
+  EXPECT_EQ(up.requests()[0].headers["authorization"], "Bearer sk-upstream-o");
+  Reply s = Messages(
+      R"({"model":"gpt-4o","max_tokens":32,"stream":true,"messages":[{"role":"user","content":"Hi"}]})");
+  ASSERT_EQ(s.status, 200) << s.raw;
+  EXPECT_TRUE(s.raw.starts_with("event: message_start\n")) << s.raw;
+  EXPECT_NE(s.raw.find(R"("text_delta","text":"Hel")"), std::string::npos);
+  EXPECT_TRUE(s.raw.ends_with("event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n"));
+  auto sent = json::parse(up.requests()[1].body);
+  EXPECT_EQ(sent.at("stream_options").at("include_usage"), true);
+  auto usage = WaitUsage(2);
+  ASSERT_EQ(usage.size(), 2u);
+  EXPECT_EQ(usage[1].usage.input_tokens, 8);
+  EXPECT_EQ(usage[1].usage.output_tokens, 2);
+}
+
+TEST_P(RelayHttpTest, RateLimitedAccountFailsOverAndCarriesItsResetTime) {
+  std::atomic<int> a_calls{0};
+  FakeUpstream a([&](const UpstreamRequest&) {
+    ++a_calls;
+    return JsonReply(
+        429,
+        R"({"type":"error","error":{"type":"rate_limit_error","message":"Number of request tokens has exceeded your per-minute rate limit"}})",
+        {{"retry-after", "30"},
+         {"anthropic-ratelimit-tokens-remaining", "0"},
+         {"anthropic-ratelimit-tokens-reset",
+          auth::FormatRfc3339(Env::Default().NowMicros() + 30'000'000)}});
+  });
+  FakeUpstream b(
+      [&](const UpstreamRequest&) { return JsonReply(200, AnthropicMessage("ok", 1, 1)); });
+  std::string ida = Account("a", "anthropic", a.url(), R"(,"priority":1)");
+  Account("b", "anthropic", b.url(), R"(,"priority":2)");
+  Reply r = Messages(kMessagesBody);
+  ASSERT_EQ(r.status, 200) << r.raw;
+  EXPECT_EQ(a_calls.load(), 1);
+  Reply acc = Admin("GET", "/api/v1/relay/accounts/" + ida);
+  EXPECT_EQ(acc.Str("status"), "rate_limited");
+  EXPECT_EQ(acc.Str("status_reason"), "throttled");
+  EXPECT_FALSE(acc.body.at("status_until").is_null());
+  // Rate-limited accounts are skipped until their reset time.
+  ASSERT_EQ(Messages(kMessagesBody).status, 200);
+  EXPECT_EQ(a_calls.load(), 1);
+  auto usage = WaitUsage(2);
+  EXPECT_EQ(usage[0].attempts, 2);
+}
+
+TEST_P(RelayHttpTest, OverloadedEverywhereAnswersInEachApisShape) {
+  FakeUpstream up([&](const UpstreamRequest&) {
+    return JsonReply(
+        529, R"({"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}})");
+  });
+  std::string id = Account("a", "anthropic", up.url());
+  Reply r = Messages(kMessagesBody);
+  EXPECT_EQ(r.status, 529);
+  EXPECT_EQ(r.raw,
+            R"({"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}})");
+  EXPECT_EQ(AccountStatus(id), "overloaded");
+  // Now no account is usable: the relay answers by itself, still in the API's shape.
+  Reply again = Messages(kMessagesBody);
+  EXPECT_EQ(again.status, 529);
+  EXPECT_EQ(again.body.at("error").at("type"), "overloaded_error");
+  Reply chat = Chat(R"({"model":"claude-x","messages":[{"role":"user","content":"Hi"}]})");
+  EXPECT_EQ(chat.status, 503);
+  EXPECT_TRUE(chat.body.at("error").is_object()) << chat.raw;
+  EXPECT_TRUE(chat.body.at("error").at("param").is_null());
+}
+
+TEST_P(RelayHttpTest, ServerErrorsConnectRefusedAndUnauthorizedFailOver) {
+  FakeUpstream bad([&](const UpstreamRequest&) {
+    return JsonReply(500, R"({"type":"error","error":{"type":"api_error","message":"Internal"}})");
+  });
+  FakeUpstream denied([&](const UpstreamRequest&) {
+    return JsonReply(
+        401,
+        R"({"type":"error","error":{"type":"authentication_error","message":"invalid x-api-key"}})");
+  });
+  FakeUpstream good(
+      [&](const UpstreamRequest&) { return JsonReply(200, AnthropicMessage("ok", 1, 1)); });
+  // A port nobody listens on: connect refused.
+  std::string refused_url;
+  {
+    FakeUpstream gone([](const UpstreamRequest&) { return JsonReply(200, "{}"); });
+    refused_url = gone.url();
+  }
+  std::string id_bad = Account("bad", "anthropic", bad.url(), R"(,"priority":1)");
+  std::string id_refused = Account("refused", "anthropic", refused_url, R"(,"priority":2)");
+  std::string id_good = Account("good", "anthropic", good.url(), R"(,"priority":3)");
+  // Distinct conversations (no sticky session), so each one starts at the top priority.
+  auto body = [](int i) {
+    return R"({"model":"claude-x","max_tokens":8,"messages":[{"role":"user","content":"q)" +
+           std::to_string(i) + R"("}]})";
+  };
+  for (int i = 0; i < 3; ++i) {
+    Reply r = Messages(body(i));
+    ASSERT_EQ(r.status, 200) << r.raw;
+  }
+  // Three 5xx/transport errors within the window: error_cooldown.
+  EXPECT_EQ(bad.request_count(), 3u);
+  EXPECT_EQ(AccountStatus(id_bad), "error_cooldown");
+  EXPECT_EQ(AccountStatus(id_refused), "error_cooldown");
+  EXPECT_EQ(AccountStatus(id_good), "active");
+  // 401 is not retried blindly into the same account, and marks it unauthorized.
+  std::string id_denied = Account("denied", "anthropic", denied.url(), R"(,"priority":0)");
+  Reply r = Messages(body(10));
+  EXPECT_EQ(r.status, 401);
+  ASSERT_TRUE(r.body.is_object()) << r.raw;
+  EXPECT_EQ(r.body.at("error").at("type"), "authentication_error");
+  EXPECT_EQ(AccountStatus(id_denied), "unauthorized");
+  EXPECT_EQ(Messages(body(11)).status, 200);  // skipped from now on
+  // An account test through a healthy upstream recovers an account.
+  Reply t = Admin("POST", "/api/v1/relay/accounts/" + id_good + "/test", "{}");
+  EXPECT_EQ(t.status, 200);
+  EXPECT_EQ(t.body.at("ok"), true) << t.raw;
+}
+
+TEST_P(RelayHttpTest, StalledUpstreamBeforeTheFirstByteFailsOver) {
+  FakeUpstream stalled([&](const UpstreamRequest&) {
+    Script s;
+    s.end = Script::End::kHang;  // accepts, reads, never answers
+    return s;
+  });
+  FakeUpstream good(
+      [&](const UpstreamRequest&) { return SseReply(AnthropicStream({"ok"}, 3, 1)); });
+  Account("stalled", "anthropic", stalled.url(), R"(,"priority":1)");
+  Account("good", "anthropic", good.url(), R"(,"priority":2)");
+  auto start = std::chrono::steady_clock::now();
+  Reply r = Messages(
+      R"({"model":"claude-sonnet-4-5","max_tokens":8,"stream":true,"messages":[{"role":"user","content":"Hi"}]})");
+  ASSERT_EQ(r.status, 200) << r.raw;
+  EXPECT_NE(r.raw.find("message_stop"), std::string::npos);
+  EXPECT_GE(std::chrono::steady_clock::now() - start, 1400ms);  // the read timeout
+  stalled.Stop();
+}
+
+TEST_P(RelayHttpTest, UpstreamDisconnectMidStreamEndsWithAnErrorEventAndBillsWhatWasSent) {
+  FakeUpstream up([&](const UpstreamRequest&) {
+    return SseReply(AnthropicStream({"0123456789", "abcdefghij"}, 12, 0, /*finish=*/false), 5,
+                    /*complete=*/false, Script::End::kAbort);
+  });
+  Account("a", "anthropic", up.url());
+  Reply r = Messages(
+      R"({"model":"claude-sonnet-4-5","max_tokens":8,"stream":true,"messages":[{"role":"user","content":"Hi"}]})");
+  ASSERT_EQ(r.status, 200);
+  EXPECT_NE(r.raw.find("0123456789"), std::string::npos);
+  EXPECT_TRUE(r.raw.ends_with("\n\n"));
+  EXPECT_NE(r.raw.rfind("event: error\ndata: "), std::string::npos) << r.raw;
+  auto usage = WaitUsage(1);
+  ASSERT_EQ(usage.size(), 1u);
+  EXPECT_EQ(usage[0].usage.input_tokens, 12);
+  EXPECT_EQ(usage[0].usage.output_tokens, 5);  // 20 delivered characters
+  EXPECT_FALSE(usage[0].error.empty());
+  EXPECT_GT(usage[0].cost, 0);
+}
+
+TEST_P(RelayHttpTest, AnErrorEventAfterA200IsRelayedAsIs) {
+  auto events = AnthropicStream({"Par"}, 4, 0, false);
+  events.push_back(testing::AnthropicEvent(
+      "error", R"({"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}})"));
+  FakeUpstream up([&](const UpstreamRequest&) { return SseReply(events); });
+  Account("a", "anthropic", up.url());
+  Reply r = Messages(
+      R"({"model":"claude-sonnet-4-5","max_tokens":8,"stream":true,"messages":[{"role":"user","content":"Hi"}]})");
+  ASSERT_EQ(r.status, 200);
+  std::string expected;
+  for (auto& e : events) expected += e;
+  EXPECT_EQ(r.raw, expected);
+  auto usage = WaitUsage(1);
+  EXPECT_NE(usage[0].error.find("overloaded_error"), std::string::npos);
+}
+
+TEST_P(RelayHttpTest, ClientDisconnectCancelsTheUpstreamAndBillsThePartialStream) {
+  std::vector<std::string> parts(200, "word ");
+  FakeUpstream up(
+      [&](const UpstreamRequest&) { return SseReply(AnthropicStream(parts, 30, 500), 20); });
+  Account("a", "anthropic", up.url());
+  http::ClientRequest req;
+  req.method = "POST";
+  req.url = base_ + "/v1/messages";
+  req.headers.Set("x-api-key", key_);
+  req.headers.Set("content-type", "application/json");
+  req.body =
+      R"({"model":"claude-sonnet-4-5","max_tokens":800,"stream":true,"messages":[{"role":"user","content":"Hi"}]})";
+  std::atomic<size_t> received{0};
+  req.on_data = [&](std::string_view chunk) {
+    received += chunk.size();
+    return received < 1500;  // hang up after a few events
+  };
+  auto r = client_.SendSync(std::move(req));
+  EXPECT_FALSE(r.ok());  // cancelled by us
+  EXPECT_TRUE(up.WaitClientAborts(1, 10s)) << "the upstream request was not cancelled";
+  auto usage = WaitUsage(1);
+  ASSERT_EQ(usage.size(), 1u);
+  EXPECT_EQ(usage[0].error, "client disconnected");
+  EXPECT_EQ(usage[0].usage.input_tokens, 30);
+  EXPECT_GT(usage[0].usage.output_tokens, 0);
+  EXPECT_LT(usage[0].usage.output_tokens, 500);
+  EXPECT_GT(usage[0].cost, 0);
+}
+
+TEST_P(RelayHttpTest, StickySessionMovesWhenItsAccountDies) {
+  std::atomic<bool> a_dead{false}, b_dead{false};
+  auto upstream = [](std::atomic<bool>& dead, std::string name) {
+    return [&dead, name](const UpstreamRequest&) {
+      if (dead) {
+        return JsonReply(
+            529, R"({"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}})");
+      }
+      return JsonReply(200, AnthropicMessage("from " + name, 1, 1));
+    };
+  };
+  FakeUpstream a(upstream(a_dead, "a"));
+  FakeUpstream b(upstream(b_dead, "b"));
+  Account("a", "anthropic", a.url(), R"(,"priority":1)");
+  Account("b", "anthropic", b.url(), R"(,"priority":1)");
+  std::string session =
+      R"({"model":"claude-sonnet-4-5","max_tokens":8,"metadata":{"user_id":"user_x_account__session_8f2c"},"messages":[{"role":"user","content":"turn"}]})";
+  std::string first = Messages(session).raw;
+  // Other conversations rotate over both accounts (least recently used)...
+  std::set<std::string> seen;
+  for (int i = 0; i < 4; ++i) {
+    seen.insert(Messages(R"({"model":"c","max_tokens":8,"messages":[{"role":"user","content":"c)" +
+                         std::to_string(i) + R"("}]})")
+                    .raw);
+  }
+  EXPECT_EQ(seen.size(), 2u);
+  // ...while the session sticks to its account.
+  for (int i = 0; i < 4; ++i) EXPECT_EQ(Messages(session).raw, first);
+  bool on_a = first.find("from a") != std::string::npos;
+  std::string survivor = on_a ? "from b" : "from a";
+  // The sticky account dies mid-session: the session moves, and stays moved.
+  (on_a ? a_dead : b_dead) = true;
+  Reply moved = Messages(session);
+  ASSERT_EQ(moved.status, 200) << moved.raw;
+  EXPECT_NE(moved.raw.find(survivor), std::string::npos);
+  (on_a ? a_dead : b_dead) = false;  // healthy again, but overloaded for minutes
+  for (int i = 0; i < 3; ++i) EXPECT_NE(Messages(session).raw.find(survivor), std::string::npos);
+}
+
+TEST_P(RelayHttpTest, ConcurrentRequestsCannotOverspendTheBudgetByMoreThanOneRequest) {
+  // Each request costs 10 input * $3/M + 1000 output * $15/M = $0.01503.
+  FakeUpstream up([&](const UpstreamRequest&) {
+    Script s = JsonReply(200, AnthropicMessage("x", 10, 1000));
+    s.steps[0].delay_ms = 20;
+    return s;
+  });
+  Account("a", "anthropic", up.url());
+  const double cost = 10 * 3e-6 + 1000 * 15e-6;
+  std::string key = CreateKey(R"({"name":"budget","scopes":["relay"],"budget":{"total":)" +
+                              std::to_string(cost * 10) + "}}");
+  std::string body =
+      R"({"model":"claude-sonnet-4-5","max_tokens":1000,"messages":[{"role":"user","content":"Hi"}]})";
+  std::atomic<int> ok{0}, limited{0};
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 50; ++i) {
+    threads.emplace_back([&] {
+      Reply r = Messages(body, key);
+      if (r.status == 200) ++ok;
+      if (r.status == 429) {
+        ++limited;
+        EXPECT_EQ(r.body.at("error").at("type"), "rate_limit_error") << r.raw;
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(ok + limited, 50);
+  EXPECT_GE(ok.load(), 1);
+  double spent = 0;
+  for (const auto& u : WaitUsage(50)) {
+    if (u.status == 200) spent += u.cost;
+  }
+  EXPECT_LE(spent, cost * 10 + cost + 1e-9) << ok.load() << " admitted";
+  // Sequential requests until the budget is gone, then a clean refusal.
+  Reply r;
+  for (int i = 0; i < 12; ++i) r = Messages(body, key);
+  EXPECT_EQ(r.status, 429);
+  EXPECT_NE(r.raw.find("total budget"), std::string::npos) << r.raw;
+}
+
+TEST_P(RelayHttpTest, KeyLimitsModelsAndRequestRate) {
+  FakeUpstream up(
+      [&](const UpstreamRequest&) { return JsonReply(200, AnthropicMessage("ok", 1, 1)); });
+  Account("a", "anthropic", up.url());
+  std::string key = CreateKey(
+      R"({"name":"narrow","scopes":["relay"],"models":["claude-haiku-*"],"rate_limit":{"rpm":2}})");
+  Reply denied = Messages(kMessagesBody, key);  // model "sonnet" is not allowed
+  EXPECT_EQ(denied.status, 403);
+  EXPECT_EQ(denied.body.at("error").at("type"), "permission_error");
+  std::string haiku =
+      R"({"model":"claude-haiku-4","max_tokens":8,"messages":[{"role":"user","content":"Hi"}]})";
+  EXPECT_EQ(Messages(haiku, key).status, 200);
+  EXPECT_EQ(Messages(haiku, key).status, 200);
+  Reply limited = Messages(haiku, key);
+  EXPECT_EQ(limited.status, 429);
+  EXPECT_EQ(limited.body.at("error").at("type"), "rate_limit_error");
+  std::string embed_key = CreateKey(R"({"name":"e","scopes":["embed"]})");
+  Reply scope = Messages(haiku, embed_key);
+  EXPECT_EQ(scope.status, 403);
+}
+
+TEST_P(RelayHttpTest, LocalAccountsServeEmbeddingsAndModelsAreListed) {
+  Reply acc = Admin("POST", "/api/v1/relay/accounts",
+                    R"({"name":"engine","provider":"local","models":["mini-embed"]})");
+  ASSERT_EQ(acc.status, 201) << acc.raw;
+  Reply r = Send("POST", "/v1/embeddings", R"({"model":"mini-embed","input":["ab","cdef"]})",
+                 {{"authorization", "Bearer " + key_}});
+  ASSERT_EQ(r.status, 200) << r.raw;
+  EXPECT_EQ(r.body.at("object"), "list");
+  EXPECT_EQ(r.body.at("data").as_array().size(), 2u);
+  EXPECT_EQ(r.body.at("data").at(1).at("embedding").at(2).as_double(), 1.0);
+  EXPECT_EQ(r.body.at("usage").at("prompt_tokens").as_int64(), 6);
+  Reply b64 = Send("POST", "/v1/embeddings",
+                   R"({"model":"mini-embed","input":"ab","encoding_format":"base64"})",
+                   {{"authorization", "Bearer " + key_}});
+  ASSERT_EQ(b64.status, 200) << b64.raw;
+  auto bytes = Base64Decode(b64.body.at("data").at(0).at("embedding").as_string());
+  ASSERT_TRUE(bytes.has_value());
+  ASSERT_EQ(bytes->size(), 12u);
+  float f[3];
+  std::memcpy(f, bytes->data(), 12);
+  EXPECT_EQ(f[0], 0.5f);
+  Reply models = Send("GET", "/v1/models", "", {{"authorization", "Bearer " + key_}});
+  ASSERT_EQ(models.status, 200);
+  EXPECT_NE(models.raw.find("\"mini-embed\""), std::string::npos);
+  auto usage = WaitUsage(2);
+  EXPECT_EQ(usage[0].provider, "local");
+  EXPECT_EQ(usage[0].usage.input_tokens, 6);
+  // The engine's models are served even without an account, to `embed` keys too.
+  Admin("DELETE", "/api/v1/relay/accounts/" + acc.Str("id"));
+  std::string embed_key = CreateKey(R"({"name":"emb","scopes":["embed"]})");
+  Reply implicit = Send("POST", "/v1/embeddings", R"({"input":"xyz"})",
+                        {{"authorization", "Bearer " + embed_key}});
+  EXPECT_EQ(implicit.status, 200) << implicit.raw;
+  std::string chat_key = CreateKey(R"({"name":"chat","scopes":["chat"]})");
+  EXPECT_EQ(Send("POST", "/v1/embeddings", R"({"input":"xyz"})",
+                 {{"authorization", "Bearer " + chat_key}})
+                .status,
+            403);
+  // count_tokens without an Anthropic account falls back to an estimate.
+  Reply ct = Send("POST", "/v1/messages/count_tokens", kMessagesBody, {{"x-api-key", key_}});
+  EXPECT_EQ(ct.status, 200) << ct.raw;
+  EXPECT_GT(ct.body.at("input_tokens").as_int64(), 0);
+}
+
+TEST_P(RelayHttpTest, AccountEventsReachSignedAndSlackWebhooksWithRetries) {
+  std::atomic<int> calls{0};
+  FakeUpstream receiver([&](const UpstreamRequest&) {
+    return ++calls <= 2 ? JsonReply(500, "{}") : JsonReply(200, "{}");
+  });
+  FakeUpstream slack([&](const UpstreamRequest&) { return JsonReply(200, "ok"); });
+  Reply hook = Admin("POST", "/api/v1/relay/webhooks",
+                     R"({"url":")" + receiver.url() +
+                         R"(/hook","secret":"topsecret","events":["account.overloaded"]})");
+  ASSERT_EQ(hook.status, 201) << hook.raw;
+  EXPECT_EQ(hook.raw.find("topsecret"), std::string::npos);
+  Reply slack_hook = Admin("POST", "/api/v1/relay/webhooks",
+                           R"({"url":")" + slack.url() + R"(/slack","format":"slack"})");
+  ASSERT_EQ(slack_hook.status, 201) << slack_hook.raw;
+  EXPECT_TRUE(slack_hook.Str("secret").starts_with("whsec_"));  // generated, shown once
+  FakeUpstream up([&](const UpstreamRequest&) {
+    return JsonReply(
+        529, R"({"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}})");
+  });
+  std::string id = Account("a", "anthropic", up.url());
+  EXPECT_EQ(Messages(kMessagesBody).status, 529);
+  for (int i = 0; i < 200 && (receiver.request_count() < 3 || slack.request_count() < 1); ++i) {
+    std::this_thread::sleep_for(20ms);
+  }
+  auto got = receiver.requests();
+  ASSERT_EQ(got.size(), 3u);  // two failures, then delivered
+  const auto& last = got.back();
+  auto event = json::parse(last.body);
+  EXPECT_EQ(event.at("type"), "account.overloaded");
+  EXPECT_EQ(event.at("account_id").as_string(), id);
+  EXPECT_EQ(last.headers.at("x-atrium-event"), "account.overloaded");
+  std::string ts = last.headers.at("x-atrium-timestamp");
+  std::string mac = auth::HmacSha256("topsecret", ts + "." + last.body);
+  std::string hex;
+  for (unsigned char c : mac) hex += fmt::format("{:02x}", c);
+  EXPECT_EQ(last.headers.at("x-atrium-signature"), "sha256=" + hex);
+  auto slack_got = slack.requests();
+  ASSERT_GE(slack_got.size(), 1u);
+  EXPECT_NE(json::parse(slack_got[0].body).at("text").as_string().find("overloaded"),
+            std::string::npos);
+  Reply log = Admin("GET", "/api/v1/relay/webhooks/" + hook.Str("id") + "/deliveries");
+  ASSERT_EQ(log.status, 200) << log.raw;
+  const auto& deliveries = log.body.at("deliveries").as_array();
+  ASSERT_EQ(deliveries.size(), 3u);
+  EXPECT_EQ(deliveries[0].at("ok"), true);
+  EXPECT_EQ(deliveries[0].at("attempt").as_int64(), 3);
+  EXPECT_EQ(deliveries[2].at("status_code").as_int64(), 500);
+}
+
+TEST_P(RelayHttpTest, GeminiRoutesPassThroughSseAndJsonArrayStreams) {
+  const std::string chunk1 =
+      R"({"candidates": [{"content": {"parts": [{"text": "Hello"}],"role": "model"},"index": 0}],"usageMetadata": {"promptTokenCount": 7,"candidatesTokenCount": 1,"totalTokenCount": 8},"modelVersion": "gemini-2.5-flash"})";
+  const std::string chunk2 =
+      R"({"candidates": [{"content": {"parts": [{"text": " world"}],"role": "model"},"finishReason": "STOP","index": 0}],"usageMetadata": {"promptTokenCount": 7,"candidatesTokenCount": 3,"totalTokenCount": 10},"modelVersion": "gemini-2.5-flash"})";
+  FakeUpstream up([&](const UpstreamRequest& req) {
+    if (req.path.ends_with(":streamGenerateContent?alt=sse")) {
+      return SseReply({"data: " + chunk1 + "\r\n\r\n", "data: " + chunk2 + "\r\n\r\n"}, 5);
+    }
+    if (req.path.ends_with(":streamGenerateContent")) {
+      return SseReply({"[" + chunk1, "\r\n,\r\n" + chunk2, "]"}, 5);
+    }
+    if (req.path.ends_with(":countTokens")) return JsonReply(200, R"({"totalTokens": 7})");
+    return JsonReply(200, chunk2);
+  });
+  Account("g", "gemini", up.url(),
+          R"(,"models":["gemini-*"],"model_aliases":{"flash":"gemini-2.5-flash"})");
+  std::string body = R"({"contents":[{"role":"user","parts":[{"text":"Hi"}]}]})";
+  Reply r = Send("POST", "/v1beta/models/flash:generateContent", body, {{"x-goog-api-key", key_}});
+  ASSERT_EQ(r.status, 200) << r.raw;
+  EXPECT_EQ(r.raw, chunk2);
+  auto reqs = up.requests();
+  EXPECT_EQ(reqs[0].path, "/v1beta/models/gemini-2.5-flash:generateContent");
+  EXPECT_EQ(reqs[0].headers["x-goog-api-key"], "sk-upstream-g");
+  EXPECT_EQ(reqs[0].body, body);
+  Reply sse =
+      Send("POST", "/gemini/v1beta/models/flash:streamGenerateContent?alt=sse&key=" + key_, body);
+  ASSERT_EQ(sse.status, 200) << sse.raw;
+  EXPECT_EQ(sse.raw, "data: " + chunk1 + "\r\n\r\ndata: " + chunk2 + "\r\n\r\n");
+  Reply arr =
+      Send("POST", "/v1beta/models/flash:streamGenerateContent", body, {{"x-goog-api-key", key_}});
+  ASSERT_EQ(arr.status, 200) << arr.raw;
+  EXPECT_EQ(arr.raw, "[" + chunk1 + "\r\n,\r\n" + chunk2 + "]");
+  EXPECT_EQ(arr.headers.GetOr("content-type", ""), "application/json");
+  Reply ct = Send("POST", "/v1beta/models/flash:countTokens", body, {{"x-goog-api-key", key_}});
+  EXPECT_EQ(ct.status, 200) << ct.raw;
+  auto usage = WaitUsage(4);
+  ASSERT_EQ(usage.size(), 4u);
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(usage[i].usage.input_tokens, 7) << i;
+    EXPECT_EQ(usage[i].usage.output_tokens, 3) << i;
+    EXPECT_EQ(usage[i].stop_reason, "STOP") << i;
+    EXPECT_TRUE(usage[i].error.empty()) << i << usage[i].error;
+  }
+  EXPECT_TRUE(usage[1].streamed);
+  // Errors in Gemini's shape.
+  Reply unknown =
+      Send("POST", "/v1beta/models/nothing:generateContent", body, {{"x-goog-api-key", key_}});
+  EXPECT_EQ(unknown.status, 404);
+  EXPECT_EQ(unknown.body.at("error").at("code").as_int64(), 404) << unknown.raw;
+  Reply denied =
+      Send("POST", "/v1beta/models/flash:generateContent", body, {{"x-goog-api-key", "atr_nope"}});
+  EXPECT_EQ(denied.status, 401);
+  EXPECT_EQ(denied.body.at("error").at("status"), "UNAUTHENTICATED") << denied.raw;
+}
+
+TEST_P(RelayHttpTest, GeminiTranslatesToAndFromTheOtherApis) {
+  const std::string gemini_chunk =
+      R"({"candidates": [{"content": {"parts": [{"text": "Bonjour"}],"role": "model"},"finishReason": "STOP","index": 0}],"usageMetadata": {"promptTokenCount": 6,"candidatesTokenCount": 2,"totalTokenCount": 8}})";
+  FakeUpstream gemini([&](const UpstreamRequest& req) {
+    if (req.path.ends_with("?alt=sse")) return SseReply({"data: " + gemini_chunk + "\r\n\r\n"});
+    return JsonReply(200, gemini_chunk);
+  });
+  FakeUpstream claude([&](const UpstreamRequest& req) {
+    if (req.body.find("\"stream\":true") != std::string::npos) {
+      return SseReply(AnthropicStream({"Hal", "lo"}, 5, 2), 2);
+    }
+    return JsonReply(200, AnthropicMessage("Hallo", 5, 2));
+  });
+  Account("g", "gemini", gemini.url(), R"(,"models":["gemini-*"])");
+  Account("c", "anthropic", claude.url(), R"(,"models":["claude-*"])");
+  // OpenAI client, Gemini account.
+  Reply r = Chat(
+      R"({"model":"gemini-2.5-flash","messages":[{"role":"system","content":"Be kind"},{"role":"user","content":"Hi"}]})");
+  ASSERT_EQ(r.status, 200) << r.raw;
+  EXPECT_EQ(r.body.at("choices").at(0).at("message").at("content"), "Bonjour");
+  EXPECT_EQ(r.body.at("usage").at("prompt_tokens").as_int64(), 6);
+  auto sent = gemini.requests();
+  EXPECT_EQ(sent[0].path, "/v1beta/models/gemini-2.5-flash:generateContent");
+  EXPECT_EQ(json::parse(sent[0].body).at("systemInstruction").at("parts").at(0).at("text"),
+            "Be kind");
+  Reply s = Chat(
+      R"({"model":"gemini-2.5-flash","stream":true,"messages":[{"role":"user","content":"Hi"}]})");
+  ASSERT_EQ(s.status, 200) << s.raw;
+  EXPECT_NE(s.raw.find(R"("delta":{"content":"Bonjour"})"), std::string::npos) << s.raw;
+  EXPECT_TRUE(s.raw.ends_with("data: [DONE]\n\n"));
+  EXPECT_TRUE(gemini.requests()[1].path.ends_with(":streamGenerateContent?alt=sse"));
+  // Gemini client, Anthropic account: SSE and the JSON-array stream.
+  std::string body = R"({"contents":[{"role":"user","parts":[{"text":"Hi"}]}]})";
+  Reply g = Send("POST", "/v1beta/models/claude-sonnet-4-5:generateContent", body,
+                 {{"x-goog-api-key", key_}});
+  ASSERT_EQ(g.status, 200) << g.raw;
+  EXPECT_EQ(g.body.at("candidates").at(0).at("content").at("parts").at(0).at("text"), "Hallo");
+  EXPECT_EQ(g.body.at("usageMetadata").at("candidatesTokenCount").as_int64(), 2);
+  Reply gs = Send("POST", "/v1beta/models/claude-sonnet-4-5:streamGenerateContent?alt=sse", body,
+                  {{"x-goog-api-key", key_}});
+  ASSERT_EQ(gs.status, 200) << gs.raw;
+  EXPECT_TRUE(gs.raw.starts_with("data: {\"candidates\"")) << gs.raw;
+  EXPECT_NE(gs.raw.find(R"("finishReason":"STOP")"), std::string::npos) << gs.raw;
+  Reply ga = Send("POST", "/v1beta/models/claude-sonnet-4-5:streamGenerateContent", body,
+                  {{"x-goog-api-key", key_}});
+  ASSERT_EQ(ga.status, 200) << ga.raw;
+  boost::system::error_code ec;
+  json::value arr = json::parse(ga.raw, ec);
+  ASSERT_FALSE(ec) << ga.raw;
+  ASSERT_TRUE(arr.is_array());
+  EXPECT_GE(arr.as_array().size(), 2u);
+  EXPECT_TRUE(json::parse(claude.requests().back().body).at("stream").as_bool());
+  auto usage = WaitUsage(5);
+  ASSERT_EQ(usage.size(), 5u);
+  EXPECT_EQ(usage[4].usage.output_tokens, 2);
+  EXPECT_EQ(usage[4].provider, "anthropic");
+}
+
+TEST_P(RelayHttpTest, UnknownModelsAreNotFoundInTheClientsShape) {
+  Reply r = Chat(R"({"model":"nothing-serves-this","messages":[{"role":"user","content":"Hi"}]})");
+  EXPECT_EQ(r.status, 404);
+  EXPECT_EQ(r.body.at("error").at("code"), "model_not_found") << r.raw;
+  Reply bad = Chat(R"({"messages":[]})");
+  EXPECT_EQ(bad.status, 400);
+  EXPECT_NE(bad.raw.find("model"), std::string::npos);
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, RelayHttpTest,
+                         ::testing::Values(Backend::kSqlite, Backend::kPostgres),
+                         [](const ::testing::TestParamInfo<Backend>& info) {
+                           return info.param == Backend::kSqlite ? "Sqlite" : "Postgres";
+                         });
+
+}  // namespace
+}  // namespace atrium::relay

@@ -1,0 +1,153 @@
+// Usage extraction (responses and streams, interrupted streams), pricing and the budget ledger
+// (reservations under concurrency, period windows).
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <thread>
+
+#include "atrium/core/fault_env.h"
+#include "atrium/relay/budget.h"
+#include "atrium/relay/usage.h"
+
+namespace atrium::relay {
+namespace {
+
+TEST(UsageTest, ReadsAnthropicAndOpenAIResponses) {
+  std::string stop;
+  Usage a = UsageFromResponse(
+      ApiFormat::kAnthropic,
+      R"({"stop_reason":"end_turn","usage":{"input_tokens":10,"cache_creation_input_tokens":5,"cache_read_input_tokens":7,"output_tokens":3}})",
+      &stop);
+  EXPECT_EQ(a.input_tokens, 10);
+  EXPECT_EQ(a.cache_write_tokens, 5);
+  EXPECT_EQ(a.cache_read_tokens, 7);
+  EXPECT_EQ(a.output_tokens, 3);
+  EXPECT_EQ(stop, "end_turn");
+  Usage o = UsageFromResponse(
+      ApiFormat::kOpenAI,
+      R"({"choices":[{"finish_reason":"length"}],"usage":{"prompt_tokens":20,"completion_tokens":4,"prompt_tokens_details":{"cached_tokens":8}}})",
+      &stop);
+  EXPECT_EQ(o.input_tokens, 12);
+  EXPECT_EQ(o.cache_read_tokens, 8);
+  EXPECT_EQ(o.output_tokens, 4);
+  EXPECT_EQ(stop, "length");
+}
+
+TEST(UsageTest, StreamUsageComesFromTheStreamOrTheDeliveredText) {
+  StreamUsageTracker t(ApiFormat::kAnthropic);
+  t.OnEvent(
+      {"message_start",
+       R"({"type":"message_start","message":{"usage":{"input_tokens":25,"output_tokens":1}}})"});
+  t.OnEvent(
+      {"content_block_delta",
+       R"({"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"0123456789abcdef"}})"});
+  // Interrupted here: output is estimated from 16 delivered characters.
+  EXPECT_EQ(t.usage().input_tokens, 25);
+  EXPECT_EQ(t.usage().output_tokens, 4);
+  EXPECT_FALSE(t.completed());
+  t.OnEvent(
+      {"message_delta",
+       R"({"type":"message_delta","delta":{"stop_reason":"end_turn"},"usage":{"output_tokens":9}})"});
+  t.OnEvent({"message_stop", R"({"type":"message_stop"})"});
+  EXPECT_EQ(t.usage().output_tokens, 9);
+  EXPECT_EQ(t.stop_reason(), "end_turn");
+  EXPECT_TRUE(t.completed());
+
+  StreamUsageTracker o(ApiFormat::kOpenAI);
+  o.OnEvent({"", R"({"choices":[{"delta":{"content":"abcdefgh"},"finish_reason":null}]})"});
+  EXPECT_EQ(o.usage().output_tokens, 2);
+  o.OnEvent({"", R"({"choices":[],"usage":{"prompt_tokens":5,"completion_tokens":3}})"});
+  o.OnEvent({"", "[DONE]"});
+  EXPECT_EQ(o.usage().input_tokens, 5);
+  EXPECT_EQ(o.usage().output_tokens, 3);
+  EXPECT_TRUE(o.completed());
+}
+
+TEST(UsageTest, RecordRoundTripsThroughJson) {
+  UsageRecord r;
+  r.key_id = "key_1";
+  r.usage = Usage{1, 2, 3, 4, true};
+  r.cost = 0.5;
+  r.streamed = true;
+  r.stop_reason = "end_turn";
+  auto back = UsageRecord::FromJson(r.ToJson());
+  ASSERT_TRUE(back.ok());
+  EXPECT_EQ(back->key_id, "key_1");
+  EXPECT_EQ(back->usage.cache_read_tokens, 4);
+  EXPECT_DOUBLE_EQ(back->cost, 0.5);
+  EXPECT_TRUE(back->streamed);
+}
+
+TEST(PricingTest, BundledTableMostSpecificPatternAndCachePrices) {
+  auto t = PriceTable::FromJson(BundledPricingJson());
+  ASSERT_TRUE(t.ok()) << t.status().ToString();
+  EXPECT_EQ(t->Find("gpt-4o-mini-2024-07-18")->pattern, "gpt-4o-mini*");
+  EXPECT_EQ(t->Find("gpt-4o")->pattern, "gpt-4o");
+  // 1M input at $3, 1M output at $15, 1M cache writes at $3.75, 1M cache reads at $0.30.
+  Usage u{1'000'000, 1'000'000, 1'000'000, 1'000'000, true};
+  EXPECT_NEAR(t->Cost("claude-sonnet-4-5-20250929", u), 3 + 15 + 3.75 + 0.3, 1e-9);
+  EXPECT_NEAR(t->Cost("claude-sonnet-4-5-20250929", u, 0.5), (3 + 15 + 3.75 + 0.3) / 2, 1e-9);
+  EXPECT_EQ(t->Cost("unknown-model", u), 0);
+  auto over = PriceTable::FromJson(R"({"models":{"claude-sonnet-4*":{"input":1,"output":1}}})");
+  ASSERT_TRUE(over.ok());
+  t->Merge(*over);
+  EXPECT_NEAR(t->Cost("claude-sonnet-4-5", Usage{1'000'000, 0, 0, 0, true}), 1, 1e-9);
+  EXPECT_FALSE(PriceTable::FromJson(R"({"models":{"x":{"input":-1}}})").ok());
+}
+
+TEST(BudgetTest, PeriodStartsAreUtcBoundaries) {
+  // 2026-11-22T10:00:00Z is a Sunday.
+  int64_t t = 1'795'341'600'000'000;
+  EXPECT_EQ(BudgetLedger::DayStart(t), 1'795'305'600'000'000);
+  EXPECT_EQ(BudgetLedger::WeekStart(t), 1'794'787'200'000'000);   // Monday 2026-11-16
+  EXPECT_EQ(BudgetLedger::MonthStart(t), 1'793'491'200'000'000);  // 2026-11-01
+}
+
+TEST(BudgetTest, ConcurrentRequestsNeverOverspendByMoreThanOneRequest) {
+  FaultInjectionEnv env(Env::Default());
+  BudgetLedger ledger(env, [](const std::string&, int64_t) { return Result<double>(0.0); });
+  KeyBudget budget{.daily = 10.0};
+  std::atomic<int> admitted{0};
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 50; ++i) {
+    threads.emplace_back([&] {
+      auto r = ledger.Reserve("k", budget, 1.0);  // worst case 1.0, real cost 1.0
+      if (!r.ok()) return;
+      ++admitted;
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      ledger.Commit(*r, 1.0);
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_LE(ledger.SpentOf("k").daily, 10.0 + 1.0);
+  EXPECT_GE(admitted.load(), 1);
+  // Spent: the next request is refused with the budget named.
+  while (ledger.SpentOf("k").daily < 10.0) {
+    auto r = ledger.Reserve("k", budget, 1.0);
+    ASSERT_TRUE(r.ok());
+    ledger.Commit(*r, 1.0);
+  }
+  auto refused = ledger.Reserve("k", budget, 1.0);
+  EXPECT_EQ(refused.status().code(), StatusCode::kResourceExhausted);
+  EXPECT_NE(refused.status().message().find("daily budget"), std::string::npos);
+}
+
+TEST(BudgetTest, ConcurrencyLimitAndLoadedSpending) {
+  FaultInjectionEnv env(Env::Default());
+  BudgetLedger ledger(env, [](const std::string&, int64_t since) {
+    return Result<double>(since == 0 ? 99.5 : 0.0);  // spent earlier, in total
+  });
+  KeyBudget budget{.total = 100.0, .max_concurrency = 2};
+  auto a = ledger.Reserve("k", budget, 0.1);
+  auto b = ledger.Reserve("k", budget, 0.1);
+  ASSERT_TRUE(a.ok());
+  ASSERT_TRUE(b.ok());
+  EXPECT_EQ(ledger.Reserve("k", budget, 0.1).status().code(), StatusCode::kResourceExhausted);
+  ledger.Commit(*a, 0.1);
+  ledger.Commit(*b, 0.5);
+  EXPECT_NEAR(ledger.SpentOf("k").total, 100.1, 1e-9);
+  EXPECT_FALSE(ledger.Reserve("k", budget, 0.1).ok());
+}
+
+}  // namespace
+}  // namespace atrium::relay
