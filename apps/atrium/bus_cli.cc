@@ -157,7 +157,7 @@ int BusBench(const BusBenchOptions& options) {
       return 1;
     }
     std::unique_ptr<bus::Bus> b = std::move(*opened);
-    bus::TopicOptions topic{.durability = *durability, .ring_pow = 20};
+    bus::TopicOptions topic{.durability = *durability, .ring_pow = options.ring_pow};
     if (Status s = b->CreateTopic("bench", topic); !s.ok()) {
       std::fprintf(stderr, "atrium: %s\n", s.ToString().c_str());
       rc = 1;
@@ -247,12 +247,12 @@ int BusBench(const BusBenchOptions& options) {
       double total = double(total_records);
       std::printf(
           "durability=%s publishers=%d subscribers=%d batch=%llu payload=%zuB messages=%.0f "
-          "in_flight=%d\n"
+          "in_flight=%d ring_pow=%d\n"
           "throughput: %.0f msgs/s\nlatency (publish to ack): p50 %.1f us, p99 %.1f us, "
           "max %.1f us\nfailures: %llu\n",
           options.durability.c_str(), options.publishers, options.subscribers,
           static_cast<unsigned long long>(batch), options.payload_bytes, total, options.in_flight,
-          total / secs, pct(0.50), pct(0.99), pct(1.0),
+          options.ring_pow, total / secs, pct(0.50), pct(0.99), pct(1.0),
           static_cast<unsigned long long>(failures.load()));
       if (failures.load() > 0) rc = 1;
     }

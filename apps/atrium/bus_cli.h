@@ -26,6 +26,7 @@ struct BusBenchOptions {
   int in_flight = 1000;             // publishes each publisher keeps outstanding
   size_t batch = 1;                 // messages per publish call
   int subscribers = 0;              // readers that must receive every record (fan-out)
+  int ring_pow = 16;                // the topic's ring of 2^ring_pow records (the default)
 };
 
 // Publishes against an embedded bus in a temporary directory and prints msgs/s and the p50/p99

@@ -161,6 +161,8 @@ int Main(int argc, char** argv) {
   bench->add_option("--batch", bench_options.batch, "Messages per publish call (default 1)");
   bench->add_option("--subscribers", bench_options.subscribers,
                     "Subscribers that must each receive every record (default 0)");
+  bench->add_option("--ring-pow", bench_options.ring_pow,
+                    "The topic's ring holds 2^N records (default 16, as topics do)");
 
   try {
     app.parse(argc, argv);

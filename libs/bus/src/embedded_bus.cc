@@ -9,6 +9,7 @@
 #include "atrium/bus/embedded_bus.h"
 
 #include <algorithm>
+#include <atomic>
 #include <condition_variable>
 #include <deque>
 #include <map>
@@ -23,7 +24,7 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 constexpr char kTopicMetaFile[] = "topic.meta";
-constexpr size_t kReadBatch = 256;
+constexpr size_t kReadBatch = 1024;
 
 std::vector<double> BatchSizeBuckets() {
   return {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096};
@@ -137,7 +138,10 @@ class Topic {
         wal_(std::move(wal)),
         ring_(size_t{1} << options.ring_pow),
         mask_((uint64_t{1} << options.ring_pow) - 1) {
-    if (wal_) ring_start_ = next_offset_ = committed_end_ = wal_->next_offset();
+    if (wal_) {
+      ring_start_ = next_offset_ = wal_->next_offset();
+      committed_end_.store(next_offset_);
+    }
     if (m.publish_total) publish_total_ = &m.publish_total->WithLabels({*name_});
     if (m.drop_total) drop_total_ = &m.drop_total->WithLabels({*name_});
     if (m.ring_used) ring_used_ = &m.ring_used->WithLabels({*name_});
@@ -155,7 +159,7 @@ class Topic {
     if (!TracksReaders()) return;
     std::lock_guard<std::mutex> lock(mu_);
     reader_positions_[id] = pos;
-    if (paused_) space_cv_.notify_all();
+    if (blocked_publishers_ > 0) space_cv_.notify_all();
   }
   void RemoveReader(uint64_t id) {
     if (!TracksReaders()) return;
@@ -177,10 +181,7 @@ class Topic {
     std::lock_guard<std::mutex> lock(mu_);
     return EarliestInRing();
   }
-  uint64_t CommittedEnd() {
-    std::lock_guard<std::mutex> lock(mu_);
-    return committed_end_;
-  }
+  uint64_t CommittedEnd() const { return committed_end_.load(std::memory_order_acquire); }
   uint64_t NextOffset() {
     std::lock_guard<std::mutex> lock(mu_);
     return next_offset_;
@@ -197,14 +198,16 @@ class Topic {
     uint64_t ring_earliest = 0;
     std::optional<uint64_t> lagged_to;  // memory topic overwrote cursor
   };
-  Fetch FetchFrom(uint64_t cursor, size_t max) {
+  // Fetched records count as read: reader `reader_id` moves past them in the same critical section.
+  Fetch FetchFrom(uint64_t reader_id, uint64_t cursor, size_t max) {
     Fetch f;
     std::lock_guard<std::mutex> lock(mu_);
-    if (cursor >= committed_end_) return f;
+    const uint64_t committed = committed_end_.load(std::memory_order_acquire);
+    if (cursor >= committed) return f;
     uint64_t earliest = EarliestInRing();
     // A WAL reader must stop at committed_end_ too: past it the WAL may hold records that are
     // written but not yet durable (more uncommitted records than the ring holds).
-    f.ring_earliest = std::min(earliest, committed_end_);
+    f.ring_earliest = std::min(earliest, committed);
     if (cursor < earliest) {
       if (wal_) {
         f.need_wal = true;
@@ -214,15 +217,24 @@ class Topic {
       }
       return f;
     }
-    for (uint64_t o = cursor; o < committed_end_ && f.records.size() < max; ++o) {
-      f.records.push_back(ring_[o & mask_]);
+    f.records.reserve(std::min<uint64_t>(max, committed - cursor));
+    for (uint64_t o = cursor; o < committed && f.records.size() < max; ++o) {
+      const Slot& slot = ring_[o & mask_];
+      f.records.emplace_back(*slot.owner, slot.record);
+    }
+    if (TracksReaders() && !f.records.empty()) {
+      reader_positions_[reader_id] = cursor + f.records.size();
+      if (blocked_publishers_ > 0) space_cv_.notify_all();
     }
     return f;
   }
 
+  // Durable topics: called by the WAL writer thread only, in offset order, without the lock
+  // (publishers hold it while they queue to that writer).
   void Committed(uint64_t end) {
-    std::lock_guard<std::mutex> lock(mu_);
-    committed_end_ = std::max(committed_end_, end);
+    if (end > committed_end_.load(std::memory_order_relaxed)) {
+      committed_end_.store(end, std::memory_order_release);
+    }
   }
   void Fail(const Status& s) {
     std::lock_guard<std::mutex> lock(mu_);
@@ -246,13 +258,28 @@ class Topic {
 
   std::mutex mu_;
   std::condition_variable space_cv_;  // block policy: readers advanced
-  std::vector<RecordPtr> ring_;       // guarded by mu_
+  // A ring slot points at its record and at the shared_ptr that owns the record's batch (an
+  // element of `blocks_`, whose addresses deque keeps stable): the publisher writes two pointers
+  // per record, and only readers touch reference counts.
+  struct Slot {
+    const Record* record = nullptr;
+    const std::shared_ptr<Record[]>* owner = nullptr;
+  };
+  struct Block {
+    uint64_t end = 0;  // one past the batch's last offset
+    std::shared_ptr<Record[]> records;
+  };
+  std::vector<Slot> ring_;    // guarded by mu_
+  std::deque<Block> blocks_;  // guarded by mu_: the batches with a record in the ring, oldest first
   const uint64_t mask_;
-  uint64_t ring_start_ = 0;     // guarded by mu_: first offset published in this process
-  uint64_t next_offset_ = 0;    // guarded by mu_
-  uint64_t committed_end_ = 0;  // guarded by mu_: records below are visible to readers
+  uint64_t ring_start_ = 0;   // guarded by mu_: first offset published in this process
+  uint64_t next_offset_ = 0;  // guarded by mu_
+  // Records below are visible to readers. Memory topics advance it under mu_ when publishing,
+  // durable ones on the WAL writer thread; readers load it (acquire) after the ring writes.
+  std::atomic<uint64_t> committed_end_{0};
   Status failed_;               // guarded by mu_
-  bool paused_ = false;         // guarded by mu_
+  bool paused_ = false;         // guarded by mu_: above pause_hi until back under resume_lo
+  int blocked_publishers_ = 0;  // guarded by mu_: publishers waiting on space_cv_
   bool closed_ = false;         // guarded by mu_
   std::map<uint64_t, uint64_t> reader_positions_;  // guarded by mu_
 
@@ -330,13 +357,10 @@ class BusCore : public std::enable_shared_from_this<BusCore> {
     for (const auto& [name, t] : topics_) {
       if (TopicMatches(pattern, name)) out.push_back(t);
     }
-    *gen = topics_gen_;
+    *gen = topics_gen_.load(std::memory_order_relaxed);
     return out;
   }
-  uint64_t TopicsGeneration() {
-    std::lock_guard<std::mutex> lock(topics_mu_);
-    return topics_gen_;
-  }
+  uint64_t TopicsGeneration() const { return topics_gen_.load(std::memory_order_acquire); }
   std::vector<std::string> TopicNames() {
     std::lock_guard<std::mutex> lock(topics_mu_);
     std::vector<std::string> out;
@@ -344,27 +368,28 @@ class BusCore : public std::enable_shared_from_this<BusCore> {
     return out;
   }
 
-  // Wakes every waiting reader.
+  // Wakes every waiting reader. Publishers call this once per batch, so it costs one atomic
+  // increment unless a reader sleeps: the lock and the futex wake are taken only then. A waiter
+  // registers in `waiters_` before it re-checks the generation (both seq_cst), so either it sees
+  // the new generation or this sees it waiting.
   void Notify() {
-    {
-      std::lock_guard<std::mutex> lock(notify_mu_);
-      ++notify_gen_;
-    }
+    notify_gen_.fetch_add(1);
+    if (waiters_.load() == 0) return;
+    { std::lock_guard<std::mutex> lock(notify_mu_); }
     notify_cv_.notify_all();
   }
-  uint64_t NotifyGeneration() {
-    std::lock_guard<std::mutex> lock(notify_mu_);
-    return notify_gen_;
-  }
+  uint64_t NotifyGeneration() const { return notify_gen_.load(); }
   // Waits until Notify() after `gen`, `until`, or shutdown. False on timeout.
   bool WaitForChange(uint64_t gen, Clock::time_point until) {
     std::unique_lock<std::mutex> lock(notify_mu_);
-    return notify_cv_.wait_until(lock, until, [&] { return notify_gen_ != gen || closed_; });
+    waiters_.fetch_add(1);
+    bool changed = notify_cv_.wait_until(lock, until, [&] {
+      return notify_gen_.load() != gen || closed_.load(std::memory_order_relaxed);
+    });
+    waiters_.fetch_sub(1);
+    return changed;
   }
-  bool closed() {
-    std::lock_guard<std::mutex> lock(notify_mu_);
-    return closed_;
-  }
+  bool closed() const { return closed_.load(std::memory_order_acquire); }
 
   void Shutdown() {
     std::vector<std::shared_ptr<Topic>> topics;
@@ -374,7 +399,7 @@ class BusCore : public std::enable_shared_from_this<BusCore> {
     }
     {
       std::lock_guard<std::mutex> lock(notify_mu_);
-      closed_ = true;
+      closed_.store(true);
     }
     notify_cv_.notify_all();
     for (auto& t : topics) t->Close();
@@ -437,7 +462,7 @@ class BusCore : public std::enable_shared_from_this<BusCore> {
     {
       std::lock_guard<std::mutex> lock(topics_mu_);
       topics_.emplace(std::move(name), std::move(topic));
-      ++topics_gen_;
+      topics_gen_.fetch_add(1, std::memory_order_release);
     }
     Notify();
     return Status::Ok();
@@ -450,12 +475,13 @@ class BusCore : public std::enable_shared_from_this<BusCore> {
   std::mutex create_mu_;  // serialises CreateTopic
   std::mutex topics_mu_;
   std::map<std::string, std::shared_ptr<Topic>, std::less<>> topics_;  // guarded by topics_mu_
-  uint64_t topics_gen_ = 0;                                            // guarded by topics_mu_
+  std::atomic<uint64_t> topics_gen_{0};  // changed under topics_mu_, read without it
 
-  std::mutex notify_mu_;
+  std::mutex notify_mu_;  // pairs with notify_cv_; the state below is atomic
   std::condition_variable notify_cv_;
-  uint64_t notify_gen_ = 0;  // guarded by notify_mu_
-  bool closed_ = false;      // guarded by notify_mu_
+  std::atomic<uint64_t> notify_gen_{0};
+  std::atomic<uint64_t> waiters_{0};  // readers inside WaitForChange
+  std::atomic<bool> closed_{false};
 
   std::atomic<uint64_t> next_reader_id_{0};
 
@@ -469,6 +495,19 @@ class BusCore : public std::enable_shared_from_this<BusCore> {
 void Topic::Publish(BusCore& core, Env& env, std::vector<Message> messages, PublishCallback done) {
   const uint64_t n = messages.size();
   const uint64_t cap = mask_ + 1;
+  if (n > cap) return done(InvalidArgument("batch larger than the topic's ring"));
+  // Records are allocated and filled before the lock; under it they only get their offsets and
+  // their ring slots. What they push out of the ring is released after the lock.
+  // One allocation holds the whole batch: each RecordPtr aliases it (a reader holding one record
+  // keeps its batch's records alive), so a publish costs one allocation, not one per record.
+  std::shared_ptr<Record[]> block = std::make_shared<Record[]>(n);
+  for (uint64_t i = 0; i < n; ++i) {
+    Message& m = messages[i];
+    block[i].key = std::move(m.key);
+    block[i].headers = std::move(m.headers);
+    block[i].payload = std::move(m.payload);
+  }
+  std::vector<std::shared_ptr<Record[]>> evicted;
   std::unique_lock<std::mutex> lock(mu_);
   auto fail = [&](Status s) {
     lock.unlock();
@@ -477,7 +516,6 @@ void Topic::Publish(BusCore& core, Env& env, std::vector<Message> messages, Publ
   if (!failed_.ok())
     return fail(Unavailable("topic " + *name_ + " is unavailable: " + failed_.message()));
   if (closed_) return fail(Unavailable("bus is closed"));
-  if (n > cap) return fail(InvalidArgument("batch larger than the topic's ring"));
   if (TracksReaders() && !reader_positions_.empty()) {
     if (options_.overflow == OverflowPolicy::kError) {
       if (UsedLocked() + n > cap) {
@@ -486,10 +524,13 @@ void Topic::Publish(BusCore& core, Env& env, std::vector<Message> messages, Publ
     } else if (paused_ || UsedLocked() + n > static_cast<uint64_t>(options_.pause_hi * cap)) {
       paused_ = true;
       const auto resume = static_cast<uint64_t>(options_.resume_lo * cap);
+      // Counted, so readers wake every blocked publisher, not only the first one to pause.
+      ++blocked_publishers_;
       space_cv_.wait(lock, [&] {
         return closed_ || reader_positions_.empty() ||
                (UsedLocked() <= resume && UsedLocked() + n <= cap);
       });
+      --blocked_publishers_;
       paused_ = false;
       if (closed_) return fail(Unavailable("bus is closed"));
     }
@@ -498,44 +539,51 @@ void Topic::Publish(BusCore& core, Env& env, std::vector<Message> messages, Publ
   OffsetRange range{next_offset_, n};
   std::vector<RecordPtr> records;
   if (wal_) records.reserve(n);
-  for (auto& m : messages) {
-    auto r = std::make_shared<Record>();
-    r->offset = next_offset_++;
-    r->timestamp_ns = now_ns;
-    r->key = std::move(m.key);
-    r->headers = std::move(m.headers);
-    r->payload = std::move(m.payload);
-    ring_[r->offset & mask_] = r;
-    if (wal_) records.push_back(std::move(r));
+  blocks_.push_back({range.first + n, block});
+  const std::shared_ptr<Record[]>* owner = &blocks_.back().records;
+  for (uint64_t i = 0; i < n; ++i) {
+    Record& b = block[i];
+    b.offset = next_offset_++;
+    b.timestamp_ns = now_ns;
+    ring_[b.offset & mask_] = {&b, owner};
+    if (wal_) records.emplace_back(block, &b);
+  }
+  // Batches whose every record has left the ring are released (after the lock).
+  const uint64_t ring_earliest = EarliestInRing();
+  while (blocks_.front().end <= ring_earliest) {
+    evicted.push_back(std::move(blocks_.front().records));
+    blocks_.pop_front();
   }
   if (publish_total_) publish_total_->Inc(n);
   if (ring_used_) {
     ring_used_->Set(static_cast<double>(std::min<uint64_t>(next_offset_ - ring_start_, cap)));
   }
   if (!wal_) {
-    committed_end_ = next_offset_;
+    committed_end_.store(next_offset_, std::memory_order_release);
     lock.unlock();
     core.Notify();
     done(range);
     return;
   }
-  // Queued while holding mu_, so the WAL receives batches in offset order.
+  // Queued while holding mu_, so the WAL receives batches in offset order. `done` moves into the
+  // WAL's callback only when the append is accepted.
   std::weak_ptr<BusCore> weak_core = core.weak_from_this();
-  auto shared_done = std::make_shared<PublishCallback>(std::move(done));
-  Status s = wal_->Append(std::move(records), [this, weak_core, range, shared_done](Status st) {
+  Wal::DoneCallback on_durable = [this, weak_core = std::move(weak_core), range,
+                                  done = std::move(done)](Status st) {
     if (st.ok()) {
       Committed(range.first + range.count);
       if (auto c = weak_core.lock()) c->Notify();
-      (*shared_done)(range);
+      done(range);
     } else {
       Fail(st);
-      (*shared_done)(Unavailable("topic " + *name_ + ": " + st.message()));
+      done(Unavailable("topic " + *name_ + ": " + st.message()));
     }
-  });
+  };
+  Status s = wal_->Append(std::move(records), std::move(on_durable));
   if (!s.ok()) {
     if (failed_.ok()) failed_ = s;
     lock.unlock();
-    (*shared_done)(Unavailable("topic " + *name_ + ": " + s.message()));
+    on_durable(s);  // not taken by the WAL: fails the publish
   }
 }
 
@@ -573,7 +621,7 @@ class TopicReader {
         d.record = std::move(r);
         return std::optional<Delivery>(std::move(d));
       }
-      Topic::Fetch f = topic_->FetchFrom(cursor_, kReadBatch);
+      Topic::Fetch f = topic_->FetchFrom(id_, cursor_, kReadBatch);
       if (f.lagged_to) {
         cursor_ = *f.lagged_to;
         topic_->SetReaderPosition(id_, cursor_);
@@ -600,7 +648,6 @@ class TopicReader {
       if (f.records.empty()) return std::optional<Delivery>();
       cursor_ = f.records.back()->offset + 1;
       for (auto& rec : f.records) buffer_.push_back(std::move(rec));
-      topic_->SetReaderPosition(id_, cursor_);
     }
   }
 
@@ -646,7 +693,9 @@ class EmbeddedSubscription final : public Subscription {
   }
 
   Result<Delivery> Next(std::chrono::milliseconds timeout) override {
-    const auto until = Clock::now() + timeout;
+    // The clock is read only when there is nothing to deliver: a reader that keeps up with its
+    // topics takes no lock and makes no system call per record (atomics and the ring only).
+    std::optional<Clock::time_point> until;
     while (true) {
       if (closed_ || core_->closed()) return Cancelled("subscription closed");
       uint64_t gen = core_->NotifyGeneration();
@@ -659,7 +708,8 @@ class EmbeddedSubscription final : public Subscription {
           return std::move(*d);
         }
       }
-      if (!core_->WaitForChange(gen, until)) {
+      if (!until) until = Clock::now() + timeout;
+      if (!core_->WaitForChange(gen, *until)) {
         return DeadlineExceeded("no record on " + options_.pattern);
       }
     }

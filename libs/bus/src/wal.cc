@@ -307,7 +307,7 @@ Status Wal::CreateSegment(uint64_t base) {
   return Status::Ok();
 }
 
-Status Wal::Append(std::vector<RecordPtr> records, DoneCallback done) {
+Status Wal::Append(std::vector<RecordPtr> records, DoneCallback&& done) {
   if (records.empty()) return InvalidArgument("empty append");
   {
     std::lock_guard<std::mutex> lock(mu_);

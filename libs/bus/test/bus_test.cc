@@ -354,6 +354,34 @@ TEST_F(BusConformanceTest, BlockPolicyPausesThePublisherUntilTheSubscriberCatche
   for (size_t i = 0; i < got.size(); ++i) EXPECT_EQ(got[i].record->offset, i);  // nothing lost
 }
 
+TEST_F(BusConformanceTest, BlockPolicyResumesEveryBlockedPublisher) {
+  // Several publishers pause at once; the reader catching up must wake all of them, not only
+  // the first one that paused (which clears the paused state when it resumes).
+  TopicOptions o = InMemory(OverflowPolicy::kBlock, 4);
+  o.pause_hi = 0.5;
+  o.resume_lo = 0.25;
+  ASSERT_TRUE(bus_->CreateTopic("many", o).ok());
+  auto sub = Sub("many");
+  constexpr int kPublishers = 4, kEach = 200;
+  std::vector<std::thread> producers;
+  for (int p = 0; p < kPublishers; ++p) {
+    producers.emplace_back([&, p] {
+      for (int i = 0; i < kEach; ++i) {
+        ASSERT_TRUE(bus_->Publish("many", Msg(std::to_string(p))).ok());
+      }
+    });
+  }
+  size_t got = 0;
+  while (got < size_t{kPublishers * kEach}) {
+    auto d = sub->Next(milliseconds(2000));
+    ASSERT_TRUE(d.ok()) << "after " << got << " records: " << d.status().ToString();
+    EXPECT_EQ(d->record->offset, got);
+    ++got;
+    if (got % 7 == 0) std::this_thread::sleep_for(std::chrono::microseconds(200));  // a slow reader
+  }
+  for (auto& t : producers) t.join();
+}
+
 TEST_P(BusBackendTest, DurableConsumerPositionSurvivesRestart) {
   ASSERT_TRUE(bus_->CreateTopic("jobs", Durable()).ok());
   for (int i = 0; i < 5; ++i) ASSERT_TRUE(bus_->Publish("jobs", Msg("j" + std::to_string(i))).ok());

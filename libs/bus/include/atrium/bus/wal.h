@@ -111,8 +111,8 @@ class Wal : public std::enable_shared_from_this<Wal> {
   // Queues records for the writer. Their offsets must be strictly increasing and start at or
   // above next_offset(). `done` runs on the writer thread once the batch holding them satisfies
   // the durability policy, or with the error. Unavailable (and `done` is not called) when the WAL
-  // has failed or is closed.
-  Status Append(std::vector<RecordPtr> records, DoneCallback done);
+  // has failed or is closed; `done` is then left to the caller (it is moved from only on success).
+  Status Append(std::vector<RecordPtr> records, DoneCallback&& done);
 
   // Writes what is pending and stops the writer. Later Appends fail. Idempotent.
   void Close();
