@@ -158,8 +158,7 @@ class Topic {
   void SetReaderPosition(uint64_t id, uint64_t pos) {
     if (!TracksReaders()) return;
     std::lock_guard<std::mutex> lock(mu_);
-    reader_positions_[id] = pos;
-    if (blocked_publishers_ > 0) space_cv_.notify_all();
+    MoveReaderLocked(id, pos);
   }
   void RemoveReader(uint64_t id) {
     if (!TracksReaders()) return;
@@ -222,10 +221,8 @@ class Topic {
       const Slot& slot = ring_[o & mask_];
       f.records.emplace_back(*slot.owner, slot.record);
     }
-    if (TracksReaders() && !f.records.empty()) {
-      reader_positions_[reader_id] = cursor + f.records.size();
-      if (blocked_publishers_ > 0) space_cv_.notify_all();
-    }
+    if (TracksReaders() && !f.records.empty())
+      MoveReaderLocked(reader_id, cursor + f.records.size());
     return f;
   }
 
@@ -245,6 +242,10 @@ class Topic {
   uint64_t EarliestInRing() const {  // requires mu_
     uint64_t cap = mask_ + 1;
     return next_offset_ > cap ? std::max(ring_start_, next_offset_ - cap) : ring_start_;
+  }
+  void MoveReaderLocked(uint64_t id, uint64_t pos) {  // requires mu_
+    reader_positions_[id] = pos;
+    if (blocked_publishers_ > 0) space_cv_.notify_all();
   }
   uint64_t UsedLocked() const {  // requires mu_
     uint64_t min_pos = next_offset_;
@@ -496,10 +497,9 @@ void Topic::Publish(BusCore& core, Env& env, std::vector<Message> messages, Publ
   const uint64_t n = messages.size();
   const uint64_t cap = mask_ + 1;
   if (n > cap) return done(InvalidArgument("batch larger than the topic's ring"));
-  // Records are allocated and filled before the lock; under it they only get their offsets and
-  // their ring slots. What they push out of the ring is released after the lock.
-  // One allocation holds the whole batch: each RecordPtr aliases it (a reader holding one record
-  // keeps its batch's records alive), so a publish costs one allocation, not one per record.
+  // The batch's records are one allocation, filled before the lock (each RecordPtr aliases it, so
+  // a reader holding one record keeps its batch alive); under the lock they only get offsets and
+  // ring slots, and the batches that left the ring are released after it.
   std::shared_ptr<Record[]> block = std::make_shared<Record[]>(n);
   for (uint64_t i = 0; i < n; ++i) {
     Message& m = messages[i];
