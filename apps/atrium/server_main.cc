@@ -1,5 +1,7 @@
 #include "server_main.h"
 
+#include <sys/resource.h>
+
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
@@ -34,6 +36,32 @@
 
 namespace atrium::app {
 namespace {
+
+#ifdef ATRIUM_HAVE_JEMALLOC
+constexpr char kAllocator[] = "jemalloc";
+#else
+constexpr char kAllocator[] = "libc";
+#endif
+
+// Raises the soft RLIMIT_NOFILE to the hard limit (every SSE stream holds a socket; the common
+// default soft limit of 1024 would cap the connections far below the 10k the chat service aims
+// at). Logs the limit in force.
+void RaiseFileLimit(spdlog::logger& log) {
+  rlimit lim{};
+  if (::getrlimit(RLIMIT_NOFILE, &lim) != 0) {
+    log.warn("getrlimit(RLIMIT_NOFILE) failed; open file limit unknown");
+    return;
+  }
+  const rlim_t before = lim.rlim_cur;
+  if (lim.rlim_cur < lim.rlim_max) {
+    lim.rlim_cur = lim.rlim_max;
+    if (::setrlimit(RLIMIT_NOFILE, &lim) != 0) {
+      log.warn("could not raise the open file limit from {} to {}", before, lim.rlim_max);
+      return;
+    }
+  }
+  log.info("open file limit {} (soft, was {}; hard {})", lim.rlim_cur, before, lim.rlim_max);
+}
 
 std::vector<std::string> AllServices() {
   return std::vector<std::string>(std::begin(kServiceNames), std::end(kServiceNames));
@@ -90,19 +118,20 @@ Status AddSystemRoutes(http::Router& router, std::shared_ptr<const Config> confi
   http::RouteOptions blocking{.blocking = true};
   RETURN_IF_ERROR(router.Add("GET", "/health", health_handler, blocking));
   RETURN_IF_ERROR(router.Add("GET", "/health/ready", health_handler, blocking));
-  RETURN_IF_ERROR(router.Add(
-      "GET", "/info", SyncHandler([config, started_micros, extra_info](Request&) {
-        std::string services;
-        for (const auto& s : config->GetStringList("services")) {
-          services += (services.empty() ? "\"" : ",\"") + s + "\"";
-        }
-        int64_t uptime = (Env::Default().NowMicros() - started_micros) / 1000000;
-        return Response::Json(
-            200, fmt::format(R"({{"name":"atrium","version":"{}","git_revision":"{}",)"
-                             R"("build_type":"{}","services":[{}],"uptime_seconds":{}{}}})",
-                             kVersion, kGitRevision, kBuildType, services, uptime,
-                             extra_info.empty() ? "" : "," + extra_info));
-      })));
+  RETURN_IF_ERROR(
+      router.Add("GET", "/info", SyncHandler([config, started_micros, extra_info](Request&) {
+                   std::string services;
+                   for (const auto& s : config->GetStringList("services")) {
+                     services += (services.empty() ? "\"" : ",\"") + s + "\"";
+                   }
+                   int64_t uptime = (Env::Default().NowMicros() - started_micros) / 1000000;
+                   return Response::Json(
+                       200, fmt::format(R"({{"name":"atrium","version":"{}","git_revision":"{}",)"
+                                        R"("build_type":"{}","allocator":"{}","services":[{}],)"
+                                        R"("uptime_seconds":{}{}}})",
+                                        kVersion, kGitRevision, kBuildType, kAllocator, services,
+                                        uptime, extra_info.empty() ? "" : "," + extra_info));
+                 })));
   if (config->GetBool("http.echo_route")) {
     // Echoes a JSON body: for load-balancer checks and bench/http.
     RETURN_IF_ERROR(router.Add("POST", "/echo", SyncHandler([](Request& req) {
@@ -237,6 +266,7 @@ int Serve(std::shared_ptr<const Config> config) {
     log->error("{}", s.message().empty() ? s.ToString() : s.message());
     return 1;
   };
+  RaiseFileLimit(*log);
 
   const std::string& data_dir = config->GetString("data_dir");
   if (Status s = PrepareDataDir(env, data_dir); !s.ok()) return fail(s.WithContext("data_dir"));

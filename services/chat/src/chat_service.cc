@@ -2,12 +2,17 @@
 // handlers (docs/chat.md).
 #include "atrium/chat/chat_service.h"
 
+#include <atomic>
 #include <charconv>
+#include <climits>
+#include <condition_variable>
 #include <map>
 #include <mutex>
 #include <optional>
 #include <string>
+#include <thread>
 #include <utility>
+#include <vector>
 
 #include <spdlog/spdlog.h>
 
@@ -139,17 +144,141 @@ class ChatService::Impl {
                           .Get();
       publish_errors =
           &m->Counter("chat_publish_errors_total",
-                      "Chat events committed but not published (clients resync on reconnect)")
+                      "Chat event publishes that failed (the outbox relay retries them)")
                .Get();
+      relayed_counter = &m->Counter("chat_outbox_relayed_total",
+                                    "Chat events published by the outbox relay (after a failed "
+                                    "publish or a restart)")
+                             .Get();
     }
   }
 
-  // Publishes committed events; a failure is logged and counted (the write itself succeeded).
+  // Publishes committed events and marks them sent in the outbox; a failure is logged and
+  // counted (the write itself succeeded; the relay publishes the event later).
   void Publish(const std::vector<Event>& events) {
+    if (events.empty()) return;
     Status s = hub.Publish(events);
     if (!s.ok()) {
       if (publish_errors != nullptr) publish_errors->Inc();
-      log->error("chat: {}", s.ToString());
+      log->error("chat: {} (the outbox relay retries)", s.ToString());
+      return;
+    }
+    if (Status m = store.MarkSent(events); !m.ok()) {
+      log->warn("chat: marking events sent: {}", m.ToString());  // re-published: a duplicate
+    }
+  }
+
+  // Publishes the outbox's unsent events created at or before `created_before` (micros).
+  Status RelayOnce(int64_t created_before) {
+    constexpr int kBatch = 500;
+    while (true) {
+      ASSIGN_OR_RETURN(std::vector<OutboxEntry> entries,
+                       store.UnsentEvents(created_before, kBatch));
+      if (entries.empty()) return Status::Ok();
+      std::vector<Event> events;
+      events.reserve(entries.size());
+      for (auto& e : entries) events.push_back(std::move(e.event));
+      Status s = hub.Publish(events);
+      if (!s.ok()) {
+        if (publish_errors != nullptr) publish_errors->Inc();
+        return s;
+      }
+      RETURN_IF_ERROR(store.MarkSent(events));
+      relayed += events.size();
+      if (relayed_counter != nullptr) relayed_counter->Inc(events.size());
+      if (entries.size() < static_cast<size_t>(kBatch)) return Status::Ok();
+    }
+  }
+
+  void RelayLoop() {
+    int64_t last_prune = env.NowMicros();
+    std::unique_lock lock(relay_mu);
+    while (!relay_stop) {
+      relay_cv.wait_for(lock, options.outbox_interval);
+      if (relay_stop) break;
+      lock.unlock();
+      const int64_t now = env.NowMicros();
+      if (Status s = RelayOnce(now - options.outbox_retry_after.count() * 1000); !s.ok()) {
+        log->warn("chat: outbox relay: {}", s.ToString());
+      }
+      if (now - last_prune >= 60'000'000) {
+        last_prune = now;
+        (void)store.PruneSent(now - options.outbox_keep.count() * 1'000'000);
+      }
+      lock.lock();
+    }
+  }
+
+  // A posted presence status: lives until `expires` (micros) unless renewed.
+  struct PresenceEntry {
+    std::string workspace_id, status;
+    int64_t expires = 0;
+  };
+
+  // POST /presence: rate limited per user; online/away live for presence_ttl.
+  Status SetPresence(const Actor& a, const std::string& status) {
+    const int64_t now = env.NowMicros();
+    {
+      std::lock_guard lock(presence_mu);
+      int64_t& last = presence_last[a.user_id];
+      if (last != 0 && now - last < options.presence_interval.count() * 1000) {
+        return ResourceExhausted("presence: at most one update per " +
+                                 std::to_string(options.presence_interval.count()) +
+                                 " ms per user");
+      }
+      last = now;
+      if (status == "offline") {
+        presence.erase(a.user_id);
+      } else {
+        presence[a.user_id] =
+            PresenceEntry{a.workspace_id, status, now + options.presence_ttl.count() * 1000};
+      }
+    }
+    PublishPresence(a.user_id, a.workspace_id, status);
+    return Status::Ok();
+  }
+
+  // The last stream of a user on this node closed: offline unless a posted status is still live.
+  void OnLastClose(const std::string& user, const std::string& ws) {
+    {
+      std::lock_guard lock(presence_mu);
+      auto it = presence.find(user);
+      if (it != presence.end() && it->second.expires > env.NowMicros()) return;
+    }
+    PublishPresence(user, ws, "offline");
+  }
+
+  // Expires posted statuses that were not renewed, and prunes the rate limiters' memory.
+  void ExpireEphemeral() {
+    const int64_t now = env.NowMicros();
+    std::vector<std::pair<std::string, PresenceEntry>> expired;
+    {
+      std::lock_guard lock(presence_mu);
+      for (auto it = presence.begin(); it != presence.end();) {
+        if (it->second.expires <= now) {
+          expired.emplace_back(it->first, std::move(it->second));
+          it = presence.erase(it);
+        } else {
+          ++it;
+        }
+      }
+      if (now - last_prune >= 10'000'000) {
+        const int64_t keep = options.presence_interval.count() * 1000;
+        std::erase_if(presence_last, [&](const auto& e) { return now - e.second >= keep; });
+      }
+    }
+    if (now - last_prune >= 10'000'000) {
+      last_prune = now;
+      const int64_t keep = options.typing_interval.count() * 1000;
+      std::lock_guard lock(typing_mu);
+      std::erase_if(typing_last, [&](const auto& e) { return now - e.second >= keep; });
+    }
+    for (const auto& [user, e] : expired) {
+      if (hub.open_streams_of(user) == 0) {
+        PublishPresence(user, e.workspace_id, "offline");
+      } else if (e.status != "online") {
+        PublishPresence(user, e.workspace_id, "online");  // an open stream means online
+      }
     }
   }
 
@@ -170,8 +299,18 @@ class ChatService::Impl {
   SearchIndex search;
   Histogram* send_seconds = nullptr;
   Counter* publish_errors = nullptr;
+  Counter* relayed_counter = nullptr;
+  std::atomic<uint64_t> relayed{0};
+  std::mutex relay_mu;
+  std::condition_variable relay_cv;
+  bool relay_stop = false;  // guarded by relay_mu
+  std::thread relay_thread;
   std::mutex typing_mu;
   std::map<std::string, int64_t> typing_last;  // "user|chat" → micros; guarded by typing_mu
+  std::mutex presence_mu;
+  std::map<std::string, PresenceEntry> presence;  // by user; guarded by presence_mu
+  std::map<std::string, int64_t> presence_last;   // user → micros; guarded by presence_mu
+  int64_t last_prune = 0;                         // the hub's ephemeral thread only
   bool stopped = false;
 };
 
@@ -187,17 +326,28 @@ Result<std::unique_ptr<ChatService>> ChatService::Create(ChatOptions options, st
   auto impl = std::make_unique<Impl>(std::move(options), db, bus, env, std::move(authenticate),
                                      metrics, std::move(log));
   Impl* raw = impl.get();
-  impl->hub.SetOnLastClose([raw](const std::string& user, const std::string& ws) {
-    raw->PublishPresence(user, ws, "offline");
-  });
+  impl->hub.SetOnLastClose(
+      [raw](const std::string& user, const std::string& ws) { raw->OnLastClose(user, ws); });
+  impl->hub.SetOnTick([raw] { raw->ExpireEphemeral(); });
   RETURN_IF_ERROR(impl->hub.Start());
+  // Events committed but never published (a failed publish, or a crash before it).
+  if (Status s = impl->RelayOnce(INT64_MAX); !s.ok()) {
+    impl->log->warn("chat: re-publishing the outbox at start-up: {}", s.ToString());
+  }
   RETURN_IF_ERROR(impl->search.Start());
+  impl->relay_thread = std::thread([raw] { raw->RelayLoop(); });
   return std::unique_ptr<ChatService>(new ChatService(std::move(impl)));
 }
 
 void ChatService::Stop() {
   if (impl_->stopped) return;
   impl_->stopped = true;
+  {
+    std::lock_guard lock(impl_->relay_mu);
+    impl_->relay_stop = true;
+  }
+  impl_->relay_cv.notify_all();
+  if (impl_->relay_thread.joinable()) impl_->relay_thread.join();
   impl_->hub.Stop();
   impl_->search.Stop();
 }
@@ -496,7 +646,6 @@ class Routes {
     const int64_t interval = s_.options.typing_interval.count() * 1000;
     {
       std::lock_guard lock(s_.typing_mu);
-      if (s_.typing_last.size() > 100000) s_.typing_last.clear();  // bound the memory
       int64_t& last = s_.typing_last[a.user_id + "|" + chat_id];
       if (last != 0 && now - last < interval) {
         return Error(ResourceExhausted("typing: at most one per " +
@@ -521,7 +670,8 @@ class Routes {
     if (!status || (*status != "online" && *status != "away" && *status != "offline")) {
       return Error(InvalidArgument("status: must be online, away or offline"));
     }
-    s_.PublishPresence(a.user_id, a.workspace_id, *status);
+    Status st = s_.SetPresence(a, *status);
+    if (!st.ok()) return Error(st);
     return Response::NoContent();
   }
 

@@ -110,7 +110,101 @@ Chat ChatFromRow(const store::Row& r) {
 
 std::string Time(int64_t micros) { return auth::FormatRfc3339(micros); }
 
+// The events of a method's result (copies, for the outbox) and putting them back (with ids).
+std::vector<Event> EventsOf(const std::vector<Event>& events) { return events; }
+template <typename T>
+std::vector<Event> EventsOf(const WithEvents<T>& r) {
+  return r.events;
+}
+void SetEvents(std::vector<Event>& target, std::vector<Event> events) {
+  target = std::move(events);
+}
+template <typename T>
+void SetEvents(WithEvents<T>& target, std::vector<Event> events) {
+  target.events = std::move(events);
+}
+
 }  // namespace
+
+std::string EncodeEvent(const Event& e) {
+  json::array users;
+  for (const auto& u : e.users) users.emplace_back(u);
+  json::object o{{"type", e.type}, {"users", std::move(users)}, {"data", e.data}};
+  if (e.outbox_id != 0) o["event_id"] = e.outbox_id;
+  return json::serialize(o);
+}
+
+Status ChatStore::Commit(const std::function<Status(store::Transaction&)>& change,
+                         const EventsFn& events, std::vector<Event>& out) {
+  return db_.Transaction([&](store::Transaction& tx) -> Status {
+    RETURN_IF_ERROR(change(tx));
+    ASSIGN_OR_RETURN(out, events(tx));
+    return WriteOutbox(tx, out);
+  });
+}
+
+Status ChatStore::WriteOutbox(store::Executor& ex, std::vector<Event>& events) {
+  const int64_t now = env_.NowMicros();
+  for (auto& e : events) {
+    e.outbox_id = 0;
+    ASSIGN_OR_RETURN(store::Rows rows,
+                     ex.Query("INSERT INTO chat_outbox (chat_id, payload, created_at)"
+                              " VALUES (?, ?, ?) RETURNING id",
+                              {e.chat_id, EncodeEvent(e), now}));
+    if (rows.empty()) return Internal("chat_outbox: insert returned no id");
+    e.outbox_id = rows[0].Int(0);
+  }
+  return Status::Ok();
+}
+
+Result<std::vector<OutboxEntry>> ChatStore::UnsentEvents(int64_t created_before, int limit) {
+  ASSIGN_OR_RETURN(store::Rows rows,
+                   db_.Query("SELECT id, chat_id, payload, created_at FROM chat_outbox WHERE"
+                             " sent_at IS NULL AND created_at <= ? ORDER BY id LIMIT ?",
+                             {created_before, static_cast<int64_t>(limit)}));
+  std::vector<OutboxEntry> out;
+  for (const auto& r : rows) {
+    boost::system::error_code ec;
+    json::value v = json::parse(r.Text(2), ec);
+    OutboxEntry entry{.id = r.Int(0), .created_at = r.Int(3), .event = {}};
+    entry.event.chat_id = r.Text(1);
+    entry.event.outbox_id = entry.id;
+    if (!ec && v.is_object()) {
+      const auto& o = v.as_object();
+      if (const auto* t = o.if_contains("type"); t != nullptr && t->is_string()) {
+        entry.event.type = std::string(t->as_string());
+      }
+      if (const auto* u = o.if_contains("users"); u != nullptr && u->is_array()) {
+        for (const auto& id : u->as_array()) {
+          if (id.is_string()) entry.event.users.emplace_back(id.as_string());
+        }
+      }
+      if (const auto* d = o.if_contains("data"); d != nullptr && d->is_object()) {
+        entry.event.data = d->as_object();
+      }
+    }
+    out.push_back(std::move(entry));
+  }
+  return out;
+}
+
+Status ChatStore::MarkSent(const std::vector<Event>& events) {
+  std::string ids;
+  for (const auto& e : events) {
+    if (e.outbox_id == 0) continue;
+    ids += (ids.empty() ? "" : ",") + std::to_string(e.outbox_id);
+  }
+  if (ids.empty()) return Status::Ok();
+  return db_
+      .Exec("UPDATE chat_outbox SET sent_at = ? WHERE id IN (" + ids + ")", {env_.NowMicros()})
+      .status();
+}
+
+Status ChatStore::PruneSent(int64_t sent_before) {
+  return db_
+      .Exec("DELETE FROM chat_outbox WHERE sent_at IS NOT NULL AND sent_at < ?", {sent_before})
+      .status();
+}
 
 Message MessageFromRow(const store::Row& r) {
   Message m;
@@ -429,60 +523,75 @@ Result<WithEvents<Chat>> ChatStore::CreateChat(const Actor& a, const CreateChatR
             .updated_at = now,
             .member_count = static_cast<int64_t>(others.size() + 1),
             .my_role = "owner"};
-  Status st = db_.Transaction([&](store::Transaction& tx) -> Status {
-    RETURN_IF_ERROR(CheckWorkspaceUsers(tx, a.workspace_id, others, "members"));
-    if (!direct_key.empty()) {
-      ASSIGN_OR_RETURN(store::Rows existing,
-                       tx.Query("SELECT id FROM chat_chats WHERE workspace_id = ? AND"
-                                " direct_key = ?",
-                                {a.workspace_id, direct_key}));
-      if (!existing.empty()) {
-        return Conflict("members: a direct chat with " + others[0] + " already exists (" +
-                        existing[0].Text(0) + ")");
-      }
-    }
-    if (!name_key.empty()) {
-      ASSIGN_OR_RETURN(store::Rows existing,
-                       tx.Query("SELECT id FROM chat_chats WHERE workspace_id = ? AND"
-                                " name_key = ?",
-                                {a.workspace_id, name_key}));
-      if (!existing.empty()) {
-        return Conflict("name: a chat named '" + name + "' already exists in this workspace");
-      }
-    }
-    auto inserted = tx.Exec(
-        "INSERT INTO chat_chats (id, workspace_id, type, name, name_key, direct_key, description,"
-        " owner_id, last_seq, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?)",
-        {chat.id, chat.workspace_id, chat.type, chat.name, OptText(name_key), OptText(direct_key),
-         chat.description, chat.owner_id, now, now});
-    if (!inserted.ok()) {
-      if (inserted.status().code() == StatusCode::kConflict) {
-        return Conflict(direct_key.empty()
-                            ? "name: a chat named '" + name + "' already exists in this workspace"
-                            : "members: a direct chat with " + others[0] + " already exists");
-      }
-      return inserted.status();
-    }
-    RETURN_IF_ERROR(tx.Exec("INSERT INTO chat_members (chat_id, user_id, role, joined_at,"
-                            " last_read_seq, last_read_at) VALUES (?, ?, 'owner', ?, 0, ?)",
-                            {chat.id, a.user_id, now, now})
-                        .status());
-    for (const auto& u : others) {
-      RETURN_IF_ERROR(tx.Exec("INSERT INTO chat_members (chat_id, user_id, role, joined_at,"
-                              " last_read_seq, last_read_at) VALUES (?, ?, 'member', ?, 0, ?)",
-                              {chat.id, u, now, now})
-                          .status());
-    }
-    return Status::Ok();
-  });
+  Result<WithEvents<Chat>> result = Internal("no result");
+  std::vector<Event> committed;
+  Status st = Commit(
+      [&](store::Transaction& tx) -> Status {
+        RETURN_IF_ERROR(CheckWorkspaceUsers(tx, a.workspace_id, others, "members"));
+        if (!direct_key.empty()) {
+          ASSIGN_OR_RETURN(store::Rows existing,
+                           tx.Query("SELECT id FROM chat_chats WHERE workspace_id = ? AND"
+                                    " direct_key = ?",
+                                    {a.workspace_id, direct_key}));
+          if (!existing.empty()) {
+            return Conflict("members: a direct chat with " + others[0] + " already exists (" +
+                            existing[0].Text(0) + ")");
+          }
+        }
+        if (!name_key.empty()) {
+          ASSIGN_OR_RETURN(store::Rows existing,
+                           tx.Query("SELECT id FROM chat_chats WHERE workspace_id = ? AND"
+                                    " name_key = ?",
+                                    {a.workspace_id, name_key}));
+          if (!existing.empty()) {
+            return Conflict("name: a chat named '" + name + "' already exists in this workspace");
+          }
+        }
+        auto inserted = tx.Exec(
+            "INSERT INTO chat_chats (id, workspace_id, type, name, name_key, direct_key, "
+            "description,"
+            " owner_id, last_seq, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?)",
+            {chat.id, chat.workspace_id, chat.type, chat.name, OptText(name_key),
+             OptText(direct_key), chat.description, chat.owner_id, now, now});
+        if (!inserted.ok()) {
+          if (inserted.status().code() == StatusCode::kConflict) {
+            return Conflict(direct_key.empty()
+                                ? "name: a chat named '" + name +
+                                      "' already exists in this workspace"
+                                : "members: a direct chat with " + others[0] + " already exists");
+          }
+          return inserted.status();
+        }
+        RETURN_IF_ERROR(tx.Exec("INSERT INTO chat_members (chat_id, user_id, role, joined_at,"
+                                " last_read_seq, last_read_at) VALUES (?, ?, 'owner', ?, 0, ?)",
+                                {chat.id, a.user_id, now, now})
+                            .status());
+        for (const auto& u : others) {
+          RETURN_IF_ERROR(tx.Exec("INSERT INTO chat_members (chat_id, user_id, role, joined_at,"
+                                  " last_read_seq, last_read_at) VALUES (?, ?, 'member', ?, 0, ?)",
+                                  {chat.id, u, now, now})
+                              .status());
+        }
+        return Status::Ok();
+      },
+      [&]([[maybe_unused]] store::Executor& ex) -> Result<std::vector<Event>> {
+        result = [&]() -> Result<WithEvents<Chat>> {
+          std::vector<std::string> audience = others;
+          audience.push_back(a.user_id);
+          Chat public_view = chat;
+          public_view.my_role.clear();
+          WithEvents<Chat> out{chat, {}};
+          out.events.push_back(
+              {"chat.created", chat.id, std::move(audience), ChatJson(public_view)});
+          return out;
+        }();
+        if (!result.ok()) return result.status();
+        return EventsOf(*result);
+      },
+      committed);
   RETURN_IF_ERROR(st);
-  std::vector<std::string> audience = others;
-  audience.push_back(a.user_id);
-  Chat public_view = chat;
-  public_view.my_role.clear();
-  WithEvents<Chat> out{chat, {}};
-  out.events.push_back({"chat.created", chat.id, std::move(audience), ChatJson(public_view)});
-  return out;
+  SetEvents(*result, std::move(committed));
+  return result;
 }
 
 Result<std::vector<Chat>> ChatStore::ListMyChats(const Actor& a) {
@@ -528,93 +637,133 @@ Result<Chat> ChatStore::GetChat(const Actor& a, std::string_view chat_id) {
 Result<WithEvents<Chat>> ChatStore::UpdateChat(const Actor& a, std::string_view chat_id,
                                                const ChatUpdate& u) {
   std::vector<std::string> audience;
-  Status st = db_.Transaction([&](store::Transaction& tx) -> Status {
-    ASSIGN_OR_RETURN(Access acc, LoadAccess(tx, a, chat_id));
-    RETURN_IF_ERROR(acc.RequireAdmin("rename or describe it"));
-    RETURN_IF_ERROR(acc.RequireActive());
-    const int64_t now = env_.NowMicros();
-    if (u.name) {
-      if (acc.chat.type == "direct") return InvalidArgument("name: direct chats have no name");
-      std::string name;
-      if (!u.name->empty() || acc.chat.type != "group") {
-        ASSIGN_OR_RETURN(name, ValidName(*u.name, "name"));
-      }
-      std::string key = AsciiToLower(name);
-      if (!key.empty()) {
-        ASSIGN_OR_RETURN(store::Rows existing,
-                         tx.Query("SELECT id FROM chat_chats WHERE workspace_id = ? AND"
-                                  " name_key = ? AND id <> ?",
-                                  {a.workspace_id, key, chat_id}));
-        if (!existing.empty()) {
-          return Conflict("name: a chat named '" + name + "' already exists in this workspace");
+  Result<WithEvents<Chat>> result = Internal("no result");
+  std::vector<Event> committed;
+  Status st = Commit(
+      [&](store::Transaction& tx) -> Status {
+        ASSIGN_OR_RETURN(Access acc, LoadAccess(tx, a, chat_id));
+        RETURN_IF_ERROR(acc.RequireAdmin("rename or describe it"));
+        RETURN_IF_ERROR(acc.RequireActive());
+        const int64_t now = env_.NowMicros();
+        if (u.name) {
+          if (acc.chat.type == "direct") return InvalidArgument("name: direct chats have no name");
+          std::string name;
+          if (!u.name->empty() || acc.chat.type != "group") {
+            ASSIGN_OR_RETURN(name, ValidName(*u.name, "name"));
+          }
+          std::string key = AsciiToLower(name);
+          if (!key.empty()) {
+            ASSIGN_OR_RETURN(store::Rows existing,
+                             tx.Query("SELECT id FROM chat_chats WHERE workspace_id = ? AND"
+                                      " name_key = ? AND id <> ?",
+                                      {a.workspace_id, key, chat_id}));
+            if (!existing.empty()) {
+              return Conflict("name: a chat named '" + name + "' already exists in this workspace");
+            }
+          }
+          RETURN_IF_ERROR(tx.Exec("UPDATE chat_chats SET name = ?, name_key = ?, updated_at = ?"
+                                  " WHERE id = ?",
+                                  {name, OptText(key), now, chat_id})
+                              .status());
         }
-      }
-      RETURN_IF_ERROR(tx.Exec("UPDATE chat_chats SET name = ?, name_key = ?, updated_at = ?"
-                              " WHERE id = ?",
-                              {name, OptText(key), now, chat_id})
-                          .status());
-    }
-    if (u.description) {
-      if (u.description->size() > 2000 || !IsValidUtf8(*u.description)) {
-        return InvalidArgument("description: at most 2000 bytes of UTF-8");
-      }
-      RETURN_IF_ERROR(tx.Exec("UPDATE chat_chats SET description = ?, updated_at = ? WHERE id = ?",
-                              {*u.description, now, chat_id})
-                          .status());
-    }
-    ASSIGN_OR_RETURN(audience, MemberIds(tx, chat_id));
-    return Status::Ok();
-  });
+        if (u.description) {
+          if (u.description->size() > 2000 || !IsValidUtf8(*u.description)) {
+            return InvalidArgument("description: at most 2000 bytes of UTF-8");
+          }
+          RETURN_IF_ERROR(
+              tx.Exec("UPDATE chat_chats SET description = ?, updated_at = ? WHERE id = ?",
+                      {*u.description, now, chat_id})
+                  .status());
+        }
+        ASSIGN_OR_RETURN(audience, MemberIds(tx, chat_id));
+        return Status::Ok();
+      },
+      [&]([[maybe_unused]] store::Executor& ex) -> Result<std::vector<Event>> {
+        result = [&]() -> Result<WithEvents<Chat>> {
+          ASSIGN_OR_RETURN(Chat chat, LoadChatView(ex, a, chat_id));
+          Chat public_view = chat;
+          public_view.my_role.clear();
+          WithEvents<Chat> out{chat, {}};
+          out.events.push_back(
+              {"chat.updated", chat.id, std::move(audience), ChatJson(public_view)});
+          return out;
+        }();
+        if (!result.ok()) return result.status();
+        return EventsOf(*result);
+      },
+      committed);
   RETURN_IF_ERROR(st);
-  ASSIGN_OR_RETURN(Chat chat, LoadChatView(db_, a, chat_id));
-  Chat public_view = chat;
-  public_view.my_role.clear();
-  WithEvents<Chat> out{chat, {}};
-  out.events.push_back({"chat.updated", chat.id, std::move(audience), ChatJson(public_view)});
-  return out;
+  SetEvents(*result, std::move(committed));
+  return result;
 }
 
 Result<std::vector<Event>> ChatStore::DeleteChat(const Actor& a, std::string_view chat_id) {
   std::vector<std::string> audience;
-  Status st = db_.Transaction([&](store::Transaction& tx) -> Status {
-    ASSIGN_OR_RETURN(Access acc, LoadAccess(tx, a, chat_id));
-    RETURN_IF_ERROR(acc.RequireOwner("delete it"));
-    ASSIGN_OR_RETURN(audience, MemberIds(tx, chat_id));
-    // The name and the direct pair are free again once the chat is gone.
-    return tx
-        .Exec(
-            "UPDATE chat_chats SET deleted_at = ?, name_key = NULL, direct_key = NULL"
-            " WHERE id = ?",
-            {env_.NowMicros(), chat_id})
-        .status();
-  });
+  Result<std::vector<Event>> result = Internal("no result");
+  std::vector<Event> committed;
+  Status st = Commit(
+      [&](store::Transaction& tx) -> Status {
+        ASSIGN_OR_RETURN(Access acc, LoadAccess(tx, a, chat_id));
+        RETURN_IF_ERROR(acc.RequireOwner("delete it"));
+        ASSIGN_OR_RETURN(audience, MemberIds(tx, chat_id));
+        // The name and the direct pair are free again once the chat is gone.
+        return tx
+            .Exec(
+                "UPDATE chat_chats SET deleted_at = ?, name_key = NULL, direct_key = NULL"
+                " WHERE id = ?",
+                {env_.NowMicros(), chat_id})
+            .status();
+      },
+      [&]([[maybe_unused]] store::Executor& ex) -> Result<std::vector<Event>> {
+        result = [&]() -> Result<std::vector<Event>> {
+          std::vector<Event> events;
+          events.push_back({"chat.deleted", std::string(chat_id), std::move(audience),
+                            json::object{{"id", chat_id}}});
+          return events;
+        }();
+        if (!result.ok()) return result.status();
+        return EventsOf(*result);
+      },
+      committed);
   RETURN_IF_ERROR(st);
-  std::vector<Event> events;
-  events.push_back(
-      {"chat.deleted", std::string(chat_id), std::move(audience), json::object{{"id", chat_id}}});
-  return events;
+  SetEvents(*result, std::move(committed));
+  return result;
 }
 
 Result<WithEvents<Chat>> ChatStore::SetArchived(const Actor& a, std::string_view chat_id,
                                                 bool archived) {
   std::vector<std::string> audience;
-  Status st = db_.Transaction([&](store::Transaction& tx) -> Status {
-    ASSIGN_OR_RETURN(Access acc, LoadAccess(tx, a, chat_id));
-    RETURN_IF_ERROR(acc.RequireOwner(archived ? "archive it" : "unarchive it"));
-    const int64_t now = env_.NowMicros();
-    RETURN_IF_ERROR(tx.Exec("UPDATE chat_chats SET archived_at = ?, updated_at = ? WHERE id = ?",
-                            {archived ? Value(now) : Value(), now, chat_id})
-                        .status());
-    ASSIGN_OR_RETURN(audience, MemberIds(tx, chat_id));
-    return Status::Ok();
-  });
+  Result<WithEvents<Chat>> result = Internal("no result");
+  std::vector<Event> committed;
+  Status st = Commit(
+      [&](store::Transaction& tx) -> Status {
+        ASSIGN_OR_RETURN(Access acc, LoadAccess(tx, a, chat_id));
+        RETURN_IF_ERROR(acc.RequireOwner(archived ? "archive it" : "unarchive it"));
+        const int64_t now = env_.NowMicros();
+        RETURN_IF_ERROR(
+            tx.Exec("UPDATE chat_chats SET archived_at = ?, updated_at = ? WHERE id = ?",
+                    {archived ? Value(now) : Value(), now, chat_id})
+                .status());
+        ASSIGN_OR_RETURN(audience, MemberIds(tx, chat_id));
+        return Status::Ok();
+      },
+      [&]([[maybe_unused]] store::Executor& ex) -> Result<std::vector<Event>> {
+        result = [&]() -> Result<WithEvents<Chat>> {
+          ASSIGN_OR_RETURN(Chat chat, LoadChatView(ex, a, chat_id));
+          Chat public_view = chat;
+          public_view.my_role.clear();
+          WithEvents<Chat> out{chat, {}};
+          out.events.push_back(
+              {"chat.updated", chat.id, std::move(audience), ChatJson(public_view)});
+          return out;
+        }();
+        if (!result.ok()) return result.status();
+        return EventsOf(*result);
+      },
+      committed);
   RETURN_IF_ERROR(st);
-  ASSIGN_OR_RETURN(Chat chat, LoadChatView(db_, a, chat_id));
-  Chat public_view = chat;
-  public_view.my_role.clear();
-  WithEvents<Chat> out{chat, {}};
-  out.events.push_back({"chat.updated", chat.id, std::move(audience), ChatJson(public_view)});
-  return out;
+  SetEvents(*result, std::move(committed));
+  return result;
 }
 
 // ---- members ----
@@ -656,120 +805,175 @@ Result<std::vector<Event>> ChatStore::AddMembers(const Actor& a, std::string_vie
   if (user_ids.empty()) return InvalidArgument("user_ids: must not be empty");
   if (user_ids.size() > 1000) return InvalidArgument("user_ids: at most 1000 per request");
   std::vector<std::string> added, audience;
-  Status st = db_.Transaction([&](store::Transaction& tx) -> Status {
-    ASSIGN_OR_RETURN(Access acc, LoadAccess(tx, a, chat_id));
-    if (acc.chat.type == "direct") {
-      return InvalidArgument("user_ids: a direct chat has exactly two members; create a group");
-    }
-    RETURN_IF_ERROR(acc.RequireAdmin("add members"));
-    RETURN_IF_ERROR(acc.RequireActive());
-    RETURN_IF_ERROR(CheckWorkspaceUsers(tx, a.workspace_id, user_ids, "user_ids"));
-    const int64_t now = env_.NowMicros();
-    for (const auto& u : user_ids) {
-      if (std::find(added.begin(), added.end(), u) != added.end()) continue;
-      ASSIGN_OR_RETURN(int64_t n,
-                       tx.Exec("INSERT INTO chat_members (chat_id, user_id, role, joined_at,"
-                               " last_read_seq, last_read_at) VALUES (?, ?, 'member', ?, 0, ?)"
-                               " ON CONFLICT (chat_id, user_id) DO NOTHING",
-                               {chat_id, u, now, now}));
-      if (n > 0) added.push_back(u);
-    }
-    if (!added.empty()) {
-      RETURN_IF_ERROR(
-          tx.Exec("UPDATE chat_chats SET updated_at = ? WHERE id = ?", {now, chat_id}).status());
-    }
-    ASSIGN_OR_RETURN(audience, MemberIds(tx, chat_id));
-    return Status::Ok();
-  });
+  Result<std::vector<Event>> result = Internal("no result");
+  std::vector<Event> committed;
+  Status st = Commit(
+      [&](store::Transaction& tx) -> Status {
+        ASSIGN_OR_RETURN(Access acc, LoadAccess(tx, a, chat_id));
+        if (acc.chat.type == "direct") {
+          return InvalidArgument("user_ids: a direct chat has exactly two members; create a group");
+        }
+        RETURN_IF_ERROR(acc.RequireAdmin("add members"));
+        RETURN_IF_ERROR(acc.RequireActive());
+        RETURN_IF_ERROR(CheckWorkspaceUsers(tx, a.workspace_id, user_ids, "user_ids"));
+        const int64_t now = env_.NowMicros();
+        for (const auto& u : user_ids) {
+          if (std::find(added.begin(), added.end(), u) != added.end()) continue;
+          ASSIGN_OR_RETURN(int64_t n,
+                           tx.Exec("INSERT INTO chat_members (chat_id, user_id, role, joined_at,"
+                                   " last_read_seq, last_read_at) VALUES (?, ?, 'member', ?, 0, ?)"
+                                   " ON CONFLICT (chat_id, user_id) DO NOTHING",
+                                   {chat_id, u, now, now}));
+          if (n > 0) added.push_back(u);
+        }
+        if (!added.empty()) {
+          RETURN_IF_ERROR(
+              tx.Exec("UPDATE chat_chats SET updated_at = ? WHERE id = ?", {now, chat_id})
+                  .status());
+        }
+        ASSIGN_OR_RETURN(audience, MemberIds(tx, chat_id));
+        return Status::Ok();
+      },
+      [&]([[maybe_unused]] store::Executor& ex) -> Result<std::vector<Event>> {
+        result = [&]() -> Result<std::vector<Event>> {
+          std::vector<Event> events;
+          for (const auto& u : added) {
+            events.push_back(MemberEvent("member.joined", chat_id, u, a.user_id, audience));
+          }
+          return events;
+        }();
+        if (!result.ok()) return result.status();
+        return EventsOf(*result);
+      },
+      committed);
   RETURN_IF_ERROR(st);
-  std::vector<Event> events;
-  for (const auto& u : added) {
-    events.push_back(MemberEvent("member.joined", chat_id, u, a.user_id, audience));
-  }
-  return events;
+  SetEvents(*result, std::move(committed));
+  return result;
 }
 
 Result<std::vector<Event>> ChatStore::RemoveMember(const Actor& a, std::string_view chat_id,
                                                    std::string_view user_id) {
   if (user_id == a.user_id) return Leave(a, chat_id);
   std::vector<std::string> audience;
-  Status st = db_.Transaction([&](store::Transaction& tx) -> Status {
-    ASSIGN_OR_RETURN(Access acc, LoadAccess(tx, a, chat_id));
-    if (acc.chat.type == "direct") {
-      return InvalidArgument("user_id: members of a direct chat cannot be removed");
-    }
-    RETURN_IF_ERROR(acc.RequireAdmin("remove members"));
-    ASSIGN_OR_RETURN(store::Rows target,
-                     tx.Query("SELECT role FROM chat_members WHERE chat_id = ? AND user_id = ?",
-                              {chat_id, user_id}));
-    if (target.empty()) {
-      return NotFound("user_id: " + std::string(user_id) + " is not a member of this chat");
-    }
-    std::string role = target[0].Text(0);
-    if (role == "owner") {
-      return PermissionDenied("user_id: the owner cannot be removed (transfer ownership first)");
-    }
-    if (role == "admin" && !acc.owner()) {
-      return PermissionDenied("user_id: only the owner may remove admins");
-    }
-    ASSIGN_OR_RETURN(audience, MemberIds(tx, chat_id));
-    return tx.Exec("DELETE FROM chat_members WHERE chat_id = ? AND user_id = ?", {chat_id, user_id})
-        .status();
-  });
+  Result<std::vector<Event>> result = Internal("no result");
+  std::vector<Event> committed;
+  Status st = Commit(
+      [&](store::Transaction& tx) -> Status {
+        ASSIGN_OR_RETURN(Access acc, LoadAccess(tx, a, chat_id));
+        if (acc.chat.type == "direct") {
+          return InvalidArgument("user_id: members of a direct chat cannot be removed");
+        }
+        RETURN_IF_ERROR(acc.RequireAdmin("remove members"));
+        ASSIGN_OR_RETURN(store::Rows target,
+                         tx.Query("SELECT role FROM chat_members WHERE chat_id = ? AND user_id = ?",
+                                  {chat_id, user_id}));
+        if (target.empty()) {
+          return NotFound("user_id: " + std::string(user_id) + " is not a member of this chat");
+        }
+        std::string role = target[0].Text(0);
+        if (role == "owner") {
+          return PermissionDenied(
+              "user_id: the owner cannot be removed (transfer ownership first)");
+        }
+        if (role == "admin" && !acc.owner()) {
+          return PermissionDenied("user_id: only the owner may remove admins");
+        }
+        ASSIGN_OR_RETURN(audience, MemberIds(tx, chat_id));
+        return tx
+            .Exec("DELETE FROM chat_members WHERE chat_id = ? AND user_id = ?", {chat_id, user_id})
+            .status();
+      },
+      [&]([[maybe_unused]] store::Executor& ex) -> Result<std::vector<Event>> {
+        result = [&]() -> Result<std::vector<Event>> {
+          std::vector<Event> events;
+          events.push_back(
+              MemberEvent("member.left", chat_id, user_id, a.user_id, std::move(audience)));
+          return events;
+        }();
+        if (!result.ok()) return result.status();
+        return EventsOf(*result);
+      },
+      committed);
   RETURN_IF_ERROR(st);
-  std::vector<Event> events;
-  events.push_back(MemberEvent("member.left", chat_id, user_id, a.user_id, std::move(audience)));
-  return events;
+  SetEvents(*result, std::move(committed));
+  return result;
 }
 
 Result<std::vector<Event>> ChatStore::Join(const Actor& a, std::string_view chat_id) {
   std::vector<std::string> audience;
   bool joined = false;
-  Status st = db_.Transaction([&](store::Transaction& tx) -> Status {
-    ASSIGN_OR_RETURN(Access acc, LoadAccess(tx, a, chat_id));
-    if (acc.member()) return Status::Ok();  // already in: nothing to do
-    if (acc.chat.type != "public_channel") {
-      return PermissionDenied(acc.chat.type == "private_channel"
-                                  ? "private channels are joined by invitation only"
-                                  : acc.chat.type + " chats cannot be joined; members are added");
-    }
-    RETURN_IF_ERROR(acc.RequireActive());
-    const int64_t now = env_.NowMicros();
-    RETURN_IF_ERROR(tx.Exec("INSERT INTO chat_members (chat_id, user_id, role, joined_at,"
-                            " last_read_seq, last_read_at) VALUES (?, ?, 'member', ?, 0, ?)",
-                            {chat_id, a.user_id, now, now})
-                        .status());
-    joined = true;
-    ASSIGN_OR_RETURN(audience, MemberIds(tx, chat_id));
-    return Status::Ok();
-  });
+  Result<std::vector<Event>> result = Internal("no result");
+  std::vector<Event> committed;
+  Status st = Commit(
+      [&](store::Transaction& tx) -> Status {
+        ASSIGN_OR_RETURN(Access acc, LoadAccess(tx, a, chat_id));
+        if (acc.member()) return Status::Ok();  // already in: nothing to do
+        if (acc.chat.type != "public_channel") {
+          return PermissionDenied(acc.chat.type == "private_channel"
+                                      ? "private channels are joined by invitation only"
+                                      : acc.chat.type +
+                                            " chats cannot be joined; members are added");
+        }
+        RETURN_IF_ERROR(acc.RequireActive());
+        const int64_t now = env_.NowMicros();
+        RETURN_IF_ERROR(tx.Exec("INSERT INTO chat_members (chat_id, user_id, role, joined_at,"
+                                " last_read_seq, last_read_at) VALUES (?, ?, 'member', ?, 0, ?)",
+                                {chat_id, a.user_id, now, now})
+                            .status());
+        joined = true;
+        ASSIGN_OR_RETURN(audience, MemberIds(tx, chat_id));
+        return Status::Ok();
+      },
+      [&]([[maybe_unused]] store::Executor& ex) -> Result<std::vector<Event>> {
+        result = [&]() -> Result<std::vector<Event>> {
+          std::vector<Event> events;
+          if (joined) {
+            events.push_back(
+                MemberEvent("member.joined", chat_id, a.user_id, a.user_id, std::move(audience)));
+          }
+          return events;
+        }();
+        if (!result.ok()) return result.status();
+        return EventsOf(*result);
+      },
+      committed);
   RETURN_IF_ERROR(st);
-  std::vector<Event> events;
-  if (joined) {
-    events.push_back(
-        MemberEvent("member.joined", chat_id, a.user_id, a.user_id, std::move(audience)));
-  }
-  return events;
+  SetEvents(*result, std::move(committed));
+  return result;
 }
 
 Result<std::vector<Event>> ChatStore::Leave(const Actor& a, std::string_view chat_id) {
   std::vector<std::string> audience;
-  Status st = db_.Transaction([&](store::Transaction& tx) -> Status {
-    ASSIGN_OR_RETURN(Access acc, LoadAccess(tx, a, chat_id));
-    RETURN_IF_ERROR(acc.RequireMember());
-    if (acc.chat.type == "direct") return InvalidArgument("direct chats cannot be left");
-    if (acc.owner() && acc.chat.member_count > 1) {
-      return InvalidArgument("the owner must transfer ownership before leaving");
-    }
-    ASSIGN_OR_RETURN(audience, MemberIds(tx, chat_id));
-    return tx
-        .Exec("DELETE FROM chat_members WHERE chat_id = ? AND user_id = ?", {chat_id, a.user_id})
-        .status();
-  });
+  Result<std::vector<Event>> result = Internal("no result");
+  std::vector<Event> committed;
+  Status st = Commit(
+      [&](store::Transaction& tx) -> Status {
+        ASSIGN_OR_RETURN(Access acc, LoadAccess(tx, a, chat_id));
+        RETURN_IF_ERROR(acc.RequireMember());
+        if (acc.chat.type == "direct") return InvalidArgument("direct chats cannot be left");
+        if (acc.owner() && acc.chat.member_count > 1) {
+          return InvalidArgument("the owner must transfer ownership before leaving");
+        }
+        ASSIGN_OR_RETURN(audience, MemberIds(tx, chat_id));
+        return tx
+            .Exec("DELETE FROM chat_members WHERE chat_id = ? AND user_id = ?",
+                  {chat_id, a.user_id})
+            .status();
+      },
+      [&]([[maybe_unused]] store::Executor& ex) -> Result<std::vector<Event>> {
+        result = [&]() -> Result<std::vector<Event>> {
+          std::vector<Event> events;
+          events.push_back(
+              MemberEvent("member.left", chat_id, a.user_id, a.user_id, std::move(audience)));
+          return events;
+        }();
+        if (!result.ok()) return result.status();
+        return EventsOf(*result);
+      },
+      committed);
   RETURN_IF_ERROR(st);
-  std::vector<Event> events;
-  events.push_back(MemberEvent("member.left", chat_id, a.user_id, a.user_id, std::move(audience)));
-  return events;
+  SetEvents(*result, std::move(committed));
+  return result;
 }
 
 Result<std::vector<Event>> ChatStore::SetMemberRole(const Actor& a, std::string_view chat_id,
@@ -779,56 +983,81 @@ Result<std::vector<Event>> ChatStore::SetMemberRole(const Actor& a, std::string_
     return InvalidArgument("role: must be admin or member (use transfer for ownership)");
   }
   std::vector<std::string> audience;
-  Status st = db_.Transaction([&](store::Transaction& tx) -> Status {
-    ASSIGN_OR_RETURN(Access acc, LoadAccess(tx, a, chat_id));
-    RETURN_IF_ERROR(acc.RequireOwner("change roles"));
-    if (user_id == a.user_id) return InvalidArgument("user_id: the owner's role is owner");
-    ASSIGN_OR_RETURN(int64_t n, tx.Exec("UPDATE chat_members SET role = ? WHERE chat_id = ? AND"
-                                        " user_id = ?",
-                                        {role, chat_id, user_id}));
-    if (n == 0) {
-      return NotFound("user_id: " + std::string(user_id) + " is not a member of this chat");
-    }
-    ASSIGN_OR_RETURN(audience, MemberIds(tx, chat_id));
-    return Status::Ok();
-  });
+  Result<std::vector<Event>> result = Internal("no result");
+  std::vector<Event> committed;
+  Status st = Commit(
+      [&](store::Transaction& tx) -> Status {
+        ASSIGN_OR_RETURN(Access acc, LoadAccess(tx, a, chat_id));
+        RETURN_IF_ERROR(acc.RequireOwner("change roles"));
+        if (user_id == a.user_id) return InvalidArgument("user_id: the owner's role is owner");
+        ASSIGN_OR_RETURN(int64_t n, tx.Exec("UPDATE chat_members SET role = ? WHERE chat_id = ? AND"
+                                            " user_id = ?",
+                                            {role, chat_id, user_id}));
+        if (n == 0) {
+          return NotFound("user_id: " + std::string(user_id) + " is not a member of this chat");
+        }
+        ASSIGN_OR_RETURN(audience, MemberIds(tx, chat_id));
+        return Status::Ok();
+      },
+      [&]([[maybe_unused]] store::Executor& ex) -> Result<std::vector<Event>> {
+        result = [&]() -> Result<std::vector<Event>> {
+          Event e = MemberEvent("member.updated", chat_id, user_id, a.user_id, std::move(audience));
+          e.data["role"] = role;
+          return std::vector<Event>{std::move(e)};
+        }();
+        if (!result.ok()) return result.status();
+        return EventsOf(*result);
+      },
+      committed);
   RETURN_IF_ERROR(st);
-  Event e = MemberEvent("member.updated", chat_id, user_id, a.user_id, std::move(audience));
-  e.data["role"] = role;
-  return std::vector<Event>{std::move(e)};
+  SetEvents(*result, std::move(committed));
+  return result;
 }
 
 Result<std::vector<Event>> ChatStore::TransferOwnership(const Actor& a, std::string_view chat_id,
                                                         std::string_view new_owner) {
   if (new_owner.empty()) return InvalidArgument("user_id: required");
   std::vector<std::string> audience;
-  Status st = db_.Transaction([&](store::Transaction& tx) -> Status {
-    ASSIGN_OR_RETURN(Access acc, LoadAccess(tx, a, chat_id));
-    RETURN_IF_ERROR(acc.RequireOwner("transfer ownership"));
-    if (new_owner == a.user_id) return InvalidArgument("user_id: already the owner");
-    ASSIGN_OR_RETURN(int64_t n,
-                     tx.Exec("UPDATE chat_members SET role = 'owner' WHERE chat_id = ? AND"
-                             " user_id = ?",
-                             {chat_id, new_owner}));
-    if (n == 0) {
-      return NotFound("user_id: " + std::string(new_owner) + " is not a member of this chat");
-    }
-    RETURN_IF_ERROR(tx.Exec("UPDATE chat_members SET role = 'admin' WHERE chat_id = ? AND"
-                            " user_id = ?",
-                            {chat_id, a.user_id})
-                        .status());
-    RETURN_IF_ERROR(tx.Exec("UPDATE chat_chats SET owner_id = ?, updated_at = ? WHERE id = ?",
-                            {new_owner, env_.NowMicros(), chat_id})
-                        .status());
-    ASSIGN_OR_RETURN(audience, MemberIds(tx, chat_id));
-    return Status::Ok();
-  });
+  Result<std::vector<Event>> result = Internal("no result");
+  std::vector<Event> committed;
+  Status st = Commit(
+      [&](store::Transaction& tx) -> Status {
+        ASSIGN_OR_RETURN(Access acc, LoadAccess(tx, a, chat_id));
+        RETURN_IF_ERROR(acc.RequireOwner("transfer ownership"));
+        if (new_owner == a.user_id) return InvalidArgument("user_id: already the owner");
+        ASSIGN_OR_RETURN(int64_t n,
+                         tx.Exec("UPDATE chat_members SET role = 'owner' WHERE chat_id = ? AND"
+                                 " user_id = ?",
+                                 {chat_id, new_owner}));
+        if (n == 0) {
+          return NotFound("user_id: " + std::string(new_owner) + " is not a member of this chat");
+        }
+        RETURN_IF_ERROR(tx.Exec("UPDATE chat_members SET role = 'admin' WHERE chat_id = ? AND"
+                                " user_id = ?",
+                                {chat_id, a.user_id})
+                            .status());
+        RETURN_IF_ERROR(tx.Exec("UPDATE chat_chats SET owner_id = ?, updated_at = ? WHERE id = ?",
+                                {new_owner, env_.NowMicros(), chat_id})
+                            .status());
+        ASSIGN_OR_RETURN(audience, MemberIds(tx, chat_id));
+        return Status::Ok();
+      },
+      [&]([[maybe_unused]] store::Executor& ex) -> Result<std::vector<Event>> {
+        result = [&]() -> Result<std::vector<Event>> {
+          ASSIGN_OR_RETURN(Chat chat, LoadChatView(ex, a, chat_id));
+          chat.my_role.clear();
+          std::vector<Event> events;
+          events.push_back(
+              {"chat.updated", std::string(chat_id), std::move(audience), ChatJson(chat)});
+          return events;
+        }();
+        if (!result.ok()) return result.status();
+        return EventsOf(*result);
+      },
+      committed);
   RETURN_IF_ERROR(st);
-  ASSIGN_OR_RETURN(Chat chat, LoadChatView(db_, a, chat_id));
-  chat.my_role.clear();
-  std::vector<Event> events;
-  events.push_back({"chat.updated", std::string(chat_id), std::move(audience), ChatJson(chat)});
-  return events;
+  SetEvents(*result, std::move(committed));
+  return result;
 }
 
 // ---- messages ----
@@ -869,83 +1098,91 @@ Result<SendResult> ChatStore::Send(const Actor& a, std::string_view chat_id, con
   bool replayed = false;
   Message m;
   std::vector<std::string> audience;
-  Status st = db_.Transaction([&](store::Transaction& tx) -> Status {
-    ASSIGN_OR_RETURN(Access acc, LoadAccess(tx, a, chat_id));
-    RETURN_IF_ERROR(acc.RequireMember());
-    RETURN_IF_ERROR(acc.RequireActive());
-    const int64_t now = env_.NowMicros();
-    // The sequence number comes from the chat row inside this transaction: the update locks the
-    // row (PostgreSQL) or runs under the single writer (SQLite), so numbers are gap-free and a
-    // rollback returns the number.
-    ASSIGN_OR_RETURN(store::Rows seq,
-                     tx.Query("UPDATE chat_chats SET last_seq = last_seq + 1, updated_at = ?"
-                              " WHERE id = ? RETURNING last_seq",
-                              {now, chat_id}));
-    if (seq.empty()) return NotFound("chat " + std::string(chat_id) + " not found");
-    if (keyed) {
-      // Re-checked after taking the lock: a concurrent sender with this key has committed.
-      ASSIGN_OR_RETURN(store::Rows rows, find_by_key(tx));
-      if (!rows.empty()) {
-        replayed = true;
-        return Conflict("idempotency key already used");  // rolls the seq back
-      }
-    }
-    int64_t reply_to = 0;
-    if (r.reply_to != 0) {
-      auto target = LoadMessage(tx, chat_id, r.reply_to);
-      if (!target.ok()) {
-        if (target.status().code() == StatusCode::kNotFound) {
-          return NotFound("reply_to: no message " + std::to_string(r.reply_to) + " in this chat");
+  std::vector<Event> events;
+  Status st = Commit(
+      [&](store::Transaction& tx) -> Status {
+        ASSIGN_OR_RETURN(Access acc, LoadAccess(tx, a, chat_id));
+        RETURN_IF_ERROR(acc.RequireMember());
+        RETURN_IF_ERROR(acc.RequireActive());
+        const int64_t now = env_.NowMicros();
+        // The sequence number comes from the chat row inside this transaction: the update locks the
+        // row (PostgreSQL) or runs under the single writer (SQLite), so numbers are gap-free and a
+        // rollback returns the number.
+        ASSIGN_OR_RETURN(store::Rows seq,
+                         tx.Query("UPDATE chat_chats SET last_seq = last_seq + 1, updated_at = ?"
+                                  " WHERE id = ? RETURNING last_seq",
+                                  {now, chat_id}));
+        if (seq.empty()) return NotFound("chat " + std::string(chat_id) + " not found");
+        if (keyed) {
+          // Re-checked after taking the lock: a concurrent sender with this key has committed.
+          ASSIGN_OR_RETURN(store::Rows rows, find_by_key(tx));
+          if (!rows.empty()) {
+            replayed = true;
+            return Conflict("idempotency key already used");  // rolls the seq back
+          }
         }
-        return target.status();
-      }
-      if (target->deleted_at != 0) {
-        return InvalidArgument("reply_to: message " + std::to_string(r.reply_to) + " was deleted");
-      }
-      reply_to = target->reply_to != 0 ? target->reply_to : target->id;  // threads are flat
-      RETURN_IF_ERROR(
-          tx.Exec("UPDATE chat_messages SET reply_count = reply_count + 1 WHERE id = ?", {reply_to})
-              .status());
-    }
-    ASSIGN_OR_RETURN(std::vector<std::string> mentions, ResolveMentions(tx, chat_id, r.content));
-    ASSIGN_OR_RETURN(
-        store::Rows ins,
-        tx.Query("INSERT INTO chat_messages (chat_id, seq, sender_id, content, reply_to,"
-                 " attachments, mentions, idempotency_key, reply_count, created_at)"
-                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?)"
-                 " ON CONFLICT (chat_id, sender_id, idempotency_key) DO NOTHING RETURNING id",
-                 {chat_id, seq[0].Int(0), a.user_id, r.content, OptInt(reply_to),
-                  JsonArrayText(r.attachments), JsonArrayText(mentions),
-                  keyed ? Value(r.idempotency_key) : Value(), now}));
-    if (ins.empty()) {
-      replayed = true;
-      return Conflict("idempotency key already used");
-    }
-    m = Message{.id = ins[0].Int(0),
-                .chat_id = std::string(chat_id),
-                .seq = seq[0].Int(0),
-                .sender_id = a.user_id,
-                .content = r.content,
-                .reply_to = reply_to,
-                .attachments = r.attachments,
-                .mentions = mentions,
-                .created_at = now};
-    for (const auto& u : mentions) {
-      RETURN_IF_ERROR(tx.Exec("INSERT INTO chat_mentions (message_id, chat_id, seq, user_id)"
-                              " VALUES (?, ?, ?, ?)",
-                              {m.id, chat_id, m.seq, u})
-                          .status());
-    }
-    ASSIGN_OR_RETURN(audience, MemberIds(tx, chat_id));
-    return Status::Ok();
-  });
+        int64_t reply_to = 0;
+        if (r.reply_to != 0) {
+          auto target = LoadMessage(tx, chat_id, r.reply_to);
+          if (!target.ok()) {
+            if (target.status().code() == StatusCode::kNotFound) {
+              return NotFound("reply_to: no message " + std::to_string(r.reply_to) +
+                              " in this chat");
+            }
+            return target.status();
+          }
+          if (target->deleted_at != 0) {
+            return InvalidArgument("reply_to: message " + std::to_string(r.reply_to) +
+                                   " was deleted");
+          }
+          reply_to = target->reply_to != 0 ? target->reply_to : target->id;  // threads are flat
+          RETURN_IF_ERROR(
+              tx.Exec("UPDATE chat_messages SET reply_count = reply_count + 1 WHERE id = ?",
+                      {reply_to})
+                  .status());
+        }
+        ASSIGN_OR_RETURN(std::vector<std::string> mentions,
+                         ResolveMentions(tx, chat_id, r.content));
+        ASSIGN_OR_RETURN(
+            store::Rows ins,
+            tx.Query("INSERT INTO chat_messages (chat_id, seq, sender_id, content, reply_to,"
+                     " attachments, mentions, idempotency_key, reply_count, created_at)"
+                     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?)"
+                     " ON CONFLICT (chat_id, sender_id, idempotency_key) DO NOTHING RETURNING id",
+                     {chat_id, seq[0].Int(0), a.user_id, r.content, OptInt(reply_to),
+                      JsonArrayText(r.attachments), JsonArrayText(mentions),
+                      keyed ? Value(r.idempotency_key) : Value(), now}));
+        if (ins.empty()) {
+          replayed = true;
+          return Conflict("idempotency key already used");
+        }
+        m = Message{.id = ins[0].Int(0),
+                    .chat_id = std::string(chat_id),
+                    .seq = seq[0].Int(0),
+                    .sender_id = a.user_id,
+                    .content = r.content,
+                    .reply_to = reply_to,
+                    .attachments = r.attachments,
+                    .mentions = mentions,
+                    .created_at = now};
+        for (const auto& u : mentions) {
+          RETURN_IF_ERROR(tx.Exec("INSERT INTO chat_mentions (message_id, chat_id, seq, user_id)"
+                                  " VALUES (?, ?, ?, ?)",
+                                  {m.id, chat_id, m.seq, u})
+                              .status());
+        }
+        ASSIGN_OR_RETURN(audience, MemberIds(tx, chat_id));
+        return Status::Ok();
+      },
+      [&](store::Executor&) -> Result<std::vector<Event>> {
+        return std::vector<Event>{{"message.created", m.chat_id, audience, MessageJson(m)}};
+      },
+      events);
   if (!st.ok()) {
     if (replayed) return replay();
     return st;
   }
-  SendResult out{m, true, {}};
-  out.events.push_back({"message.created", m.chat_id, std::move(audience), MessageJson(m)});
-  return out;
+  return SendResult{m, true, std::move(events)};
 }
 
 Result<MessagePage> ChatStore::ListMessages(const Actor& a, std::string_view chat_id,
@@ -1005,82 +1242,108 @@ Result<WithEvents<Message>> ChatStore::EditMessage(const Actor& a, std::string_v
                                                    int64_t message_id, const std::string& content) {
   RETURN_IF_ERROR(ValidContent(content));
   std::vector<std::string> audience;
-  Status st = db_.Transaction([&](store::Transaction& tx) -> Status {
-    ASSIGN_OR_RETURN(Access acc, LoadAccess(tx, a, chat_id));
-    RETURN_IF_ERROR(acc.RequireMember());
-    RETURN_IF_ERROR(acc.RequireActive());
-    ASSIGN_OR_RETURN(Message m, LoadMessage(tx, chat_id, message_id));
-    if (m.sender_id != a.user_id) return PermissionDenied("only the sender may edit a message");
-    if (m.deleted_at != 0)
-      return Conflict("message " + std::to_string(message_id) + " was deleted");
-    if (m.content == content) return Status::Ok();
-    const int64_t now = env_.NowMicros();
-    RETURN_IF_ERROR(tx.Exec("INSERT INTO chat_message_edits (message_id, edited_at, content)"
-                            " VALUES (?, ?, ?)",
-                            {message_id, now, m.content})
-                        .status());
-    ASSIGN_OR_RETURN(std::vector<std::string> mentions, ResolveMentions(tx, chat_id, content));
-    RETURN_IF_ERROR(tx.Exec("UPDATE chat_messages SET content = ?, edited_at = ?, mentions = ?"
-                            " WHERE id = ?",
-                            {content, now, JsonArrayText(mentions), message_id})
-                        .status());
-    RETURN_IF_ERROR(
-        tx.Exec("DELETE FROM chat_mentions WHERE message_id = ?", {message_id}).status());
-    for (const auto& u : mentions) {
-      RETURN_IF_ERROR(tx.Exec("INSERT INTO chat_mentions (message_id, chat_id, seq, user_id)"
-                              " VALUES (?, ?, ?, ?)",
-                              {message_id, chat_id, m.seq, u})
-                          .status());
-    }
-    ASSIGN_OR_RETURN(audience, MemberIds(tx, chat_id));
-    return Status::Ok();
-  });
+  Result<WithEvents<Message>> result = Internal("no result");
+  std::vector<Event> committed;
+  Status st = Commit(
+      [&](store::Transaction& tx) -> Status {
+        ASSIGN_OR_RETURN(Access acc, LoadAccess(tx, a, chat_id));
+        RETURN_IF_ERROR(acc.RequireMember());
+        RETURN_IF_ERROR(acc.RequireActive());
+        ASSIGN_OR_RETURN(Message m, LoadMessage(tx, chat_id, message_id));
+        if (m.sender_id != a.user_id) return PermissionDenied("only the sender may edit a message");
+        if (m.deleted_at != 0)
+          return Conflict("message " + std::to_string(message_id) + " was deleted");
+        if (m.content == content) return Status::Ok();
+        const int64_t now = env_.NowMicros();
+        RETURN_IF_ERROR(tx.Exec("INSERT INTO chat_message_edits (message_id, edited_at, content)"
+                                " VALUES (?, ?, ?)",
+                                {message_id, now, m.content})
+                            .status());
+        ASSIGN_OR_RETURN(std::vector<std::string> mentions, ResolveMentions(tx, chat_id, content));
+        RETURN_IF_ERROR(tx.Exec("UPDATE chat_messages SET content = ?, edited_at = ?, mentions = ?"
+                                " WHERE id = ?",
+                                {content, now, JsonArrayText(mentions), message_id})
+                            .status());
+        RETURN_IF_ERROR(
+            tx.Exec("DELETE FROM chat_mentions WHERE message_id = ?", {message_id}).status());
+        for (const auto& u : mentions) {
+          RETURN_IF_ERROR(tx.Exec("INSERT INTO chat_mentions (message_id, chat_id, seq, user_id)"
+                                  " VALUES (?, ?, ?, ?)",
+                                  {message_id, chat_id, m.seq, u})
+                              .status());
+        }
+        ASSIGN_OR_RETURN(audience, MemberIds(tx, chat_id));
+        return Status::Ok();
+      },
+      [&]([[maybe_unused]] store::Executor& ex) -> Result<std::vector<Event>> {
+        result = [&]() -> Result<WithEvents<Message>> {
+          ASSIGN_OR_RETURN(Message m, LoadMessage(ex, chat_id, message_id));
+          WithEvents<Message> out{m, {}};
+          if (!audience.empty()) {
+            out.events.push_back(
+                {"message.updated", m.chat_id, std::move(audience), MessageJson(m)});
+          }
+          return out;
+        }();
+        if (!result.ok()) return result.status();
+        return EventsOf(*result);
+      },
+      committed);
   RETURN_IF_ERROR(st);
-  ASSIGN_OR_RETURN(Message m, LoadMessage(db_, chat_id, message_id));
-  WithEvents<Message> out{m, {}};
-  if (!audience.empty()) {
-    out.events.push_back({"message.updated", m.chat_id, std::move(audience), MessageJson(m)});
-  }
-  return out;
+  SetEvents(*result, std::move(committed));
+  return result;
 }
 
 Result<WithEvents<Message>> ChatStore::DeleteMessage(const Actor& a, std::string_view chat_id,
                                                      int64_t message_id) {
   std::vector<std::string> audience;
-  Status st = db_.Transaction([&](store::Transaction& tx) -> Status {
-    ASSIGN_OR_RETURN(Access acc, LoadAccess(tx, a, chat_id));
-    RETURN_IF_ERROR(acc.RequireMember());
-    ASSIGN_OR_RETURN(Message m, LoadMessage(tx, chat_id, message_id));
-    if (m.sender_id != a.user_id && !acc.admin()) {
-      return PermissionDenied("only the sender or the chat's owner or admins may delete a message");
-    }
-    if (m.deleted_at != 0) return Status::Ok();  // already a tombstone
-    // Soft delete: the row keeps its seq (no gap), the text and its history are erased.
-    RETURN_IF_ERROR(tx.Exec("UPDATE chat_messages SET deleted_at = ?, content = '',"
-                            " attachments = '[]', mentions = '[]', pinned_at = NULL,"
-                            " pinned_by = NULL WHERE id = ?",
-                            {env_.NowMicros(), message_id})
-                        .status());
-    RETURN_IF_ERROR(
-        tx.Exec("DELETE FROM chat_message_edits WHERE message_id = ?", {message_id}).status());
-    RETURN_IF_ERROR(
-        tx.Exec("DELETE FROM chat_mentions WHERE message_id = ?", {message_id}).status());
-    RETURN_IF_ERROR(
-        tx.Exec("DELETE FROM chat_reactions WHERE message_id = ?", {message_id}).status());
-    ASSIGN_OR_RETURN(audience, MemberIds(tx, chat_id));
-    return Status::Ok();
-  });
+  Result<WithEvents<Message>> result = Internal("no result");
+  std::vector<Event> committed;
+  Status st = Commit(
+      [&](store::Transaction& tx) -> Status {
+        ASSIGN_OR_RETURN(Access acc, LoadAccess(tx, a, chat_id));
+        RETURN_IF_ERROR(acc.RequireMember());
+        ASSIGN_OR_RETURN(Message m, LoadMessage(tx, chat_id, message_id));
+        if (m.sender_id != a.user_id && !acc.admin()) {
+          return PermissionDenied(
+              "only the sender or the chat's owner or admins may delete a message");
+        }
+        if (m.deleted_at != 0) return Status::Ok();  // already a tombstone
+        // Soft delete: the row keeps its seq (no gap), the text and its history are erased.
+        RETURN_IF_ERROR(tx.Exec("UPDATE chat_messages SET deleted_at = ?, content = '',"
+                                " attachments = '[]', mentions = '[]', pinned_at = NULL,"
+                                " pinned_by = NULL WHERE id = ?",
+                                {env_.NowMicros(), message_id})
+                            .status());
+        RETURN_IF_ERROR(
+            tx.Exec("DELETE FROM chat_message_edits WHERE message_id = ?", {message_id}).status());
+        RETURN_IF_ERROR(
+            tx.Exec("DELETE FROM chat_mentions WHERE message_id = ?", {message_id}).status());
+        RETURN_IF_ERROR(
+            tx.Exec("DELETE FROM chat_reactions WHERE message_id = ?", {message_id}).status());
+        ASSIGN_OR_RETURN(audience, MemberIds(tx, chat_id));
+        return Status::Ok();
+      },
+      [&]([[maybe_unused]] store::Executor& ex) -> Result<std::vector<Event>> {
+        result = [&]() -> Result<WithEvents<Message>> {
+          ASSIGN_OR_RETURN(Message m, LoadMessage(ex, chat_id, message_id));
+          WithEvents<Message> out{m, {}};
+          if (!audience.empty()) {
+            out.events.push_back({"message.deleted", m.chat_id, std::move(audience),
+                                  json::object{{"id", m.id},
+                                               {"chat_id", m.chat_id},
+                                               {"seq", m.seq},
+                                               {"deleted_at", Time(m.deleted_at)}}});
+          }
+          return out;
+        }();
+        if (!result.ok()) return result.status();
+        return EventsOf(*result);
+      },
+      committed);
   RETURN_IF_ERROR(st);
-  ASSIGN_OR_RETURN(Message m, LoadMessage(db_, chat_id, message_id));
-  WithEvents<Message> out{m, {}};
-  if (!audience.empty()) {
-    out.events.push_back({"message.deleted", m.chat_id, std::move(audience),
-                          json::object{{"id", m.id},
-                                       {"chat_id", m.chat_id},
-                                       {"seq", m.seq},
-                                       {"deleted_at", Time(m.deleted_at)}}});
-  }
-  return out;
+  SetEvents(*result, std::move(committed));
+  return result;
 }
 
 Result<std::vector<std::pair<std::string, int64_t>>> ChatStore::History(const Actor& a,
@@ -1107,42 +1370,54 @@ Result<WithEvents<Message>> ChatStore::React(const Actor& a, std::string_view ch
   }
   std::vector<std::string> audience;
   bool changed = false;
-  Status st = db_.Transaction([&](store::Transaction& tx) -> Status {
-    ASSIGN_OR_RETURN(Access acc, LoadAccess(tx, a, chat_id));
-    RETURN_IF_ERROR(acc.RequireMember());
-    RETURN_IF_ERROR(acc.RequireActive());
-    ASSIGN_OR_RETURN(Message m, LoadMessage(tx, chat_id, message_id));
-    if (m.deleted_at != 0)
-      return Conflict("message " + std::to_string(message_id) + " was deleted");
-    int64_t n = 0;
-    if (add) {
-      ASSIGN_OR_RETURN(n, tx.Exec("INSERT INTO chat_reactions (message_id, user_id, emoji,"
-                                  " created_at) VALUES (?, ?, ?, ?) ON CONFLICT"
-                                  " (message_id, user_id, emoji) DO NOTHING",
-                                  {message_id, a.user_id, emoji, env_.NowMicros()}));
-    } else {
-      ASSIGN_OR_RETURN(n, tx.Exec("DELETE FROM chat_reactions WHERE message_id = ? AND"
-                                  " user_id = ? AND emoji = ?",
-                                  {message_id, a.user_id, emoji}));
-    }
-    changed = n > 0;
-    if (changed) {
-      ASSIGN_OR_RETURN(audience, MemberIds(tx, chat_id));
-    }
-    return Status::Ok();
-  });
+  Result<WithEvents<Message>> result = Internal("no result");
+  std::vector<Event> committed;
+  Status st = Commit(
+      [&](store::Transaction& tx) -> Status {
+        ASSIGN_OR_RETURN(Access acc, LoadAccess(tx, a, chat_id));
+        RETURN_IF_ERROR(acc.RequireMember());
+        RETURN_IF_ERROR(acc.RequireActive());
+        ASSIGN_OR_RETURN(Message m, LoadMessage(tx, chat_id, message_id));
+        if (m.deleted_at != 0)
+          return Conflict("message " + std::to_string(message_id) + " was deleted");
+        int64_t n = 0;
+        if (add) {
+          ASSIGN_OR_RETURN(n, tx.Exec("INSERT INTO chat_reactions (message_id, user_id, emoji,"
+                                      " created_at) VALUES (?, ?, ?, ?) ON CONFLICT"
+                                      " (message_id, user_id, emoji) DO NOTHING",
+                                      {message_id, a.user_id, emoji, env_.NowMicros()}));
+        } else {
+          ASSIGN_OR_RETURN(n, tx.Exec("DELETE FROM chat_reactions WHERE message_id = ? AND"
+                                      " user_id = ? AND emoji = ?",
+                                      {message_id, a.user_id, emoji}));
+        }
+        changed = n > 0;
+        if (changed) {
+          ASSIGN_OR_RETURN(audience, MemberIds(tx, chat_id));
+        }
+        return Status::Ok();
+      },
+      [&]([[maybe_unused]] store::Executor& ex) -> Result<std::vector<Event>> {
+        result = [&]() -> Result<WithEvents<Message>> {
+          ASSIGN_OR_RETURN(Message m, LoadMessage(ex, chat_id, message_id));
+          WithEvents<Message> out{m, {}};
+          if (changed) {
+            out.events.push_back({add ? "reaction.added" : "reaction.removed", m.chat_id,
+                                  std::move(audience),
+                                  json::object{{"chat_id", m.chat_id},
+                                               {"message_id", m.id},
+                                               {"user_id", a.user_id},
+                                               {"emoji", emoji}}});
+          }
+          return out;
+        }();
+        if (!result.ok()) return result.status();
+        return EventsOf(*result);
+      },
+      committed);
   RETURN_IF_ERROR(st);
-  ASSIGN_OR_RETURN(Message m, LoadMessage(db_, chat_id, message_id));
-  WithEvents<Message> out{m, {}};
-  if (changed) {
-    out.events.push_back({add ? "reaction.added" : "reaction.removed", m.chat_id,
-                          std::move(audience),
-                          json::object{{"chat_id", m.chat_id},
-                                       {"message_id", m.id},
-                                       {"user_id", a.user_id},
-                                       {"emoji", emoji}}});
-  }
-  return out;
+  SetEvents(*result, std::move(committed));
+  return result;
 }
 
 Result<std::vector<Message>> ChatStore::Thread(const Actor& a, std::string_view chat_id,
@@ -1162,25 +1437,38 @@ Result<std::vector<Message>> ChatStore::Thread(const Actor& a, std::string_view 
 Result<WithEvents<Message>> ChatStore::Pin(const Actor& a, std::string_view chat_id,
                                            int64_t message_id, bool pin) {
   std::vector<std::string> audience;
-  Status st = db_.Transaction([&](store::Transaction& tx) -> Status {
-    ASSIGN_OR_RETURN(Access acc, LoadAccess(tx, a, chat_id));
-    RETURN_IF_ERROR(acc.RequireMember());
-    RETURN_IF_ERROR(acc.RequireActive());
-    ASSIGN_OR_RETURN(Message m, LoadMessage(tx, chat_id, message_id));
-    if (m.deleted_at != 0)
-      return Conflict("message " + std::to_string(message_id) + " was deleted");
-    RETURN_IF_ERROR(tx.Exec("UPDATE chat_messages SET pinned_at = ?, pinned_by = ? WHERE id = ?",
-                            {pin ? Value(env_.NowMicros()) : Value(),
-                             pin ? Value(a.user_id) : Value(), message_id})
-                        .status());
-    ASSIGN_OR_RETURN(audience, MemberIds(tx, chat_id));
-    return Status::Ok();
-  });
+  Result<WithEvents<Message>> result = Internal("no result");
+  std::vector<Event> committed;
+  Status st = Commit(
+      [&](store::Transaction& tx) -> Status {
+        ASSIGN_OR_RETURN(Access acc, LoadAccess(tx, a, chat_id));
+        RETURN_IF_ERROR(acc.RequireMember());
+        RETURN_IF_ERROR(acc.RequireActive());
+        ASSIGN_OR_RETURN(Message m, LoadMessage(tx, chat_id, message_id));
+        if (m.deleted_at != 0)
+          return Conflict("message " + std::to_string(message_id) + " was deleted");
+        RETURN_IF_ERROR(
+            tx.Exec("UPDATE chat_messages SET pinned_at = ?, pinned_by = ? WHERE id = ?",
+                    {pin ? Value(env_.NowMicros()) : Value(), pin ? Value(a.user_id) : Value(),
+                     message_id})
+                .status());
+        ASSIGN_OR_RETURN(audience, MemberIds(tx, chat_id));
+        return Status::Ok();
+      },
+      [&]([[maybe_unused]] store::Executor& ex) -> Result<std::vector<Event>> {
+        result = [&]() -> Result<WithEvents<Message>> {
+          ASSIGN_OR_RETURN(Message m, LoadMessage(ex, chat_id, message_id));
+          WithEvents<Message> out{m, {}};
+          out.events.push_back({"message.updated", m.chat_id, std::move(audience), MessageJson(m)});
+          return out;
+        }();
+        if (!result.ok()) return result.status();
+        return EventsOf(*result);
+      },
+      committed);
   RETURN_IF_ERROR(st);
-  ASSIGN_OR_RETURN(Message m, LoadMessage(db_, chat_id, message_id));
-  WithEvents<Message> out{m, {}};
-  out.events.push_back({"message.updated", m.chat_id, std::move(audience), MessageJson(m)});
-  return out;
+  SetEvents(*result, std::move(committed));
+  return result;
 }
 
 Result<std::vector<Message>> ChatStore::Pins(const Actor& a, std::string_view chat_id) {
@@ -1203,33 +1491,46 @@ Result<WithEvents<ReadState>> ChatStore::MarkRead(const Actor& a, std::string_vi
                                                   int64_t seq) {
   std::vector<std::string> audience;
   bool advanced = false;
-  Status st = db_.Transaction([&](store::Transaction& tx) -> Status {
-    ASSIGN_OR_RETURN(Access acc, LoadAccess(tx, a, chat_id));
-    RETURN_IF_ERROR(acc.RequireMember());
-    if (seq < 0 || seq > acc.chat.last_seq) {
-      return InvalidArgument("seq: must be between 0 and the chat's last seq " +
-                             std::to_string(acc.chat.last_seq));
-    }
-    ASSIGN_OR_RETURN(int64_t n, tx.Exec("UPDATE chat_members SET last_read_seq = ?,"
-                                        " last_read_at = ? WHERE chat_id = ? AND user_id = ? AND"
-                                        " last_read_seq < ?",
-                                        {seq, env_.NowMicros(), chat_id, a.user_id, seq}));
-    advanced = n > 0;
-    if (advanced) {
-      ASSIGN_OR_RETURN(audience, MemberIds(tx, chat_id));
-    }
-    return Status::Ok();
-  });
+  Result<WithEvents<ReadState>> result = Internal("no result");
+  std::vector<Event> committed;
+  Status st = Commit(
+      [&](store::Transaction& tx) -> Status {
+        ASSIGN_OR_RETURN(Access acc, LoadAccess(tx, a, chat_id));
+        RETURN_IF_ERROR(acc.RequireMember());
+        if (seq < 0 || seq > acc.chat.last_seq) {
+          return InvalidArgument("seq: must be between 0 and the chat's last seq " +
+                                 std::to_string(acc.chat.last_seq));
+        }
+        ASSIGN_OR_RETURN(int64_t n,
+                         tx.Exec("UPDATE chat_members SET last_read_seq = ?,"
+                                 " last_read_at = ? WHERE chat_id = ? AND user_id = ? AND"
+                                 " last_read_seq < ?",
+                                 {seq, env_.NowMicros(), chat_id, a.user_id, seq}));
+        advanced = n > 0;
+        if (advanced) {
+          ASSIGN_OR_RETURN(audience, MemberIds(tx, chat_id));
+        }
+        return Status::Ok();
+      },
+      [&]([[maybe_unused]] store::Executor& ex) -> Result<std::vector<Event>> {
+        result = [&]() -> Result<WithEvents<ReadState>> {
+          ASSIGN_OR_RETURN(Chat c, LoadChatView(ex, a, chat_id));
+          WithEvents<ReadState> out{{c.id, c.last_read_seq, c.unread_count, c.mention_count}, {}};
+          if (advanced) {
+            out.events.push_back({"read.updated", c.id, std::move(audience),
+                                  json::object{{"chat_id", c.id},
+                                               {"user_id", a.user_id},
+                                               {"last_read_seq", c.last_read_seq}}});
+          }
+          return out;
+        }();
+        if (!result.ok()) return result.status();
+        return EventsOf(*result);
+      },
+      committed);
   RETURN_IF_ERROR(st);
-  ASSIGN_OR_RETURN(Chat c, LoadChatView(db_, a, chat_id));
-  WithEvents<ReadState> out{{c.id, c.last_read_seq, c.unread_count, c.mention_count}, {}};
-  if (advanced) {
-    out.events.push_back(
-        {"read.updated", c.id, std::move(audience),
-         json::object{
-             {"chat_id", c.id}, {"user_id", a.user_id}, {"last_read_seq", c.last_read_seq}}});
-  }
-  return out;
+  SetEvents(*result, std::move(committed));
+  return result;
 }
 
 Result<std::vector<Member>> ChatStore::Receipts(const Actor& a, std::string_view chat_id,

@@ -1,11 +1,13 @@
 // ChatStore: the chat domain on store::Database — chats, members, messages, reactions, pins,
 // read state — with the rules of docs/chat.md enforced inside transactions. Every mutating
-// method returns the events to publish once its transaction has committed (the caller publishes
-// them; nothing here touches the bus). Errors name the offending field; chats and users outside
+// method writes its events to the outbox (`chat_outbox`) in the same transaction as the change
+// and returns them (with their outbox ids) for the caller to publish after the commit; nothing
+// here touches the bus. Errors name the offending field; chats and users outside
 // the actor's workspace are NotFound. Thread-safe (stateless over a thread-safe Database).
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -32,6 +34,17 @@ struct Event {
   std::string chat_id;
   std::vector<std::string> users;
   json::object data;
+  int64_t outbox_id = 0;  // the chat_outbox row (the event id consumers deduplicate by); 0: none
+};
+
+// The bus payload of an event: {"type","users","data"} plus "event_id" when it has an outbox id.
+std::string EncodeEvent(const Event& e);
+
+// An outbox row not yet marked sent.
+struct OutboxEntry {
+  int64_t id = 0;
+  int64_t created_at = 0;
+  Event event;
 };
 
 struct Chat {
@@ -174,12 +187,25 @@ class ChatStore {
   // Every user of the workspace (presence audience).
   Result<std::vector<std::string>> WorkspaceUserIds(std::string_view workspace_id);
 
+  // --- outbox ---
+  // Unsent events created at or before `created_before` (micros), oldest first.
+  Result<std::vector<OutboxEntry>> UnsentEvents(int64_t created_before, int limit);
+  Status MarkSent(const std::vector<Event>& events);
+  // Deletes rows sent before `sent_before` (micros).
+  Status PruneSent(int64_t sent_before);
+
   static json::object ChatJson(const Chat& c);
   static json::object MessageJson(const Message& m);
   static json::object MemberJson(const Member& m);
 
  private:
   struct Access;  // a chat row plus the actor's membership
+  using EventsFn = std::function<Result<std::vector<Event>>(store::Executor&)>;
+  // One transaction: `change`, then `events` (reading through the same transaction), then the
+  // events into the outbox; `out` gets them with their outbox ids.
+  Status Commit(const std::function<Status(store::Transaction&)>& change, const EventsFn& events,
+                std::vector<Event>& out);
+  Status WriteOutbox(store::Executor& ex, std::vector<Event>& events);
   Result<Access> LoadAccess(store::Executor& ex, const Actor& a, std::string_view chat_id);
   Result<Message> LoadMessage(store::Executor& ex, std::string_view chat_id, int64_t message_id);
   Status LoadReactions(store::Executor& ex, std::vector<Message>& messages);

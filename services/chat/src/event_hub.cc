@@ -1,6 +1,7 @@
 #include "event_hub.h"
 
 #include <algorithm>
+#include <unordered_set>
 #include <utility>
 
 namespace atrium::chat {
@@ -8,17 +9,11 @@ namespace {
 
 constexpr auto kPoll = std::chrono::milliseconds(200);
 
-std::string EncodeEvent(const Event& e) {
-  json::array users;
-  for (const auto& u : e.users) users.emplace_back(u);
-  return json::serialize(
-      json::object{{"type", e.type}, {"users", std::move(users)}, {"data", e.data}});
-}
-
 struct Decoded {
   std::string type;
   std::vector<std::string> users;
   std::string data;
+  int64_t event_id = 0;  // the outbox id (0: none); a re-published event repeats it
 };
 
 std::optional<Decoded> DecodeEvent(const std::string& payload) {
@@ -39,6 +34,9 @@ std::optional<Decoded> DecodeEvent(const std::string& payload) {
     if (u.is_string()) d.users.emplace_back(u.as_string());
   }
   d.data = json::serialize(*data);
+  if (const json::value* id = o.if_contains("event_id"); id != nullptr && id->is_int64()) {
+    d.event_id = id->as_int64();
+  }
   return d;
 }
 
@@ -213,6 +211,7 @@ void EventHub::Resume(const std::shared_ptr<Stream>& stream,
         return;
       }
       uint64_t next = from;
+      std::unordered_set<int64_t> replayed_ids;  // event ids seen (duplicates are skipped)
       while (next < s.live_from && !s.writer->closed()) {
         auto d = (*sub)->Next(kPoll);
         if (!d.ok()) {
@@ -229,6 +228,7 @@ void EventHub::Resume(const std::shared_ptr<Stream>& stream,
         if (rec.offset >= s.live_from) break;
         auto decoded = DecodeEvent(rec.payload);
         if (!decoded || !Addressed(*decoded, s.user_id)) continue;
+        if (decoded->event_id != 0 && !replayed_ids.insert(decoded->event_id).second) continue;
         std::string frame = http::FormatSseEvent(http::SseEvent{
             .id = std::to_string(rec.offset), .event = decoded->type, .data = decoded->data});
         if (!WritePatiently(s, frame)) return;
@@ -276,6 +276,7 @@ void EventHub::ReadLoop(bus::Subscription* sub, bool durable) {
         // Reconnected meanwhile: still online.
         if (on_last_close_ && open_streams_of(user) == 0) on_last_close_(user, ws);
       }
+      if (on_tick_) on_tick_();
     }
     auto d = sub->Next(kPoll);
     if (!d.ok()) {
@@ -307,7 +308,8 @@ void EventHub::Dispatch(const bus::Record& record, bool durable) {
   {
     std::lock_guard lock(mu_);
     if (durable) next_offset_ = record.offset + 1;
-    if (!decoded) return;  // not a chat event; ignored
+    if (!decoded) return;                                      // not a chat event; ignored
+    if (durable && !FirstSighting(decoded->event_id)) return;  // re-published by the relay
     auto frame = std::make_shared<const std::string>(http::FormatSseEvent(
         http::SseEvent{.id = durable ? std::to_string(record.offset) : std::string(),
                        .event = decoded->type,
@@ -338,6 +340,17 @@ void EventHub::Dispatch(const bus::Record& record, bool durable) {
   }
   // Outside the hub's lock: closing runs the stream's OnClose (Remove takes the lock).
   for (auto& s : cut) Resync(*s, "slow_client");
+}
+
+bool EventHub::FirstSighting(int64_t event_id) {
+  if (event_id == 0) return true;
+  if (!seen_ids_.insert(event_id).second) return false;
+  seen_order_.push_back(event_id);
+  if (seen_order_.size() > kSeenIds) {
+    seen_ids_.erase(seen_order_.front());
+    seen_order_.pop_front();
+  }
+  return true;
 }
 
 size_t EventHub::open_streams() const {

@@ -1,8 +1,10 @@
 // EventHub: chat's realtime fan-out (docs/chat.md, "Events").
 //
 // Publishing: Publish() puts a stored event on the durable events topic (after the caller's
-// transaction committed) and waits until the bus accepted it; PublishEphemeral() puts typing and
-// presence on the memory topic. A record's payload is {"type","users":[...],"data":{...}}.
+// transaction, which wrote it to the outbox, committed) and waits until the bus accepted it; an
+// event the outbox relay publishes again keeps its event id and is dispatched once;
+// PublishEphemeral() puts typing and presence on the memory topic. A record's payload is
+// {"type","users":[...],"data":{...}}.
 //
 // Delivery: one subscription per topic, each read by its own thread, fans a record out to every
 // open stream of its audience. The frame (`id: <offset>`, `event: <type>`, `data: <data>`) is
@@ -25,6 +27,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <unordered_set>
 #include <vector>
 
 #include "atrium/bus/bus.h"
@@ -90,6 +93,9 @@ class EventHub {
   void SetOnLastClose(std::function<void(const std::string& user, const std::string& ws)> fn) {
     on_last_close_ = std::move(fn);
   }
+  // Invoked about every 200 ms (and after each ephemeral record) on the ephemeral reader thread:
+  // expiry of presence. Set before Start().
+  void SetOnTick(std::function<void()> fn) { on_tick_ = std::move(fn); }
 
  private:
   void ReadLoop(bus::Subscription* sub, bool durable);
@@ -98,6 +104,8 @@ class EventHub {
   void Resync(Stream& stream, std::string_view reason);
   // Writes to a stream that is being replayed; waits for room up to the stall timeout.
   bool WritePatiently(Stream& stream, const std::string& frame);
+  // False when the event id was dispatched recently (the relay re-published it). Under mu_.
+  bool FirstSighting(int64_t event_id);
 
   bus::Bus& bus_;
   const HubOptions options_;
@@ -108,6 +116,7 @@ class EventHub {
   Counter* resync_counter_ = nullptr;
   Counter* delivered_counter_ = nullptr;
   std::function<void(const std::string&, const std::string&)> on_last_close_;
+  std::function<void()> on_tick_;
 
   mutable std::mutex mu_;
   std::multimap<std::string, std::shared_ptr<Stream>> streams_;  // by user id; guarded by mu_
@@ -115,6 +124,9 @@ class EventHub {
   Status health_;             // guarded by mu_
   bool stopped_ = false;      // guarded by mu_
   std::vector<std::pair<std::string, std::string>> last_closed_;  // (user, ws); guarded by mu_
+  static constexpr size_t kSeenIds = 65536;
+  std::unordered_set<int64_t> seen_ids_;  // recent event ids; guarded by mu_
+  std::deque<int64_t> seen_order_;        // the same, oldest first; guarded by mu_
 };
 
 }  // namespace atrium::chat

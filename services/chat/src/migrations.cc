@@ -70,6 +70,17 @@ std::vector<store::Migration> ChatMigrations() {
           " tokenize = 'unicode61 remove_diacritics 2', prefix = '2 3');",
           "CREATE TABLE chat_search (message_id BIGINT PRIMARY KEY, tsv TSVECTOR NOT NULL);"
           "CREATE INDEX chat_search_tsv ON chat_search USING GIN (tsv);"},
+      // The transactional outbox: every event is written in the transaction of its change and
+      // marked sent once the bus accepted it; the relay re-publishes rows left unsent.
+      store::Migration{302, "chat_outbox",
+                       "CREATE TABLE chat_outbox (id INTEGER PRIMARY KEY AUTOINCREMENT,"
+                       " chat_id TEXT NOT NULL, payload TEXT NOT NULL, created_at BIGINT NOT NULL,"
+                       " sent_at BIGINT);"
+                       "CREATE INDEX chat_outbox_unsent ON chat_outbox(id) WHERE sent_at IS NULL;",
+                       "CREATE TABLE chat_outbox (id BIGSERIAL PRIMARY KEY,"
+                       " chat_id TEXT NOT NULL, payload TEXT NOT NULL, created_at BIGINT NOT NULL,"
+                       " sent_at BIGINT);"
+                       "CREATE INDEX chat_outbox_unsent ON chat_outbox(id) WHERE sent_at IS NULL;"},
   };
 }
 

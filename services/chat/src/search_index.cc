@@ -1,5 +1,6 @@
 #include "search_index.h"
 
+#include <algorithm>
 #include <cctype>
 #include <charconv>
 #include <utility>
@@ -14,7 +15,7 @@ using store::Value;
 struct SearchIndex::Progress {
   std::atomic<uint64_t> position{0};  // every offset below is processed
   std::atomic<uint64_t> indexed{0};
-  std::atomic<int64_t> caught_up_at{0};  // micros: last time the indexer had nothing pending
+  std::atomic<int64_t> caught_up_at{0};  // micros: every event published before is indexed
   std::atomic<uint64_t> lag_records{0};
   std::atomic<double> lag_seconds{0};
   std::mutex mu;
@@ -114,7 +115,8 @@ IndexerState SearchIndex::state() {
       s.lag_records = stats->next_offset > pos ? stats->next_offset - pos : 0;
     }
     if (s.lag_records > 0) {
-      s.lag_seconds = static_cast<double>(env_.NowMicros() - progress_->caught_up_at) / 1e6;
+      s.lag_seconds =
+          std::max(0.0, static_cast<double>(env_.NowMicros() - progress_->caught_up_at) / 1e6);
     } else {
       progress_->caught_up_at = env_.NowMicros();
     }
@@ -193,6 +195,11 @@ void SearchIndex::Run() {
       progress_->position = std::max<uint64_t>(progress_->position, rec.offset + 1);
       ++progress_->indexed;
       if (indexed_counter_ != nullptr) indexed_counter_->Inc();
+      // Everything published up to this record is indexed: the lag in seconds is measured from
+      // there (an upper bound of the age of the oldest pending event).
+      const int64_t published = rec.timestamp_ns / 1000;
+      if (published > progress_->caught_up_at) progress_->caught_up_at = published;
+      (void)state();  // keeps the lag gauges current while busy
     }
     if (!s.ok()) {
       std::lock_guard lock(progress_->mu);

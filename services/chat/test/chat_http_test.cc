@@ -10,8 +10,11 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <functional>
+#include <latch>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <thread>
 
@@ -186,10 +189,20 @@ class ChatHttpTest : public ::testing::TestWithParam<Backend> {
     auto svc = auth::AuthService::Create(o, *db_, Env::Default());
     ASSERT_TRUE(svc.ok()) << svc.status().ToString();
     auth_ = std::move(*svc);
+    StartChat();
+  }
+
+  // The bus the chat service publishes to (a test may interpose on it).
+  virtual bus::Bus& ChatBus() { return *bus_; }
+
+  // Creates the chat service and the HTTP server in front of it (again after StopChat, then
+  // with another registry: metric callbacks are registered once per registry).
+  void StartChat(MetricsRegistry* metrics = nullptr) {
+    if (metrics == nullptr) metrics = &metrics_;
     auth::AuthService* a = auth_.get();
     auto chat = ChatService::Create(
-        Options(), *db_, *bus_, Env::Default(),
-        [a](const http::Request& req) { return a->Authenticate(req); }, &metrics_);
+        Options(), *db_, ChatBus(), Env::Default(),
+        [a](const http::Request& req) { return a->Authenticate(req); }, metrics);
     ASSERT_TRUE(chat.ok()) << chat.status().ToString();
     chat_ = std::move(*chat);
     http::Router router;
@@ -197,17 +210,23 @@ class ChatHttpTest : public ::testing::TestWithParam<Backend> {
     ASSERT_TRUE(chat_->AddRoutes(router).ok());
     server_ = std::make_unique<http::Server>(
         http::ServerOptions{.port = 0, .io_threads = 2, .blocking_threads = 24}, std::move(router),
-        nullptr, &metrics_);
+        nullptr, metrics);
     server_->Use(auth_->auth_middleware());
     server_->Use(auth_->rate_limit_middleware());
     ASSERT_TRUE(server_->Start().ok());
     base_ = "http://127.0.0.1:" + std::to_string(server_->port());
   }
 
-  void TearDown() override {
+  // Stops the server and the chat service (as a crash would, minus the process exit).
+  void StopChat() {
     if (server_) server_->Shutdown();
+    server_.reset();
     if (chat_) chat_->Stop();
     chat_.reset();
+  }
+
+  void TearDown() override {
+    StopChat();
     auth_.reset();
     bus_.reset();
   }
@@ -569,59 +588,107 @@ TEST_P(ChatHttpTest, ConcurrentSendsWithOneIdempotencyKeyCreateExactlyOneMessage
   User a = Owner("a@example.com");
   User b = Member(a, "b@example.com");
   std::string chat = ChatId(a, "direct", "", {b.id});
+  auto stream = Stream(b);
   constexpr int kSenders = 20;
   std::vector<Reply> replies(kSenders);
   std::vector<std::thread> threads;
+  std::latch start(kSenders);  // every sender is ready before any sends
   for (int i = 0; i < kSenders; ++i) {
-    threads.emplace_back([&, i] { replies[i] = SendMessage(a, chat, "once", "key-1"); });
+    threads.emplace_back([&, i] {
+      // Each thread has its own client (own connections), so the requests really overlap.
+      http::HttpClient client(http::ClientOptions{.threads = 1});
+      http::ClientRequest req;
+      req.method = "POST";
+      req.url = base_ + "/api/v1/chats/" + chat + "/messages";
+      req.body = json::serialize(json::object{{"content", "once"}, {"idempotency_key", "key-1"}});
+      req.headers.Set("content-type", "application/json");
+      req.headers.Set("authorization", "Bearer " + a.token);
+      start.arrive_and_wait();
+      auto r = client.SendSync(std::move(req));
+      if (!r.ok()) return;
+      replies[i].status = r->status;
+      replies[i].raw = r->body;
+      boost::system::error_code ec;
+      replies[i].body = json::parse(r->body, ec);
+    });
   }
   for (auto& t : threads) t.join();
   int created = 0;
   std::set<int64_t> ids;
   for (const auto& r : replies) {
-    ASSERT_TRUE(r.status == 201 || r.status == 200) << r.raw;
+    ASSERT_TRUE(r.status == 201 || r.status == 200) << r.status << " " << r.raw;
     created += r.status == 201;
     ids.insert(r.Int("id"));
   }
   EXPECT_EQ(created, 1);
-  EXPECT_EQ(ids.size(), 1u);
+  ASSERT_EQ(ids.size(), 1u);
   auto all = Messages(a, chat);
   ASSERT_EQ(all.size(), 1u);
   EXPECT_EQ(all[0].at("id").as_int64(), *ids.begin());
   EXPECT_EQ(all[0].at("seq").as_int64(), 1);
+  // Exactly one message.created reached the stream: published once, after the commit. A later
+  // message marks the end (events of one chat arrive in order).
+  ASSERT_EQ(SendMessage(a, chat, "marker").status, 201);
+  auto events = stream->WaitFor("message.created", 2);
+  ASSERT_EQ(events.size(), 2u);
+  std::this_thread::sleep_for(100ms);
+  events = stream->WaitFor("message.created", 2, 0ms);
+  ASSERT_EQ(events.size(), 2u);
+  EXPECT_EQ(json::parse(events[0].data).at("id").as_int64(), *ids.begin());
+  EXPECT_EQ(json::parse(events[1].data).at("content").as_string(), "marker");
   // Keys are per (chat, sender): the same key from another sender is another message.
   EXPECT_EQ(SendMessage(b, chat, "once", "key-1").status, 201);
   EXPECT_EQ(SendMessage(a, chat, "again", "key-1").Int("id"), *ids.begin());
-  EXPECT_EQ(Messages(a, chat).back().at("seq").as_int64(), 2);  // no seq was burnt
+  EXPECT_EQ(Messages(a, chat).back().at("seq").as_int64(), 3);  // no seq was burnt
 }
 
 TEST_P(ChatHttpTest, SequenceNumbersAreGapFreeUnderConcurrentSenders) {
   User a = Owner("a@example.com");
-  std::vector<User> users{a};
-  for (int i = 0; i < 3; ++i) users.push_back(Member(a, "u" + std::to_string(i) + "@example.com"));
-  std::string g = ChatId(a, "group", "busy", {users[1].id, users[2].id, users[3].id});
   constexpr int kThreads = 8, kEach = 25;
+  std::vector<User> users{a};  // 8 distinct senders
+  std::vector<std::string> others;
+  for (int i = 1; i < kThreads; ++i) {
+    users.push_back(Member(a, "u" + std::to_string(i) + "@example.com"));
+    others.push_back(users.back().id);
+  }
+  std::string g = ChatId(a, "group", "busy", others);
   std::atomic<int> failures{0};
   std::vector<std::thread> threads;
+  std::latch start(kThreads);
   for (int t = 0; t < kThreads; ++t) {
     threads.emplace_back([&, t] {
+      http::HttpClient client(http::ClientOptions{.threads = 1});
+      start.arrive_and_wait();
       for (int i = 0; i < kEach; ++i) {
-        if (SendMessage(users[t % users.size()], g, "m").status != 201) ++failures;
+        http::ClientRequest req;
+        req.method = "POST";
+        req.url = base_ + "/api/v1/chats/" + g + "/messages";
+        req.body = json::serialize(json::object{{"content", "m"}});
+        req.headers.Set("content-type", "application/json");
+        req.headers.Set("authorization", "Bearer " + users[t].token);
+        auto r = client.SendSync(std::move(req));
+        if (!r.ok() || r->status != 201) ++failures;
       }
     });
   }
   for (auto& t : threads) t.join();
   EXPECT_EQ(failures.load(), 0);
   std::vector<int64_t> seqs;
+  std::map<std::string, int> per_sender;
   int64_t after = 0;
   while (true) {
     auto page = Messages(a, g, "?after=" + std::to_string(after) + "&limit=100");
     if (page.empty()) break;
-    for (const auto& m : page) seqs.push_back(m.at("seq").as_int64());
+    for (const auto& m : page) {
+      seqs.push_back(m.at("seq").as_int64());
+      ++per_sender[std::string(m.at("sender_id").as_string())];
+    }
     after = seqs.back();
   }
   ASSERT_EQ(seqs.size(), static_cast<size_t>(kThreads * kEach));
   for (size_t i = 0; i < seqs.size(); ++i) EXPECT_EQ(seqs[i], static_cast<int64_t>(i + 1));
+  EXPECT_EQ(per_sender.size(), static_cast<size_t>(kThreads));
+  for (const auto& [sender, n] : per_sender) EXPECT_EQ(n, kEach) << sender;
 }
 
 // ---- realtime ----
@@ -691,6 +758,187 @@ TEST_P(ChatHttpTest, EveryStreamOfAUserReceivesEveryEvent) {
   EXPECT_EQ(tab1->WaitFor("typing", 1).size(), 1u);
   EXPECT_TRUE(typist->WaitFor("typing", 1, 200ms).empty());  // not to the typist
   EXPECT_EQ(chat_->open_streams(), 4u);
+}
+
+// Polls a stream until an event of `type` whose data satisfies `pred` arrived.
+std::optional<SseEventRead> WaitForMatch(SseReader& s, const std::string& type,
+                                         const std::function<bool(const json::object&)>& pred,
+                                         std::chrono::milliseconds timeout = 10s) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (true) {
+    for (const auto& e : s.events()) {
+      if (e.event != type) continue;
+      boost::system::error_code ec;
+      json::value v = json::parse(e.data, ec);
+      if (!ec && v.is_object() && pred(v.as_object())) return e;
+    }
+    if (std::chrono::steady_clock::now() >= deadline || s.done()) return std::nullopt;
+    std::this_thread::sleep_for(10ms);
+  }
+}
+
+bool Field(const json::object& o, std::string_view k, std::string_view v) {
+  const json::value* f = o.if_contains(k);
+  return f != nullptr && f->is_string() && f->as_string() == v;
+}
+
+TEST_P(ChatHttpTest, EveryEventTypeReachesTheStreamsOfItsAudience) {
+  User a = Owner("a@example.com");
+  User b = Member(a, "b@example.com");
+  User c = Member(a, "c@example.com");
+  User d = Member(a, "d@example.com");
+  auto sb = Stream(b);
+  std::string g = ChatId(a, "group", "team", {b.id, c.id});
+  ASSERT_EQ(Send("PATCH", "/api/v1/chats/" + g, json::serialize(json::object{{"name", "Team 2"}}),
+                 a.token)
+                .status,
+            200);
+  Reply m = SendMessage(a, g, "hello");
+  ASSERT_EQ(m.status, 201);
+  std::string msg = "/api/v1/chats/" + g + "/messages/" + std::to_string(m.Int("id"));
+  ASSERT_EQ(
+      Send("PATCH", msg, json::serialize(json::object{{"content", "hello again"}}), a.token).status,
+      200);
+  ASSERT_EQ(Send("PUT", msg + "/reactions/ok", "", c.token).status, 200);
+  ASSERT_EQ(Send("DELETE", msg + "/reactions/ok", "", c.token).status, 200);
+  ASSERT_EQ(Post("/api/v1/chats/" + g + "/read", json::object{{"seq", 1}}, c).status, 200);
+  ASSERT_EQ(Send("PATCH", "/api/v1/chats/" + g + "/members/" + c.id,
+                 json::serialize(json::object{{"role", "admin"}}), a.token)
+                .status,
+            204);
+  ASSERT_EQ(Post("/api/v1/chats/" + g + "/typing", json::object{}, a).status, 204);
+  ASSERT_EQ(Send("DELETE", msg, "", a.token).status, 204);
+  std::string pub = ChatId(a, "public_channel", "pub", {});
+  ASSERT_EQ(Post("/api/v1/chats/" + pub + "/join", json::object{}, b).status, 200);
+  ASSERT_EQ(Post("/api/v1/chats/" + pub + "/join", json::object{}, d).status, 200);
+  ASSERT_EQ(Post("/api/v1/chats/" + pub + "/leave", json::object{}, d).status, 204);
+  {
+    auto sd = Stream(d);  // d's first stream: online for the workspace
+    EXPECT_TRUE(WaitForMatch(*sb, "presence", [&](const json::object& o) {
+      return Field(o, "user_id", d.id) && Field(o, "status", "online");
+    }));
+  }  // d's last stream closes: offline
+  EXPECT_TRUE(WaitForMatch(*sb, "presence", [&](const json::object& o) {
+    return Field(o, "user_id", d.id) && Field(o, "status", "offline");
+  }));
+  ASSERT_EQ(Send("DELETE", "/api/v1/chats/" + g, "", a.token).status, 204);
+
+  auto is_g = [&](const json::object& o) { return Field(o, "chat_id", g); };
+  auto is_pub = [&](const json::object& o) { return Field(o, "chat_id", pub); };
+  EXPECT_TRUE(WaitForMatch(*sb, "chat.created", [&](auto& o) { return Field(o, "id", g); }));
+  EXPECT_TRUE(
+      WaitForMatch(*sb, "chat.updated", [&](auto& o) { return Field(o, "name", "Team 2"); }));
+  EXPECT_TRUE(WaitForMatch(*sb, "message.created", is_g));
+  EXPECT_TRUE(WaitForMatch(*sb, "message.updated",
+                           [&](auto& o) { return Field(o, "content", "hello again"); }));
+  EXPECT_TRUE(WaitForMatch(*sb, "reaction.added", [&](auto& o) {
+    return is_g(o) && Field(o, "user_id", c.id) && Field(o, "emoji", "ok");
+  }));
+  EXPECT_TRUE(WaitForMatch(*sb, "reaction.removed", is_g));
+  EXPECT_TRUE(WaitForMatch(*sb, "read.updated", [&](auto& o) {
+    return is_g(o) && Field(o, "user_id", c.id) && o.at("last_read_seq").as_int64() == 1;
+  }));
+  EXPECT_TRUE(WaitForMatch(*sb, "member.updated",
+                           [&](auto& o) { return is_g(o) && Field(o, "user_id", c.id); }));
+  EXPECT_TRUE(WaitForMatch(*sb, "typing", [&](auto& o) {
+    return is_g(o) && Field(o, "user_id", a.id) && o.at("expires_in_ms").as_int64() > 0;
+  }));
+  EXPECT_TRUE(WaitForMatch(*sb, "message.deleted", is_g));
+  EXPECT_TRUE(WaitForMatch(*sb, "member.joined",
+                           [&](auto& o) { return is_pub(o) && Field(o, "user_id", d.id); }));
+  EXPECT_TRUE(WaitForMatch(*sb, "member.left",
+                           [&](auto& o) { return is_pub(o) && Field(o, "user_id", d.id); }));
+  EXPECT_TRUE(WaitForMatch(*sb, "chat.deleted", [&](auto& o) { return Field(o, "id", g); }));
+  // Stored events carry an id (resumable); typing and presence do not.
+  for (const auto& e : sb->events()) {
+    if (e.event == "ready") continue;
+    EXPECT_EQ(e.id.empty(), e.event == "typing" || e.event == "presence") << e.event;
+  }
+}
+
+// Short ephemeral intervals: typing and presence rate limits and expiry.
+class ChatEphemeralTest : public ChatHttpTest {
+ protected:
+  ChatOptions Options() override {
+    ChatOptions o = ChatHttpTest::Options();
+    o.typing_interval = 300ms;
+    o.typing_ttl = 2000ms;
+    o.presence_interval = 300ms;
+    o.presence_ttl = 600ms;
+    return o;
+  }
+};
+
+TEST_P(ChatEphemeralTest, TypingIsRateLimitedAndCarriesItsExpiry) {
+  User a = Owner("a@example.com");
+  User b = Member(a, "b@example.com");
+  std::string chat = ChatId(a, "direct", "", {b.id});
+  auto sb = Stream(b);
+  EXPECT_EQ(Post("/api/v1/chats/" + chat + "/typing", json::object{}, a).status, 204);
+  Reply limited = Post("/api/v1/chats/" + chat + "/typing", json::object{}, a);
+  EXPECT_EQ(limited.status, 429);
+  EXPECT_NE(limited.Error().find("typing"), std::string::npos) << limited.raw;
+  std::this_thread::sleep_for(350ms);
+  EXPECT_EQ(Post("/api/v1/chats/" + chat + "/typing", json::object{}, a).status, 204);
+  auto typing = sb->WaitFor("typing", 2);
+  ASSERT_EQ(typing.size(), 2u);
+  EXPECT_EQ(json::parse(typing[0].data).at("expires_in_ms").as_int64(), 2000);
+  // Not stored: a resumed stream does not replay typing.
+  EXPECT_TRUE(typing[0].id.empty());
+  // Non-members cannot type.
+  User c = Member(a, "c@example.com");
+  EXPECT_EQ(Post("/api/v1/chats/" + chat + "/typing", json::object{}, c).status, 404);
+}
+
+TEST_P(ChatEphemeralTest, PresenceIsRateLimitedAndExpiresWhenNotRenewed) {
+  User a = Owner("a@example.com");
+  User b = Member(a, "b@example.com");
+  auto sb = Stream(b);
+  Reply bad = Post("/api/v1/presence", json::object{{"status", "busy"}}, a);
+  EXPECT_EQ(bad.status, 400);
+  EXPECT_NE(bad.Error().find("status"), std::string::npos);
+  ASSERT_EQ(Post("/api/v1/presence", json::object{{"status", "online"}}, a).status, 204);
+  Reply limited = Post("/api/v1/presence", json::object{{"status", "away"}}, a);
+  EXPECT_EQ(limited.status, 429);
+  EXPECT_NE(limited.Error().find("presence"), std::string::npos) << limited.raw;
+  auto of_a = [&](const std::string& status) {
+    return [&, status](const json::object& o) {
+      return Field(o, "user_id", a.id) && Field(o, "status", status);
+    };
+  };
+  auto started = std::chrono::steady_clock::now();
+  EXPECT_TRUE(WaitForMatch(*sb, "presence", of_a("online")));
+  // Not renewed and no stream of a's open: offline after the TTL.
+  EXPECT_TRUE(WaitForMatch(*sb, "presence", of_a("offline"), 5s));
+  EXPECT_GE(std::chrono::steady_clock::now() - started, 500ms);
+
+  // Renewing keeps a online past the first TTL.
+  std::this_thread::sleep_for(350ms);
+  size_t offline_before = 0;
+  for (const auto& e : sb->events())
+    offline_before += e.event == "presence" && e.data.find("offline") != std::string::npos &&
+                      e.data.find(a.id) != std::string::npos;
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_EQ(Post("/api/v1/presence", json::object{{"status", "away"}}, a).status, 204);
+    std::this_thread::sleep_for(350ms);
+  }
+  size_t offline_after = 0;
+  for (const auto& e : sb->events())
+    offline_after += e.event == "presence" && e.data.find("offline") != std::string::npos &&
+                     e.data.find(a.id) != std::string::npos;
+  EXPECT_EQ(offline_after, offline_before);
+
+  // With a stream of a's open, an expired `away` returns to online, never offline.
+  auto sa = Stream(a);
+  std::this_thread::sleep_for(1500ms);
+  size_t offline_end = 0, online_end = 0;
+  for (const auto& e : sb->events()) {
+    if (e.event != "presence" || e.data.find(a.id) == std::string::npos) continue;
+    offline_end += e.data.find("offline") != std::string::npos;
+    online_end += e.data.find("\"online\"") != std::string::npos;
+  }
+  EXPECT_EQ(offline_end, offline_before);
+  EXPECT_GE(online_end, 2u);
 }
 
 TEST_P(ChatHttpTest, TicketsAreSingleUseAndStreamsNeedCredentials) {
@@ -804,6 +1052,144 @@ TEST_P(ChatRetentionTest, PositionOlderThanRetentionGetsResync) {
   EXPECT_EQ(fresh->WaitFor("message.created", 1).size(), 1u);
 }
 
+// ---- outbox ----
+
+// A bus that fails the chat service's durable publishes while `fail` is set (a broken bus, or
+// the process dying between the commit and the publish).
+class FailingBus : public bus::Bus {
+ public:
+  explicit FailingBus(bus::Bus& inner) : inner_(inner) {}
+  std::atomic<bool> fail{false};
+
+  Status CreateTopic(std::string_view name, const bus::TopicOptions& options) override {
+    return inner_.CreateTopic(name, options);
+  }
+  Result<bus::TopicStats> GetTopicStats(std::string_view name) override {
+    return inner_.GetTopicStats(name);
+  }
+  std::vector<std::string> ListTopics() override { return inner_.ListTopics(); }
+  void PublishBatchAsync(std::string_view topic, std::vector<bus::Message> messages,
+                         bus::PublishCallback done) override {
+    if (fail && topic == "chat.events") {
+      done(Unavailable("injected publish failure"));
+      return;
+    }
+    inner_.PublishBatchAsync(topic, std::move(messages), std::move(done));
+  }
+  Result<std::unique_ptr<bus::Subscription>> Subscribe(bus::SubscribeOptions options) override {
+    return inner_.Subscribe(std::move(options));
+  }
+  Result<std::unique_ptr<bus::Consumer>> OpenConsumer(bus::ConsumerOptions options) override {
+    return inner_.OpenConsumer(std::move(options));
+  }
+  Result<bus::RecordPtr> Request(std::string_view topic, bus::Message request,
+                                 std::chrono::milliseconds timeout, int priority) override {
+    return inner_.Request(topic, std::move(request), timeout, priority);
+  }
+  Status Reply(const bus::Record& request, bus::Message reply) override {
+    return inner_.Reply(request, std::move(reply));
+  }
+
+ private:
+  bus::Bus& inner_;
+};
+
+class ChatOutboxTest : public ChatHttpTest {
+ protected:
+  ChatOptions Options() override {
+    ChatOptions o = ChatHttpTest::Options();
+    o.outbox_interval = 100ms;
+    o.outbox_retry_after = 300ms;
+    return o;
+  }
+  bus::Bus& ChatBus() override {
+    if (!failing_) failing_ = std::make_unique<FailingBus>(*bus_);
+    return *failing_;
+  }
+  int64_t Unsent() {
+    auto rows = db_->Query("SELECT COUNT(*) FROM chat_outbox WHERE sent_at IS NULL", {});
+    EXPECT_TRUE(rows.ok()) << rows.status().ToString();
+    return rows.ok() ? (*rows)[0].Int(0) : -1;
+  }
+  std::unique_ptr<FailingBus> failing_;
+};
+
+TEST_P(ChatOutboxTest, EventCommittedButNotPublishedArrivesAfterARestart) {
+  User a = Owner("a@example.com");
+  User b = Member(a, "b@example.com");
+  std::string chat = ChatId(a, "direct", "", {b.id});
+  std::string last_id;
+  {
+    auto stream = Stream(b);
+    ASSERT_EQ(SendMessage(a, chat, "published").status, 201);
+    auto got = stream->WaitFor("message.created", 1);
+    ASSERT_EQ(got.size(), 1u);
+    last_id = got[0].id;
+  }
+  EXPECT_EQ(Unsent(), 0);
+  // The publish fails after the commit; the process then "dies" before the relay retries.
+  failing_->fail = true;
+  Reply lost = SendMessage(a, chat, "committed, not yet published");
+  ASSERT_EQ(lost.status, 201) << lost.raw;  // the write stands
+  EXPECT_EQ(Unsent(), 1);
+  EXPECT_NE(metrics_.ExpositionText().find("chat_publish_errors_total 1"), std::string::npos);
+  StopChat();
+  failing_->fail = false;
+  MetricsRegistry after_restart;
+  StartChat(&after_restart);  // re-publishes the unsent event at start-up
+  EXPECT_EQ(Unsent(), 0);
+  auto resumed = Stream(b, last_id);
+  auto got = resumed->WaitFor("message.created", 1);
+  ASSERT_EQ(got.size(), 1u);
+  json::value data = json::parse(got[0].data);
+  EXPECT_EQ(data.at("id").as_int64(), lost.Int("id"));
+  EXPECT_EQ(data.at("content").as_string(), "committed, not yet published");
+  // The search index got it too.
+  WaitIndexed();
+  EXPECT_EQ(SearchResults(b, "q=committed").size(), 1u);
+  EXPECT_NE(after_restart.ExpositionText().find("chat_outbox_relayed_total 1"), std::string::npos);
+  StopChat();  // before `after_restart` goes
+}
+
+TEST_P(ChatOutboxTest, RelayRepublishesAFailedPublishWhileRunningAndStreamsSeeItOnce) {
+  User a = Owner("a@example.com");
+  User b = Member(a, "b@example.com");
+  std::string chat = ChatId(a, "direct", "", {b.id});
+  auto stream = Stream(b);
+  failing_->fail = true;
+  Reply m = SendMessage(a, chat, "retried");
+  ASSERT_EQ(m.status, 201);
+  EXPECT_TRUE(stream->WaitFor("message.created", 1, 200ms).empty());
+  failing_->fail = false;
+  auto got = stream->WaitFor("message.created", 1, 10s);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(json::parse(got[0].data).at("id").as_int64(), m.Int("id"));
+  for (int i = 0; i < 100 && Unsent() != 0; ++i) std::this_thread::sleep_for(20ms);
+  EXPECT_EQ(Unsent(), 0);
+  EXPECT_NE(metrics_.ExpositionText().find("chat_outbox_relayed_total 1"), std::string::npos);
+  // A duplicate on the bus (the same event id published twice) reaches a stream once.
+  ASSERT_EQ(SendMessage(a, chat, "after").status, 201);
+  ASSERT_EQ(stream->WaitFor("message.created", 2).size(), 2u);
+  auto stats = bus_->GetTopicStats("chat.events");
+  ASSERT_TRUE(stats.ok());
+  auto sub = bus_->Subscribe(
+      {.pattern = "chat.events", .start = bus::StartPosition::AtOffset(stats->next_offset - 1)});
+  ASSERT_TRUE(sub.ok());
+  auto last = (*sub)->Next(5s);
+  ASSERT_TRUE(last.ok());
+  ASSERT_EQ(last->kind, bus::Delivery::Kind::kRecord);
+  ASSERT_TRUE(bus_->Publish("chat.events", bus::Message{.key = last->record->key,
+                                                        .headers = last->record->headers,
+                                                        .payload = last->record->payload})
+                  .ok());
+  ASSERT_EQ(SendMessage(a, chat, "marker").status, 201);
+  auto all = stream->WaitFor("message.created", 3);
+  std::this_thread::sleep_for(100ms);
+  all = stream->WaitFor("message.created", 3, 0ms);
+  ASSERT_EQ(all.size(), 3u);
+  EXPECT_EQ(json::parse(all[2].data).at("content").as_string(), "marker");
+}
+
 // ---- search ----
 
 TEST_P(ChatHttpTest, SearchFindsReadableMessagesAndFollowsEditsAndDeletes) {
@@ -869,6 +1255,67 @@ TEST_P(ChatHttpTest, SearchFindsReadableMessagesAndFollowsEditsAndDeletes) {
   EXPECT_NE(metrics.find("chat_search_index_lag_seconds"), std::string::npos);
 }
 
+// The value of an unlabelled metric in the exposition text (-1 when absent).
+double MetricValue(const std::string& text, const std::string& name) {
+  size_t pos = 0;
+  while ((pos = text.find(name + " ", pos)) != std::string::npos) {
+    if (pos == 0 || text[pos - 1] == '\n') return std::stod(text.substr(pos + name.size() + 1));
+    pos += name.size();
+  }
+  return -1;
+}
+
+TEST_P(ChatHttpTest, SearchIndexLagStaysUnderOneSecondAfterABurst) {
+  User a = Owner("a@example.com");
+  User b = Member(a, "b@example.com");
+  User c = Member(a, "c@example.com");
+  std::string g = ChatId(a, "group", "burst", {b.id, c.id});
+  WaitIndexed();
+  std::atomic<bool> burst_done{false};
+  double max_lag_seconds = 0;
+  std::thread sampler([&] {  // the gauge as a scraper sees it, during and after the burst
+    while (!burst_done) {
+      max_lag_seconds = std::max(
+          max_lag_seconds, MetricValue(metrics_.ExpositionText(), "chat_search_index_lag_seconds"));
+      std::this_thread::sleep_for(20ms);
+    }
+  });
+  std::vector<std::thread> senders;
+  for (const User* u : {&a, &b, &c}) {
+    senders.emplace_back([&, u] {
+      http::HttpClient client(http::ClientOptions{.threads = 1});
+      for (int i = 0; i < 70; ++i) {
+        http::ClientRequest req;
+        req.method = "POST";
+        req.url = base_ + "/api/v1/chats/" + g + "/messages";
+        req.body = json::serialize(json::object{{"content", "burst word" + std::to_string(i)}});
+        req.headers.Set("content-type", "application/json");
+        req.headers.Set("authorization", "Bearer " + u->token);
+        (void)client.SendSync(std::move(req));
+      }
+    });
+  }
+  for (auto& t : senders) t.join();
+  auto sent = std::chrono::steady_clock::now();
+  double lag_records = -1;
+  while (std::chrono::steady_clock::now() - sent < 5s) {
+    lag_records = MetricValue(metrics_.ExpositionText(), "chat_search_index_lag_records");
+    if (lag_records == 0) break;
+    std::this_thread::sleep_for(10ms);
+  }
+  auto caught_up = std::chrono::steady_clock::now() - sent;
+  burst_done = true;
+  sampler.join();
+  EXPECT_EQ(lag_records, 0);
+  EXPECT_LE(caught_up, 1s) << "the indexer needed "
+                           << std::chrono::duration<double>(caught_up).count()
+                           << " s after the burst";
+  EXPECT_LE(max_lag_seconds, 1.0);
+  EXPECT_EQ(MetricValue(metrics_.ExpositionText(), "chat_search_index_lag_seconds"), 0);
+  EXPECT_GE(MetricValue(metrics_.ExpositionText(), "chat_search_indexed_total"), 210);
+  EXPECT_EQ(SearchResults(a, "q=burst&limit=100").size(), 100u);
+}
+
 TEST_P(ChatHttpTest, HealthReportsEventsAndIndexer) {
   HealthRegistry health;
   chat_->RegisterHealth(health);
@@ -883,6 +1330,12 @@ INSTANTIATE_TEST_SUITE_P(Backends, ChatHttpTest,
                          ::testing::Values(Backend::kSqlite, Backend::kPostgres),
                          testing::BackendName);
 INSTANTIATE_TEST_SUITE_P(Backends, ChatRetentionTest,
+                         ::testing::Values(Backend::kSqlite, Backend::kPostgres),
+                         testing::BackendName);
+INSTANTIATE_TEST_SUITE_P(Backends, ChatOutboxTest,
+                         ::testing::Values(Backend::kSqlite, Backend::kPostgres),
+                         testing::BackendName);
+INSTANTIATE_TEST_SUITE_P(Backends, ChatEphemeralTest,
                          ::testing::Values(Backend::kSqlite, Backend::kPostgres),
                          testing::BackendName);
 INSTANTIATE_TEST_SUITE_P(Backends, ChatSlowClientTest,

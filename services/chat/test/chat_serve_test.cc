@@ -108,6 +108,8 @@ TEST_F(ChatServeTest, MessageReachesTicketStreamAndSearchInTheBinary) {
 
   kill(c.pid, SIGTERM);
   EXPECT_EQ(c.Wait(), 0) << c.err;
+  // `serve` raised RLIMIT_NOFILE to the hard limit (10k SSE streams need as many sockets).
+  EXPECT_NE(c.err.find("open file limit"), std::string::npos) << c.err;
   cancel->Cancel();
   for (int i = 0; i < 100 && !done; ++i) std::this_thread::sleep_for(20ms);
 }

@@ -3,10 +3,12 @@
 // edits with history, soft deletes, reactions, threads, pins, mentions, read state; realtime over
 // Server-Sent Events with resumable ids; full-text search over the messages a user can read.
 //
-// Data lives in the Database (migrations 300-399: ChatMigrations). Every durable event goes,
-// after its transaction committed, to one bus topic (`chat.events` by default) with its audience
-// (user ids); the SSE id of an event is its bus offset, so it increases for every user and
-// `Last-Event-ID` resumes by re-reading the topic. Typing and presence travel on a memory topic
+// Data lives in the Database (migrations 300-399: ChatMigrations). Every durable event is
+// written to an outbox table in the transaction of its change and goes, after the commit (or,
+// when that publish failed or the process died, from the outbox relay), to one bus topic
+// (`chat.events` by default) with its audience (user ids); the SSE id of an event is its bus
+// offset, so it increases for every user and `Last-Event-ID` resumes by re-reading the topic.
+// Typing and presence travel on a memory topic
 // (`chat.ephemeral`) and carry no id. An in-process hub subscribes to both topics once and fans
 // out to the open streams through bounded queues; a stream that falls behind is ended with a
 // `resync` event, never silently trimmed. A durable bus consumer keeps the full-text index
@@ -17,7 +19,8 @@
 // router level and authenticates itself (a single-use ticket or the usual credentials), because
 // EventSource cannot send headers.
 //
-// Thread-safe. Create() starts the hub and the indexer threads; Stop() (or the destructor) ends
+// Thread-safe. Create() re-publishes the outbox's unsent events and starts the hub, relay and
+// indexer threads; Stop() (or the destructor) ends
 // every stream and joins the threads. The Database and Bus must outlive the service, and the
 // service must outlive the Server its routes are registered on (stop the server first).
 #pragma once
@@ -69,6 +72,19 @@ struct ChatOptions {
   // the client after typing_ttl.
   std::chrono::milliseconds typing_interval{1000};
   std::chrono::milliseconds typing_ttl{5000};
+  // POST /presence at most once per this interval per user (else 429). A status set there lasts
+  // presence_ttl unless renewed; then the user goes offline (when no stream of theirs is open on
+  // this node; with one open they are back to online). Streams themselves make a user online on
+  // their first and offline on their last close (unless a posted status is still live).
+  std::chrono::milliseconds presence_interval{1000};
+  std::chrono::milliseconds presence_ttl{60000};
+  // Transactional outbox: events are written in the transaction of their change and marked
+  // sent once published. The relay re-publishes rows still unsent after outbox_retry_after
+  // (checked every outbox_interval) and, at start-up, every unsent row (a crash between commit
+  // and publish loses nothing). Sent rows are deleted after outbox_keep.
+  std::chrono::milliseconds outbox_interval{1000};
+  std::chrono::milliseconds outbox_retry_after{5000};
+  std::chrono::seconds outbox_keep{3600};
   // The search indexer's durable consumer name; empty disables the indexer (another node runs it).
   std::string indexer_name = "chat-search-indexer";
   // /health reports the indexer unhealthy when it has been behind for longer than this.
