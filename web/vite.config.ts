@@ -10,5 +10,5 @@ export default defineConfig({
     // `npm run dev` against a local `atrium serve` (make run) on port 8080.
     proxy: { "/api": "http://127.0.0.1:8080", "/info": "http://127.0.0.1:8080", "/metrics": "http://127.0.0.1:8080", "/health": "http://127.0.0.1:8080", "/v1": "http://127.0.0.1:8080" },
   },
-  test: { include: ["src/**/*.test.ts"], environment: "node" },
+  test: { include: ["src/**/*.test.ts", "src/**/*.test.tsx"], environment: "node" },
 });

@@ -18,6 +18,7 @@ import { ComparePage } from "./pages/Compare";
 import { ArtifactsPage, RegistryPage, SweepsPage } from "./pages/TrackMore";
 import { ChatPage, ChatSearchPage } from "./pages/Chat";
 import { RelayPage } from "./pages/Relay";
+import { RelayWebhooksPage } from "./pages/RelayWebhooks";
 
 interface WorkspaceItem {
   id: string;
@@ -93,6 +94,7 @@ const NAV: [string, string][] = [
   ["/embed", "Embed playground"],
   ["/bus", "Bus monitor"],
   ["/relay", "Relay admin"],
+  ["/relay/webhooks", "Relay webhooks"],
   ["/keys", "API keys"],
   ["/workspace", "Workspace"],
 ];
@@ -127,7 +129,7 @@ function Shell() {
         <ul>
           {NAV.map(([to, label]) => (
             <li key={to}>
-              <NavLink to={to} end={to === "/" || to === "/track"}>
+              <NavLink to={to} end={to === "/" || to === "/track" || to === "/relay"}>
                 {label}
               </NavLink>
             </li>
@@ -152,6 +154,7 @@ function Shell() {
           <Route path="/chat/search" element={<ChatSearchPage />} />
           <Route path="/chat/:chatId" element={<ChatPage />} />
           <Route path="/relay" element={<RelayPage />} />
+          <Route path="/relay/webhooks" element={<RelayWebhooksPage />} />
           <Route path="/signin" element={<Navigate to="/" replace />} />
           <Route path="/signup" element={<Navigate to="/" replace />} />
           <Route path="*" element={<h1>Page not found</h1>} />

@@ -79,7 +79,7 @@ function DirectName({ chat, me, names }: { chat: Chat; me: string; names: Map<st
   return <>{chatTitle(chat, me, names, members.data?.members)}</>;
 }
 
-function NewChatForm({ wsMembers, me, onCreated }: { wsMembers: WsMember[]; me: string; onCreated: (c: Chat) => void }) {
+function NewChatForm({ wsMembers, me, onCreated, onClose }: { wsMembers: WsMember[]; me: string; onCreated: (c: Chat) => void; onClose: () => void }) {
   const [type, setType] = useState<Chat["type"]>("public_channel");
   const [name, setName] = useState("");
   const [description, setDescription] = useState("");
@@ -103,8 +103,18 @@ function NewChatForm({ wsMembers, me, onCreated }: { wsMembers: WsMember[]; me: 
     }
   };
   return (
-    <form onSubmit={submit} aria-label="New chat" className="new-chat">
-      <Select label="Chat type" value={type} onChange={(e) => setType(e.target.value as Chat["type"])}>
+    <form
+      onSubmit={submit}
+      aria-label="New chat"
+      className="new-chat"
+      onKeyDown={(e) => {
+        if (e.key === "Escape") {
+          e.preventDefault();
+          onClose();
+        }
+      }}
+    >
+      <Select label="Chat type" autoFocus value={type} onChange={(e) => setType(e.target.value as Chat["type"])}>
         {(Object.keys(TYPE_LABEL) as Chat["type"][]).map((t) => (
           <option key={t} value={t}>
             {TYPE_LABEL[t]}
@@ -118,6 +128,7 @@ function NewChatForm({ wsMembers, me, onCreated }: { wsMembers: WsMember[]; me: 
           <label htmlFor="chat-members">{type === "direct" ? "Person" : "Members"}</label>
           <select
             id="chat-members"
+            aria-describedby={type === "group" ? "chat-members-hint" : undefined}
             multiple={type !== "direct"}
             value={type === "direct" ? members[0] ?? "" : members}
             onChange={(e) => setMembers(Array.from(e.target.selectedOptions).map((o) => o.value).filter(Boolean))}
@@ -130,6 +141,11 @@ function NewChatForm({ wsMembers, me, onCreated }: { wsMembers: WsMember[]; me: 
               </option>
             ))}
           </select>
+          {type === "group" && (
+            <small id="chat-members-hint" className="hint">
+              A group has at least two other members (Ctrl or Shift to choose several); its name is optional.
+            </small>
+          )}
         </div>
       )}
       <ErrorBox error={error} />
@@ -596,6 +612,7 @@ export function ChatPage() {
   const [conn, setConn] = useState<ConnState>("closed");
   const [presence, setPresence] = useState<Map<string, string>>(new Map());
   const [showNew, setShowNew] = useState(false);
+  const newButton = useRef<HTMLButtonElement>(null);
   const reloadTimer = useRef<ReturnType<typeof setTimeout> | null>(null);
   const loaders = useRef({ chats, publics });
   loaders.current = { chats, publics };
@@ -655,13 +672,17 @@ export function ChatPage() {
             <span className={`dot ${conn === "live" ? "online" : "away"}`} aria-hidden="true" /> {conn === "live" ? "Live" : conn === "closed" ? "Offline" : "Connecting…"}
           </p>
           <Link to="/chat/search">Search messages</Link>
-          <button type="button" aria-expanded={showNew} onClick={() => setShowNew((s) => !s)}>
+          <button type="button" ref={newButton} aria-expanded={showNew} onClick={() => setShowNew((s) => !s)}>
             New chat
           </button>
           {showNew && (
             <NewChatForm
               wsMembers={wsMembers.data?.members ?? []}
               me={me}
+              onClose={() => {
+                setShowNew(false);
+                newButton.current?.focus();
+              }}
               onCreated={(c) => {
                 setShowNew(false);
                 chats.reload();
@@ -724,12 +745,24 @@ interface SearchResult extends Message {
   score: number;
 }
 
+/** RFC 3339 time of the local midnight starting `date` (yyyy-mm-dd) plus `days`; "" for none.
+ * The "To" day is included: the range ends at the next midnight. */
+function dayStart(date: string, days = 0): string {
+  if (!date) return "";
+  const d = new Date(`${date}T00:00:00`);
+  d.setDate(d.getDate() + days);
+  return d.toISOString();
+}
+
 export function ChatSearchPage() {
   usePageTitle("Search messages");
   const [sp, setSp] = useSearchParams();
+  const { session } = useAuth();
   const chats = useLoad(() => api.get<{ chats: Chat[] }>("/api/v1/chats"), []);
+  const wsMembers = useLoad(() => api.get<{ members: WsMember[] }>(`/api/v1/workspaces/${session!.workspace.id}/members`), [session!.workspace.id]);
   const [q, setQ] = useState(sp.get("q") ?? "");
   const [chatId, setChatId] = useState(sp.get("chat_id") ?? "");
+  const [senderId, setSenderId] = useState(sp.get("sender_id") ?? "");
   const [type, setType] = useState(sp.get("type") ?? "");
   const [from, setFrom] = useState("");
   const [to, setTo] = useState("");
@@ -738,7 +771,7 @@ export function ChatSearchPage() {
   const [cursor, setCursor] = useState<string | null>(null);
   const [error, setError] = useState("");
   const params = (c?: string) =>
-    qs({ q: q.trim(), chat_id: chatId, type, from: from ? new Date(from).toISOString() : "", to: to ? new Date(to).toISOString() : "", order, cursor: c, limit: 20 });
+    qs({ q: q.trim(), chat_id: chatId, sender_id: senderId, type, from: dayStart(from), to: dayStart(to, 1), order, cursor: c, limit: 20 });
   const search = async (e?: FormEvent) => {
     e?.preventDefault();
     try {
@@ -771,6 +804,14 @@ export function ChatSearchPage() {
           {chats.data?.chats.map((c) => (
             <option key={c.id} value={c.id}>
               {c.name || c.type}
+            </option>
+          ))}
+        </Select>
+        <Select label="Sender" value={senderId} onChange={(e) => setSenderId(e.target.value)}>
+          <option value="">anyone</option>
+          {wsMembers.data?.members.map((m) => (
+            <option key={m.user_id} value={m.user_id}>
+              {m.name || m.email}
             </option>
           ))}
         </Select>
