@@ -67,6 +67,15 @@ Status AccountStore::Insert(const Account& a) {
       .status();
 }
 
+Status AccountStore::SetCredentials(const Account& a) {
+  ASSIGN_OR_RETURN(std::string sealed, SealCredentials(a));
+  ASSIGN_OR_RETURN(
+      int64_t n, db_.Exec("UPDATE relay_accounts SET credentials = ?, updated_at = ? WHERE id = ?",
+                          {sealed, env_.NowMicros(), a.id}));
+  if (n == 0) return NotFound("account " + a.id + " not found");
+  return Status::Ok();
+}
+
 Status AccountStore::Update(const Account& a) {
   ASSIGN_OR_RETURN(std::string sealed, SealCredentials(a));
   ASSIGN_OR_RETURN(

@@ -51,6 +51,8 @@ class AccountStore {
   Result<Account> Get(const std::string& workspace_id, const std::string& id);
   // Every account of every workspace (the scheduler's set), credentials opened.
   Result<std::vector<Account>> All();
+  // Replaces the account's credentials (sealed again), nothing else. NotFound when absent.
+  Status SetCredentials(const Account& account);
   Status SetStatus(const std::string& id, const std::string& status, const std::string& reason,
                    int64_t until);
 

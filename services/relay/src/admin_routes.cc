@@ -346,55 +346,17 @@ Status RelayService::Impl::AddAdminRoutes(http::Router& router) {
         if (!body.ok()) return Error(body.status());
         auto a = accounts.Get(p->workspace_id, std::string(req.Param("id")));
         if (!a.ok()) return Error(a.status());
-        const ProviderAdapter* adapter = FindProvider(a->provider);
-        json::object out;
-        if (adapter == nullptr || adapter->in_process()) {
-          bool ok = adapter != nullptr && embeddings.load() != nullptr;
-          out = json::object{{"ok", ok}, {"latency_ms", 0}};
-          if (!ok) out["error"] = "the local embedding engine is not running";
-          return Json(200, out);
-        }
-        std::string model = a->UpstreamModel(TestModel(*a, *body));
-        http::ClientRequest creq;
-        creq.method = "POST";
-        creq.headers.Set("content-type", "application/json");
-        creq.body = adapter->format() == ApiFormat::kAnthropic
-                        ? json::serialize(json::object{
-                              {"model", model},
-                              {"max_tokens", 1},
-                              {"messages",
-                               json::array{json::object{{"role", "user"}, {"content", "ping"}}}}})
-                        : json::serialize(json::object{
-                              {"model", model},
-                              {"max_tokens", 1},
-                              {"messages",
-                               json::array{json::object{{"role", "user"}, {"content", "ping"}}}}});
-        if (Status s = adapter->Prepare(*a, Operation::kChat, model, false, http::Headers(), creq);
-            !s.ok()) {
-          return Json(200, json::object{{"ok", false}, {"latency_ms", 0}, {"error", s.message()}});
-        }
-        creq.proxy = a->proxy;
-        creq.connect_timeout = options.connect_timeout;
-        creq.read_timeout = std::min(options.read_timeout, std::chrono::milliseconds(30'000));
-        auto started = env.SteadyNow();
-        auto r = client->SendSync(std::move(creq));
-        int64_t ms =
-            std::chrono::duration_cast<std::chrono::milliseconds>(env.SteadyNow() - started)
-                .count();
-        if (!r.ok()) {
-          return Json(200, json::object{
-                               {"ok", false}, {"latency_ms", ms}, {"error", r.status().message()}});
-        }
-        bool ok = r->status >= 200 && r->status < 300;
-        out = json::object{{"ok", ok}, {"status", r->status}, {"latency_ms", ms}};
-        if (ok) {
+        ProbeResult r = ProbeAccount(*a, TestModel(*a, *body));
+        json::object out{{"ok", r.ok}, {"latency_ms", r.latency_ms}};
+        if (r.status != 0) out["status"] = r.status;
+        if (!r.ok) out["error"] = r.error;
+        if (r.ok) {
           auto live = scheduler.Find(a->id);
           if (live && live->status != kStatusActive && live->status != kStatusDisabled) {
             scheduler.SetStatus(a->id, std::string(kStatusActive), "account test succeeded", 0);
           }
-        } else {
-          scheduler.ReportHttpError(a->id, r->status, r->headers);
-          out["error"] = r->body.substr(0, 2000);
+        } else if (r.status != 0) {
+          scheduler.ReportHttpError(a->id, r.status, r.headers);
         }
         return Json(200, out);
       }),

@@ -89,6 +89,14 @@ std::vector<store::Migration> RelayMigrations() {
                        "CREATE INDEX relay_webhook_deliveries_hook ON relay_webhook_deliveries "
                        "(webhook_id, created_at);",
                        ""},
+      // Events fired once per key (key.expired), whichever node inserts the marker first.
+      store::Migration{503, "relay_key_events",
+                       "CREATE TABLE relay_key_events ("
+                       "key_id TEXT NOT NULL, "
+                       "event TEXT NOT NULL, "
+                       "created_at BIGINT NOT NULL, "
+                       "PRIMARY KEY (key_id, event));",
+                       ""},
   };
 }
 

@@ -224,6 +224,7 @@ class ProxyCall : public std::enable_shared_from_this<ProxyCall> {
     lease_ = std::move(*lease);
     const Account& account = lease_.account();
     tried_.insert(account.id);
+    oauth_retried_ = false;
     ++record_.attempts;
     record_.account_id = account.id;
     record_.provider = account.provider;
@@ -234,6 +235,40 @@ class ProxyCall : public std::enable_shared_from_this<ProxyCall> {
       return Attempt();
     }
     if (adapter->in_process()) return LocalEmbeddings();
+    if (OAuthNeedsRefresh(account, s_.env.NowMicros(), s_.options.oauth_refresh_margin)) {
+      // The access token expires soon (or is missing): refresh first, shared with the other
+      // requests on this account.
+      auto self = shared_from_this();
+      s_.RefreshOAuth(account.id, "", [self](Status st) {
+        if (st.ok()) return self->SendUpstream();
+        if (self->s_.log) {
+          self->s_.log->warn("relay: account {}: {}", self->lease_.account().id, st.message());
+        }
+        if (st.code() != StatusCode::kUnauthenticated) return self->SendUpstream();  // try as is
+        // The refresh token is refused: the account needs new credentials.
+        self->s_.scheduler.SetStatus(self->lease_.account().id, std::string(kStatusUnauthorized),
+                                     st.message(), 0);
+        self->last_error_status_ = 401;
+        self->last_error_body_.clear();
+        self->last_error_message_ = "the upstream account's OAuth token cannot be refreshed";
+        self->last_error_headers_ = http::Headers();
+        self->Retry("oauth");
+      });
+      return;
+    }
+    SendUpstream();
+  }
+
+  // Sends the attempt to the leased account (with its newest credentials).
+  void SendUpstream() {
+    if (s_.stopping) return Fail(503, "the relay is shutting down");
+    auto fresh = s_.scheduler.Find(lease_.account().id);
+    const Account& account = fresh ? *fresh : lease_.account();
+    const ProviderAdapter* adapter = FindProvider(account.provider);
+    sent_token_.clear();
+    if (auto t = account.credentials.find("access_token"); t != account.credentials.end()) {
+      sent_token_ = t->second;
+    }
     upstream_format_ = adapter->format();
     std::string source = body_;
     if (client_format_ == ApiFormat::kGemini && upstream_format_ != ApiFormat::kGemini &&
@@ -400,6 +435,25 @@ class ProxyCall : public std::enable_shared_from_this<ProxyCall> {
       return;
     }
     // An HTTP error before any byte reached the client.
+    if (status == 401 && !oauth_retried_ && lease_ && CanRefreshOAuth(lease_.account())) {
+      // An OAuth access token refused (revoked or expired early): refresh once and send again
+      // to the same account before calling it unauthorized.
+      oauth_retried_ = true;
+      auto self = shared_from_this();
+      s_.RefreshOAuth(account_id, sent_token_, [self, status](Status st) {
+        if (st.ok()) return self->SendUpstream();
+        if (self->s_.log) {
+          self->s_.log->warn("relay: account {}: {}", self->lease_.account().id, st.message());
+        }
+        self->UpstreamHttpError(status);
+      });
+      return;
+    }
+    UpstreamHttpError(status);
+  }
+
+  void UpstreamHttpError(int status) {
+    const std::string account_id = lease_ ? lease_.account().id : "";
     s_.scheduler.ReportHttpError(account_id, status, upstream_headers_);
     last_error_status_ = status;
     last_error_body_ = std::move(error_body_);
@@ -614,6 +668,8 @@ class ProxyCall : public std::enable_shared_from_this<ProxyCall> {
   int last_error_status_ = 0;
   std::string last_error_body_;
   std::string last_error_message_;
+  std::string sent_token_;      // the OAuth access token of the attempt in flight
+  bool oauth_retried_ = false;  // a 401 already led to a refresh and a resend
   ApiFormat last_error_format_ = ApiFormat::kAnthropic;
   http::Headers last_error_headers_;
   bool finished_ = false;

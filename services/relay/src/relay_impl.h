@@ -21,6 +21,21 @@
 
 namespace atrium::relay {
 
+// The outcome of one minimal request through an account (account test, recovery probe).
+struct ProbeResult {
+  bool ok = false;
+  int status = 0;  // HTTP status; 0 when no response came
+  int64_t latency_ms = 0;
+  std::string error;
+  http::Headers headers;
+};
+
+// OAuth accounts (oauth.cc): an anthropic account with a refresh_token and no api_key.
+bool CanRefreshOAuth(const Account& account);
+// Whether its access token expires within `margin` (credentials.expires_at, Unix milliseconds).
+bool OAuthNeedsRefresh(const Account& account, int64_t now_micros,
+                       std::chrono::milliseconds margin);
+
 // What the relay enforces for one client key (from the ApiKey and relay_key_settings).
 struct KeyPolicy {
   std::string key_id;  // empty for user sessions (no limits)
@@ -60,6 +75,23 @@ class RelayService::Impl {
   void StopWebhooks();
   Status AddWebhookRoutes(http::Router& router);
 
+  // --- maintenance (maintenance.cc) ---
+  // One minimal chat request ("ping", one token) through the account.
+  ProbeResult ProbeAccount(const Account& account, const std::string& client_model);
+  ProbeResult ProbeOnce(const Account& account, const std::string& client_model);
+  void StartMaintenance();
+  void StopMaintenance();
+
+  // --- OAuth (oauth.cc) ---
+  // Refreshes the account's access token through the token endpoint and saves the new tokens;
+  // concurrent calls share one refresh. `failed_token` non-empty: the token a 401 answered —
+  // when the account already has another one, `done` gets Ok without a refresh. `done` runs on
+  // a client thread (or inline).
+  void RefreshOAuth(const std::string& account_id, const std::string& failed_token,
+                    std::function<void(Status)> done);
+  // The same, waiting (never on a client thread).
+  Status RefreshOAuthSync(const std::string& account_id, const std::string& failed_token);
+
   // --- routes ---
   Status AddProxyRoutes(http::Router& router);  // proxy.cc
   Status AddAdminRoutes(http::Router& router);  // admin_routes.cc
@@ -84,6 +116,7 @@ class RelayService::Impl {
   Counter* usage_publish_failures = nullptr;
   CounterFamily* requests_total = nullptr;
   CounterFamily* failovers_total = nullptr;
+  Counter* oauth_refreshes = nullptr;
 
  private:
   void AggregatorLoop();
@@ -97,6 +130,23 @@ class RelayService::Impl {
   };
   std::map<std::string, CachedPolicy> policies_;  // guarded by policy_mu_
   void WebhookLoop();
+  void MaintenanceLoop();
+  // Probes unauthorized / error_cooldown accounts whose next probe is due; recovers them on
+  // success, doubles their probe delay (up to probe_max_interval) on failure.
+  void RunRecoveryProbes();
+  // Publishes key.expired once per relay key past its expiry.
+  void CheckExpiredKeys();
+  struct ProbeState {
+    std::string status;  // the outage being probed
+    std::chrono::milliseconds delay{0};
+    std::chrono::steady_clock::time_point next;
+  };
+  std::map<std::string, ProbeState> probes_;
+  std::mutex oauth_mu_;
+  std::map<std::string, std::vector<std::function<void(Status)>>>
+      oauth_waiters_;  // oauth_mu_  // maintenance thread only
+  std::thread maintenance_;
+  std::atomic<bool> maintenance_stop_{false};
   std::thread webhooks_;
   std::atomic<bool> webhooks_stop_{false};
   std::mutex fired_mu_;

@@ -44,6 +44,17 @@ void DefineRelayConfig(ConfigSchema& schema) {
                       "\"cache_write\",\"cache_read\"}}} in $ per million tokens");
   schema.DefineString("relay.aggregator", "relay-usage-aggregator",
                       "Durable bus consumer aggregating usage into SQL; empty: none on this node");
+  schema.DefineInt("relay.probe_interval_seconds", 60,
+                   "First recovery probe of an unauthorized/errored account after this long, "
+                   "doubling after each failed probe; 0: no probes",
+                   {.min = 0, .max = 86400});
+  schema.DefineInt("relay.probe_max_interval_seconds", 3600, "Longest delay between probes",
+                   {.min = 1, .max = 7 * 86400});
+  schema.DefineString("relay.oauth_token_url", "https://console.anthropic.com/v1/oauth/token",
+                      "Token endpoint refreshing Anthropic OAuth accounts");
+  schema.DefineInt("relay.oauth_refresh_margin_seconds", 300,
+                   "Refresh an OAuth access token this long before it expires",
+                   {.min = 0, .max = 86400});
   schema.DefineString("relay.ca_file", "", "Extra trusted CA certificates (PEM) for upstreams");
 }
 
@@ -62,6 +73,12 @@ Result<RelayOptions> RelayOptionsFromConfig(const Config& config) {
   o.pricing_file = config.GetString("relay.pricing_file");
   o.aggregator_name = config.GetString("relay.aggregator");
   o.ca_file = config.GetString("relay.ca_file");
+  o.oauth_token_url = config.GetString("relay.oauth_token_url");
+  o.oauth_refresh_margin =
+      std::chrono::seconds(config.GetInt("relay.oauth_refresh_margin_seconds"));
+  o.probe_interval = std::chrono::seconds(config.GetInt("relay.probe_interval_seconds"));
+  o.probe_max_interval = std::chrono::seconds(config.GetInt("relay.probe_max_interval_seconds"));
+  o.probe_max_interval = std::max(o.probe_max_interval, o.probe_interval);
   return o;
 }
 
@@ -115,6 +132,11 @@ Status RelayService::Impl::Init() {
                                   .Get();
     requests_total = &metrics->Counter(
         "relay_requests_total", "Relay requests by provider and outcome", {"provider", "outcome"});
+    oauth_refreshes =
+        &metrics
+             ->Counter("relay_oauth_refreshes_total",
+                       "OAuth access token refreshes started (one per account at a time)")
+             .Get();
     failovers_total = &metrics->Counter("relay_failovers_total",
                                         "Upstream attempts retried on another account", {"reason"});
   }
@@ -313,6 +335,7 @@ Result<std::unique_ptr<RelayService>> RelayService::Create(RelayOptions options,
   RETURN_IF_ERROR(impl->Init());
   impl->StartAggregator();
   impl->StartWebhooks();
+  impl->StartMaintenance();
   return std::unique_ptr<RelayService>(new RelayService(std::move(impl)));
 }
 
@@ -328,6 +351,7 @@ Status RelayService::AddRoutes(http::Router& router) {
 
 void RelayService::Stop() {
   if (impl_->stopping.exchange(true)) return;
+  impl_->StopMaintenance();
   impl_->StopAggregator();
   impl_->StopWebhooks();
   impl_->client.reset();  // cancels upstream requests in flight; their callbacks finish them

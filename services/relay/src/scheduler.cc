@@ -297,6 +297,17 @@ void Scheduler::ReportTransportError(const std::string& id) {
   ReportHttpError(id, 599, http::Headers());
 }
 
+bool Scheduler::UpdateCredentials(const std::string& id,
+                                  std::map<std::string, std::string> credentials) {
+  std::lock_guard lock(mu_);
+  auto it = accounts_.find(id);
+  if (it == accounts_.end()) return false;
+  auto copy = std::make_shared<Account>(*it->second);
+  copy->credentials = std::move(credentials);
+  it->second = std::move(copy);
+  return true;
+}
+
 void Scheduler::SetStatus(const std::string& id, std::string status, std::string reason,
                           int64_t until) {
   StatusChange change;

@@ -837,6 +837,211 @@ TEST_P(RelayHttpTest, AccountEventsReachSignedAndSlackWebhooksWithRetries) {
   EXPECT_EQ(deliveries[2].at("status_code").as_int64(), 500);
 }
 
+// Recovery probes and key.expired: a fast maintenance loop.
+class RelayMaintenanceTest : public RelayHttpTest {
+ protected:
+  RelayOptions Options() override {
+    RelayOptions o = RelayHttpTest::Options();
+    o.maintenance_interval = 20ms;
+    o.probe_interval = 100ms;
+    o.probe_max_interval = 400ms;
+    return o;
+  }
+  // The relay.events of the given type seen so far (from the start of the topic).
+  std::vector<json::object> Events(const std::string& type, size_t want,
+                                   std::chrono::milliseconds timeout = 5s) {
+    if (!events_sub_) {
+      events_sub_ =
+          *bus_->Subscribe({.pattern = "relay.events", .start = bus::StartPosition::Earliest()});
+    }
+    auto end = std::chrono::steady_clock::now() + timeout;
+    auto matching = [&] {
+      std::vector<json::object> out;
+      for (const auto& e : events_) {
+        if (e.at("type") == type.c_str()) out.push_back(e);
+      }
+      return out;
+    };
+    while (matching().size() < want && std::chrono::steady_clock::now() < end) {
+      auto d = events_sub_->Next(50ms);
+      if (d.ok() && d->kind == bus::Delivery::Kind::kRecord) {
+        events_.push_back(json::parse(d->record->payload).as_object());
+      }
+    }
+    return matching();
+  }
+  std::unique_ptr<bus::Subscription> events_sub_;
+  std::vector<json::object> events_;
+};
+
+TEST_P(RelayMaintenanceTest, UnauthorizedAccountIsProbedWithBackoffAndRecovers) {
+  std::atomic<bool> healthy{false};
+  FakeUpstream up([&](const UpstreamRequest&) {
+    if (healthy) return JsonReply(200, AnthropicMessage("pong", 1, 1));
+    return JsonReply(
+        401,
+        R"({"type":"error","error":{"type":"authentication_error","message":"invalid x-api-key"}})");
+  });
+  std::string id = Account("a", "anthropic", up.url(), R"(,"models":["claude-probe"])");
+  EXPECT_EQ(
+      Messages(
+          R"({"model":"claude-probe","max_tokens":8,"messages":[{"role":"user","content":"x"}]})")
+          .status,
+      401);
+  EXPECT_EQ(AccountStatus(id), "unauthorized");
+  // Probes while the upstream still refuses: 100, 200, 400, 400 ms apart (backoff), not every
+  // 20 ms tick; the account stays out.
+  std::this_thread::sleep_for(1200ms);
+  size_t probes = up.request_count() - 1;
+  EXPECT_GE(probes, 2u);
+  EXPECT_LE(probes, 5u);
+  EXPECT_EQ(AccountStatus(id), "unauthorized");
+  auto reqs = up.requests();
+  auto probe = json::parse(reqs.back().body);
+  EXPECT_EQ(probe.at("max_tokens").as_int64(), 1);  // cheap
+  EXPECT_EQ(probe.at("model"), "claude-probe");
+  EXPECT_EQ(reqs.back().headers.at("x-api-key"), "sk-upstream-a");
+  healthy = true;
+  for (int i = 0; i < 100 && AccountStatus(id) != "active"; ++i) std::this_thread::sleep_for(20ms);
+  EXPECT_EQ(AccountStatus(id), "active");
+  auto recovered = Events("account.recovered", 1);
+  ASSERT_EQ(recovered.size(), 1u);
+  EXPECT_EQ(recovered[0].at("account_id").as_string(), id);
+  EXPECT_NE(recovered[0].at("message").as_string().find("recovery probe"), std::string::npos);
+  EXPECT_EQ(
+      Messages(
+          R"({"model":"claude-probe","max_tokens":8,"messages":[{"role":"user","content":"y"}]})")
+          .status,
+      200);
+  // Healthy accounts are not probed.
+  size_t n = up.request_count();
+  std::this_thread::sleep_for(300ms);
+  EXPECT_EQ(up.request_count(), n);
+}
+
+TEST_P(RelayMaintenanceTest, ErroredAccountRecoversBeforeItsCooldownEnds) {
+  std::atomic<bool> healthy{false};
+  FakeUpstream up([&](const UpstreamRequest&) {
+    return healthy
+               ? JsonReply(200, AnthropicMessage("pong", 1, 1))
+               : JsonReply(500, R"({"type":"error","error":{"type":"api_error","message":"x"}})");
+  });
+  std::string id = Account("a", "anthropic", up.url());
+  for (int i = 0; i < 3; ++i) {
+    (void)Messages(R"({"model":"claude-x","max_tokens":8,"messages":[{"role":"user","content":"q)" +
+                   std::to_string(i) + R"("}]})");
+  }
+  ASSERT_EQ(AccountStatus(id), "error_cooldown");  // for 300 s
+  healthy = true;
+  for (int i = 0; i < 100 && AccountStatus(id) != "active"; ++i) std::this_thread::sleep_for(20ms);
+  EXPECT_EQ(AccountStatus(id), "active");
+}
+
+TEST_P(RelayMaintenanceTest, ExpiredRelayKeysFireKeyExpiredOnceAndReachWebhooks) {
+  FakeUpstream receiver([&](const UpstreamRequest&) { return JsonReply(200, "{}"); });
+  Reply hook = Admin("POST", "/api/v1/relay/webhooks",
+                     R"({"url":")" + receiver.url() + R"(/hook","events":["key.expired"]})");
+  ASSERT_EQ(hook.status, 201) << hook.raw;
+  auto in = [](int seconds) {
+    return auth::FormatRfc3339((Env::Default().NowMicros() / 1'000'000 + seconds) * 1'000'000);
+  };
+  Reply k = Admin("POST", "/api/v1/keys",
+                  R"({"name":"short","scopes":["relay"],"expires_at":")" + in(2) + "\"}");
+  ASSERT_EQ(k.status, 201) << k.raw;
+  Reply other = Admin("POST", "/api/v1/keys",
+                      R"({"name":"not-relay","scopes":["chat"],"expires_at":")" + in(2) + "\"}");
+  ASSERT_EQ(other.status, 201) << other.raw;
+  Reply later = Admin("POST", "/api/v1/keys",
+                      R"({"name":"later","scopes":["relay"],"expires_at":")" + in(3600) + "\"}");
+  ASSERT_EQ(later.status, 201) << later.raw;
+  EXPECT_TRUE(Events("key.expired", 1, 500ms).empty());  // not yet
+  auto fired = Events("key.expired", 1, 6s);
+  ASSERT_EQ(fired.size(), 1u);
+  EXPECT_EQ(fired[0].at("key_id").as_string(), k.Str("id"));
+  EXPECT_NE(fired[0].at("message").as_string().find("short"), std::string::npos);
+  for (int i = 0; i < 200 && receiver.request_count() < 1; ++i) std::this_thread::sleep_for(20ms);
+  ASSERT_EQ(receiver.request_count(), 1u);
+  auto delivered = json::parse(receiver.requests()[0].body);
+  EXPECT_EQ(delivered.at("type"), "key.expired");
+  EXPECT_EQ(receiver.requests()[0].headers.at("x-atrium-event"), "key.expired");
+  // Once: later sweeps (and the not-relay key) publish nothing more.
+  EXPECT_EQ(Events("key.expired", 2, 500ms).size(), 1u);
+  // The expired key is refused in the API's shape.
+  Reply refused = Messages(kMessagesBody, k.Str("key"));
+  EXPECT_EQ(refused.status, 401);
+}
+
+TEST_P(RelayHttpTest, OAuthAccountsRefreshBeforeExpiryAndAfterA401OnceForConcurrentRequests) {
+  std::atomic<int> generation{1};
+  std::mutex mu;
+  std::vector<std::string> token_bodies;
+  FakeUpstream token_endpoint([&](const UpstreamRequest& r) {
+    {
+      std::lock_guard lock(mu);
+      token_bodies.push_back(r.body);
+    }
+    std::this_thread::sleep_for(100ms);  // concurrent requests arrive meanwhile
+    int g = ++generation;
+    return JsonReply(200, R"({"token_type":"Bearer","access_token":"at-)" + std::to_string(g) +
+                              R"(","refresh_token":"rt-)" + std::to_string(g) +
+                              R"(","expires_in":28800,"scope":"user:inference"})");
+  });
+  FakeUpstream up([&](const UpstreamRequest& r) {
+    std::string want = "Bearer at-" + std::to_string(generation.load());
+    if (r.headers.at("authorization") != want) {
+      return JsonReply(
+          401,
+          R"({"type":"error","error":{"type":"authentication_error","message":"OAuth token has expired"}})");
+    }
+    return JsonReply(200, AnthropicMessage("ok", 1, 1));
+  });
+  int64_t soon_ms = Env::Default().NowMicros() / 1000 + 60'000;  // inside the 5 min margin
+  Reply acc =
+      Admin("POST", "/api/v1/relay/accounts",
+            R"({"name":"oauth","provider":"anthropic","base_url":")" + up.url() +
+                R"(","credentials":{"access_token":"at-1","refresh_token":"rt-1","expires_at":")" +
+                std::to_string(soon_ms) + R"(","token_url":")" + token_endpoint.url() +
+                R"(/v1/oauth/token"}})");
+  ASSERT_EQ(acc.status, 201) << acc.raw;
+  std::string id = acc.Str("id");
+  // Eight concurrent requests on an expiring token: one refresh, all answered with the new one.
+  std::vector<std::thread> threads;
+  std::atomic<int> ok{0};
+  for (int i = 0; i < 8; ++i) {
+    threads.emplace_back([&] {
+      if (Messages(kMessagesBody).status == 200) ++ok;
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(ok.load(), 8);
+  ASSERT_EQ(token_bodies.size(), 1u);
+  auto body = json::parse(token_bodies[0]);
+  EXPECT_EQ(body.at("grant_type"), "refresh_token");
+  EXPECT_EQ(body.at("refresh_token"), "rt-1");
+  EXPECT_EQ(body.at("client_id"), "9d1c250a-e61b-44d9-88ed-5944d1962f5e");
+  EXPECT_EQ(token_endpoint.requests()[0].headers.at("content-type"), "application/json");
+  // The rotated tokens are sealed at rest, never in clear.
+  auto rows = db_->Query("SELECT credentials FROM relay_accounts WHERE id = ?", {id});
+  ASSERT_TRUE(rows.ok());
+  std::string sealed = (*rows)[0].Text(0);
+  EXPECT_TRUE(sealed.starts_with("aes1.")) << sealed;
+  EXPECT_EQ(sealed.find("at-2"), std::string::npos);
+  // The token is revoked upstream (a new generation): the 401 leads to one refresh and a resend
+  // to the same account, not to `unauthorized`.
+  ++generation;  // at-3 now expected; the relay holds at-2
+  Reply r = Messages(kMessagesBody);
+  EXPECT_EQ(r.status, 200) << r.raw;
+  EXPECT_EQ(token_bodies.size(), 2u);
+  EXPECT_EQ(json::parse(token_bodies[1]).at("refresh_token"), "rt-2");  // the rotated one
+  EXPECT_EQ(AccountStatus(id), "active");
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, RelayMaintenanceTest,
+                         ::testing::Values(Backend::kSqlite, Backend::kPostgres),
+                         [](const ::testing::TestParamInfo<Backend>& info) {
+                           return info.param == Backend::kSqlite ? "Sqlite" : "Postgres";
+                         });
+
 TEST_P(RelayHttpTest, GeminiRoutesPassThroughSseAndJsonArrayStreams) {
   const std::string chunk1 =
       R"({"candidates": [{"content": {"parts": [{"text": "Hello"}],"role": "model"},"index": 0}],"usageMetadata": {"promptTokenCount": 7,"candidatesTokenCount": 1,"totalTokenCount": 8},"modelVersion": "gemini-2.5-flash"})";

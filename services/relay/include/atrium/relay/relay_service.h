@@ -18,10 +18,12 @@
 // one usage record on the bus topic `relay.usage` (sync durability). A durable consumer
 // aggregates the records per key/account/model and hour into SQL (`GET /api/v1/relay/usage`).
 //
-// Account health changes (rate_limited, overloaded, unauthorized, error_cooldown, recovered) and
-// key budgets reaching 80 % / 100 % are events on `relay.events`; a durable consumer delivers
+// Account health changes (rate_limited, overloaded, unauthorized, error_cooldown, recovered),
+// key budgets reaching 80 % / 100 % and relay keys expiring (key.expired) are events on
+// `relay.events`; a durable consumer delivers
 // them to the workspace's webhooks (JSON signed with HMAC-SHA256, or Slack format) with retries
-// and exponential backoff, and logs every attempt.
+// and exponential backoff, and logs every attempt. A maintenance loop probes unauthorized and
+// errored accounts (one-token request, exponential backoff) and recovers them on success.
 //
 // Admin routes (/api/v1/relay/...: accounts, groups, key settings, pricing, usage, webhooks) need a
 // workspace owner/admin session or an API key with the `admin` scope; accounts belong to the
@@ -91,6 +93,20 @@ struct RelayOptions {
   std::string webhook_worker_name = "relay-webhooks";
   int webhook_max_attempts = 5;
   std::chrono::milliseconds webhook_backoff{1000};
+  // The maintenance loop's period (recovery probes, key.expired); 0: no loop on this node.
+  std::chrono::milliseconds maintenance_interval{5'000};
+  // Recovery probes of unauthorized / error_cooldown accounts: the first one this long after the
+  // outage began, then doubling after each failure up to probe_max_interval; 0: no probes.
+  std::chrono::milliseconds probe_interval{60'000};
+  std::chrono::milliseconds probe_max_interval{3'600'000};
+  // Whether this node publishes key.expired for relay keys past their expiry (once per key
+  // across nodes: a marker row in relay_key_events).
+  bool key_events = true;
+  // Anthropic OAuth accounts: the token endpoint and client id (an account's credentials
+  // token_url / client_id override them) and how long before expiry the token is refreshed.
+  std::string oauth_token_url = "https://console.anthropic.com/v1/oauth/token";
+  std::string oauth_client_id = "9d1c250a-e61b-44d9-88ed-5944d1962f5e";
+  std::chrono::milliseconds oauth_refresh_margin{300'000};
   // How long a key's policy (budgets, models, limits) is cached.
   std::chrono::milliseconds key_cache_ttl{10'000};
 };

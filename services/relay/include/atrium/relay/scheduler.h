@@ -121,6 +121,11 @@ class Scheduler {
   void SetStatus(const std::string& account_id, std::string status, std::string reason,
                  int64_t until_micros);
 
+  // Replaces the credentials of one account in memory (after an OAuth refresh); false when the
+  // account is gone.
+  bool UpdateCredentials(const std::string& account_id,
+                         std::map<std::string, std::string> credentials);
+
   // For dashboards and tests.
   int InFlight(const std::string& account_id) const;
   double LatencyEwmaMs(const std::string& account_id) const;
