@@ -206,8 +206,8 @@ void BenchGemm(int m, int n, int k, int threads) {
 #endif
   std::printf(
       "{\"kind\":\"gemm\",\"m\":%d,\"n\":%d,\"k\":%d,\"threads\":%d,\"atrium_gflops\":%.1f,"
-      "\"openblas_gflops\":%.1f,\"avx2\":%s}\n",
-      m, n, k, threads, ours, blas, cpu::GemmUsesAvx2() ? "true" : "false");
+      "\"openblas_gflops\":%.1f,\"isa\":\"%s\"}\n",
+      m, n, k, threads, ours, blas, cpu::GemmIsaName(cpu::ActiveGemmIsa()));
   std::fflush(stdout);
 }
 

@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "cpu/gemm.h"
@@ -23,13 +24,36 @@ std::vector<float> Random(size_t n, uint32_t seed) {
 
 double Gelu(double x) { return 0.5 * x * (1 + std::erf(x / std::sqrt(2.0))); }
 
-TEST(GemmTest, MatchesNaiveProductOnOddShapesWithAndWithoutThreads) {
+// Every microkernel this CPU supports (AVX-512, AVX2, portable), restored afterwards.
+class GemmIsaTest : public ::testing::TestWithParam<GemmIsa> {
+ protected:
+  void SetUp() override {
+    saved_ = ActiveGemmIsa();
+    if (SetGemmIsa(GetParam()) != GetParam()) {
+      SetGemmIsa(saved_);
+      GTEST_SKIP() << GemmIsaName(GetParam()) << " not supported by this CPU";
+    }
+  }
+  void TearDown() override { SetGemmIsa(saved_); }
+
+ private:
+  GemmIsa saved_ = GemmIsa::kPortable;
+};
+
+INSTANTIATE_TEST_SUITE_P(Isa, GemmIsaTest,
+                         ::testing::Values(GemmIsa::kAvx512, GemmIsa::kAvx2, GemmIsa::kPortable),
+                         [](const auto& info) { return std::string(GemmIsaName(info.param)); });
+
+TEST_P(GemmIsaTest, MatchesNaiveProductOnOddShapesWithAndWithoutThreads) {
   ThreadPool pool(3);
   struct Shape {
     int m, n, k;
   };
+  // n = 32/48/64: the direct-A path (attention's P·V) with pairs and an odd panel; 80 and 1152
+  // the packed path with an odd and an even panel count.
   for (Shape s : {Shape{1, 1, 1}, Shape{5, 17, 3}, Shape{7, 33, 300}, Shape{193, 50, 513},
-                  Shape{400, 64, 64}, Shape{13, 1152, 384}}) {
+                  Shape{400, 64, 64}, Shape{13, 1152, 384}, Shape{31, 32, 40}, Shape{9, 48, 17},
+                  Shape{200, 80, 300}, Shape{385, 1536, 384}}) {
     for (Epilogue e : {Epilogue::kNone, Epilogue::kBias, Epilogue::kBiasGelu}) {
       for (ThreadPool* p : {static_cast<ThreadPool*>(nullptr), &pool}) {
         auto a = Random(static_cast<size_t>(s.m) * s.k, 1);

@@ -3,8 +3,10 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
+#include <string_view>
 
 #include "cpu/thread_pool.h"
 #include "cpu/vector_math.h"
@@ -135,9 +137,116 @@ void Kernel6x16Portable(int kc, const float* a, const float* b, float* c, size_t
   }
 }
 
-using KernelFn = void (*)(int, const float*, const float*, float*, size_t, bool);
+// AVX-512: two adjacent 16-column panels per call (b0 and b1, each kc × 16), 12 zmm accumulators.
+// Per step 2 loads of B and 6 broadcasts of A feed 12 FMAs, so the FMA ports, not the loads, bound
+// it: twice the AVX2 kernel's arithmetic per cycle on cores with two 512-bit FMA units.
+template <bool kDirect>
+__attribute__((target("avx512f"))) inline void Kernel6x32Avx512Impl(int kc, const float* a,
+                                                                    size_t lda, int rows,
+                                                                    const float* b0,
+                                                                    const float* b1, float* c,
+                                                                    size_t ldc, bool accumulate) {
+  // Direct A: the rows in place (missing rows repeat the last one; their results are discarded).
+  const float* r[kGemmMr];
+  for (int i = 0; i < kGemmMr; ++i) r[i] = a + (kDirect ? std::min(i, rows - 1) * lda : 0);
+  __m512 acc0[kGemmMr], acc1[kGemmMr];
+  for (int i = 0; i < kGemmMr; ++i) acc0[i] = acc1[i] = _mm512_setzero_ps();
+#pragma GCC unroll 2
+  for (int p = 0; p < kc; ++p) {
+    const __m512 v0 = _mm512_loadu_ps(b0);
+    const __m512 v1 = _mm512_loadu_ps(b1);
+#pragma GCC unroll 6
+    for (int i = 0; i < kGemmMr; ++i) {
+      const __m512 ai = _mm512_set1_ps(kDirect ? r[i][p] : a[i]);
+      acc0[i] = _mm512_fmadd_ps(ai, v0, acc0[i]);
+      acc1[i] = _mm512_fmadd_ps(ai, v1, acc1[i]);
+    }
+    if (!kDirect) a += kGemmMr;
+    b0 += kGemmNr;
+    b1 += kGemmNr;
+  }
+  for (int i = 0; i < kGemmMr; ++i) {
+    float* row = c + i * ldc;
+    if (accumulate) {
+      acc0[i] = _mm512_add_ps(acc0[i], _mm512_loadu_ps(row));
+      acc1[i] = _mm512_add_ps(acc1[i], _mm512_loadu_ps(row + kGemmNr));
+    }
+    _mm512_storeu_ps(row, acc0[i]);
+    _mm512_storeu_ps(row + kGemmNr, acc1[i]);
+  }
+}
 
-KernelFn ChooseKernel() { return DetectAvx2() ? Kernel6x16Avx2 : Kernel6x16Portable; }
+// AVX-512, one panel (the odd last one of a tile): 6 accumulators.
+template <bool kDirect>
+__attribute__((target("avx512f"))) inline void Kernel6x16Avx512Impl(int kc, const float* a,
+                                                                    size_t lda, int rows,
+                                                                    const float* b, float* c,
+                                                                    size_t ldc, bool accumulate) {
+  // Direct A: the rows in place (missing rows repeat the last one; their results are discarded).
+  const float* r[kGemmMr];
+  for (int i = 0; i < kGemmMr; ++i) r[i] = a + (kDirect ? std::min(i, rows - 1) * lda : 0);
+  __m512 acc[kGemmMr];
+  for (int i = 0; i < kGemmMr; ++i) acc[i] = _mm512_setzero_ps();
+#pragma GCC unroll 4
+  for (int p = 0; p < kc; ++p) {
+    const __m512 v = _mm512_loadu_ps(b);
+#pragma GCC unroll 6
+    for (int i = 0; i < kGemmMr; ++i) {
+      acc[i] = _mm512_fmadd_ps(_mm512_set1_ps(kDirect ? r[i][p] : a[i]), v, acc[i]);
+    }
+    if (!kDirect) a += kGemmMr;
+    b += kGemmNr;
+  }
+  for (int i = 0; i < kGemmMr; ++i) {
+    float* row = c + i * ldc;
+    if (accumulate) acc[i] = _mm512_add_ps(acc[i], _mm512_loadu_ps(row));
+    _mm512_storeu_ps(row, acc[i]);
+  }
+}
+
+__attribute__((target("avx512f"))) void Kernel6x32Avx512(int kc, const float* a, const float* b0,
+                                                         const float* b1, float* c, size_t ldc,
+                                                         bool accumulate) {
+  Kernel6x32Avx512Impl<false>(kc, a, 0, kGemmMr, b0, b1, c, ldc, accumulate);
+}
+__attribute__((target("avx512f"))) void KernelDirect6x32Avx512(int kc, const float* a, size_t lda,
+                                                               int rows, const float* b0,
+                                                               const float* b1, float* c,
+                                                               size_t ldc, bool accumulate) {
+  Kernel6x32Avx512Impl<true>(kc, a, lda, rows, b0, b1, c, ldc, accumulate);
+}
+__attribute__((target("avx512f"))) void Kernel6x16Avx512(int kc, const float* a, const float* b,
+                                                         float* c, size_t ldc, bool accumulate) {
+  Kernel6x16Avx512Impl<false>(kc, a, 0, kGemmMr, b, c, ldc, accumulate);
+}
+__attribute__((target("avx512f"))) void KernelDirect6x16Avx512(int kc, const float* a, size_t lda,
+                                                               int rows, const float* b, float* c,
+                                                               size_t ldc, bool accumulate) {
+  Kernel6x16Avx512Impl<true>(kc, a, lda, rows, b, c, ldc, accumulate);
+}
+
+GemmIsa DetectIsa() {
+  if (__builtin_cpu_supports("avx512f")) return GemmIsa::kAvx512;
+  if (DetectAvx2()) return GemmIsa::kAvx2;
+  return GemmIsa::kPortable;
+}
+
+// The detected ISA, lowered by ATRIUM_INFER_ISA (avx2 or portable) when set.
+GemmIsa InitialIsa() {
+  GemmIsa isa = DetectIsa();
+  const char* env = std::getenv("ATRIUM_INFER_ISA");
+  if (env == nullptr) return isa;
+  const std::string_view want(env);
+  GemmIsa wanted = isa;
+  if (want == "portable") wanted = GemmIsa::kPortable;
+  if (want == "avx2") wanted = GemmIsa::kAvx2;
+  return static_cast<int>(wanted) < static_cast<int>(isa) ? wanted : isa;
+}
+
+std::atomic<GemmIsa>& ActiveIsa() {
+  static std::atomic<GemmIsa> isa{InitialIsa()};
+  return isa;
+}
 
 // Packs rows [0, mc) × cols [0, kc) of a (stride lda) into 6-row micro-panels, zero-padding the
 // last one.
@@ -188,13 +297,14 @@ struct GemmArgs {
 
 // Computes C[m0:m0+mc, n0:n0+nc] (nc a multiple of 16 or reaching n).
 void GemmTile(const GemmArgs& g, int m0, int mc, int n0, int nc) {
-  static const KernelFn kernel = ChooseKernel();
+  const GemmIsa isa = ActiveIsa().load(std::memory_order_relaxed);
   const float* apack = nullptr;
   float* own_pack = nullptr;
   if (g.packed_a == nullptr && !g.direct_a) {
     own_pack = ThreadScratch(static_cast<size_t>(kGemmMc + kGemmMr) * kGemmKc);
   }
-  alignas(32) float edge[kGemmMr * kGemmNr];
+  constexpr int kEdgeCols = 2 * kGemmNr;
+  alignas(64) float edge[kGemmMr * kEdgeCols];
   const size_t panel_stride = static_cast<size_t>(g.k) * kGemmNr;
   const int k_blocks = (g.k + kGemmKc - 1) / kGemmKc;
   for (int k0 = 0; k0 < g.k; k0 += kGemmKc) {
@@ -207,34 +317,55 @@ void GemmTile(const GemmArgs& g, int m0, int mc, int n0, int nc) {
       const size_t block = static_cast<size_t>(m0 / g.block_rows) * k_blocks + k0 / kGemmKc;
       apack = g.packed_a + block * static_cast<size_t>(g.block_rows) * kGemmKc;
     }
-    for (int j0 = n0; j0 < n0 + nc; j0 += kGemmNr) {
+    for (int j0 = n0; j0 < n0 + nc;) {
+      // AVX-512 takes two panels at a time while the tile has two left.
+      const bool pair = isa == GemmIsa::kAvx512 && j0 + kGemmNr < n0 + nc;
+      const int width = pair ? 2 * kGemmNr : kGemmNr;
       const float* bp = g.b + static_cast<size_t>(j0 / kGemmNr) * panel_stride +
                         static_cast<size_t>(k0) * kGemmNr;
-      const int cols = std::min(kGemmNr, g.n - j0);
+      const int cols = std::min(width, g.n - j0);
       for (int i0 = 0; i0 < mc; i0 += kGemmMr) {
         const int rows = std::min(kGemmMr, mc - i0);
         float* cp = g.c + static_cast<size_t>(m0 + i0) * g.ldc + j0;
-        if (g.direct_a) {
-          const float* ar = g.a + static_cast<size_t>(m0 + i0) * g.lda + k0;
-          if (rows == kGemmMr && cols == kGemmNr) {
-            KernelDirect6x16Avx2(kc, ar, g.lda, rows, bp, cp, g.ldc, accumulate);
-            continue;
-          }
-          KernelDirect6x16Avx2(kc, ar, g.lda, rows, bp, edge, kGemmNr, false);
-        } else if (rows == kGemmMr && cols == kGemmNr) {
-          kernel(kc, apack + static_cast<size_t>(i0) * kc, bp, cp, g.ldc, accumulate);
-          continue;
-        } else {
-          kernel(kc, apack + static_cast<size_t>(i0) * kc, bp, edge, kGemmNr, false);
+        const bool full = rows == kGemmMr && cols == width;
+        float* out = full ? cp : edge;
+        const size_t ldo = full ? g.ldc : kEdgeCols;
+        const bool acc = full && accumulate;
+        const float* ar = g.direct_a ? g.a + static_cast<size_t>(m0 + i0) * g.lda + k0
+                                     : apack + static_cast<size_t>(i0) * kc;
+        switch (isa) {
+          case GemmIsa::kAvx512:
+            if (g.direct_a && pair) {
+              KernelDirect6x32Avx512(kc, ar, g.lda, rows, bp, bp + panel_stride, out, ldo, acc);
+            } else if (g.direct_a) {
+              KernelDirect6x16Avx512(kc, ar, g.lda, rows, bp, out, ldo, acc);
+            } else if (pair) {
+              Kernel6x32Avx512(kc, ar, bp, bp + panel_stride, out, ldo, acc);
+            } else {
+              Kernel6x16Avx512(kc, ar, bp, out, ldo, acc);
+            }
+            break;
+          case GemmIsa::kAvx2:
+            if (g.direct_a) {
+              KernelDirect6x16Avx2(kc, ar, g.lda, rows, bp, out, ldo, acc);
+            } else {
+              Kernel6x16Avx2(kc, ar, bp, out, ldo, acc);
+            }
+            break;
+          case GemmIsa::kPortable:
+            Kernel6x16Portable(kc, ar, bp, out, ldo, acc);
+            break;
         }
-        // Edge tile: copy the valid part of the 6×16 result.
+        if (full) continue;
+        // Edge tile: copy the valid part of the result.
         for (int i = 0; i < rows; ++i) {
           for (int j = 0; j < cols; ++j) {
-            float v = edge[i * kGemmNr + j];
+            float v = edge[i * kEdgeCols + j];
             cp[i * g.ldc + j] = accumulate ? cp[i * g.ldc + j] + v : v;
           }
         }
       }
+      j0 += width;
     }
   }
   if (g.epilogue == Epilogue::kNone) return;
@@ -256,9 +387,25 @@ AlignedFloats AllocateFloats(size_t count) {
   return AlignedFloats(static_cast<float*>(std::aligned_alloc(64, bytes)));
 }
 
-bool GemmUsesAvx2() {
-  static const bool avx2 = DetectAvx2();
-  return avx2;
+GemmIsa ActiveGemmIsa() { return ActiveIsa().load(std::memory_order_relaxed); }
+
+GemmIsa SetGemmIsa(GemmIsa isa) {
+  const GemmIsa best = DetectIsa();
+  if (static_cast<int>(isa) > static_cast<int>(best)) isa = best;
+  ActiveIsa().store(isa, std::memory_order_relaxed);
+  return isa;
+}
+
+const char* GemmIsaName(GemmIsa isa) {
+  switch (isa) {
+    case GemmIsa::kAvx512:
+      return "avx512";
+    case GemmIsa::kAvx2:
+      return "avx2";
+    case GemmIsa::kPortable:
+      return "portable";
+  }
+  return "portable";
 }
 
 void PackBTransposed(const float* src, size_t ld, int n, int k, float* out) {
@@ -307,7 +454,7 @@ void Gemm(int m, int n, int k, const float* a, size_t lda, const float* packed_b
   // Few columns (at most 4 panels, e.g. P·V with n = head_dim): each A element feeds at most 64
   // outputs, so packing A (~1 element per cycle) would cost about half the arithmetic; read it in
   // place instead.
-  g.direct_a = GemmUsesAvx2() && n <= 4 * kGemmNr;
+  g.direct_a = ActiveGemmIsa() != GemmIsa::kPortable && n <= 4 * kGemmNr;
   // Row blocks of equal height (a multiple of kGemmMr, at most kGemmMc).
   const int m_blocks = (m + kGemmMc - 1) / kGemmMc;
   const int mc =
@@ -335,7 +482,12 @@ void Gemm(int m, int n, int k, const float* a, size_t lda, const float* packed_b
       if (balance == 1.0 && tiles >= 4 * threads) break;
     }
   }
-  const int panels_per_block = (n_panels + n_blocks - 1) / n_blocks;
+  int panels_per_block = (n_panels + n_blocks - 1) / n_blocks;
+  // The AVX-512 kernel takes panels in pairs: an even block width leaves no single-panel calls.
+  if (ActiveGemmIsa() == GemmIsa::kAvx512 && panels_per_block % 2 == 1 &&
+      panels_per_block < n_panels) {
+    ++panels_per_block;
+  }
   n_blocks = (n_panels + panels_per_block - 1) / panels_per_block;
   const size_t tiles = static_cast<size_t>(m_blocks) * n_blocks;
   // With several column blocks per row block, pack A once up front (in parallel) instead of once

@@ -3,8 +3,9 @@
 // B is packed once into panels of kGemmNr columns ([n/16][k][16], zero-padded on the right), the
 // layout the microkernel streams; model weights are packed at load, attention operands per call.
 // A is packed per block of kGemmMc × kGemmKc into kGemmMr-row micro-panels inside the call.
-// The microkernel is 6×16 AVX2/FMA, chosen at run time (__builtin_cpu_supports), with a portable
-// fallback. Blocking: the A block stays in L2, one B micro-panel (kGemmKc × 16) in L1.
+// The microkernel is 6×32 AVX-512 (two panels at once) or 6×16 AVX2/FMA, chosen at run time
+// (__builtin_cpu_supports; ATRIUM_INFER_ISA=avx2|portable lowers it), with a portable fallback.
+// Blocking: the A block stays in L2, the B micro-panels (kGemmKc × 16 or × 32) in L1.
 //
 // Thread safety: the functions are reentrant; scratch buffers are thread-local.
 #pragma once
@@ -57,7 +58,13 @@ enum class Epilogue { kNone, kBias, kBiasGelu };
 void Gemm(int m, int n, int k, const float* a, size_t lda, const float* packed_b, float* c,
           size_t ldc, Epilogue epilogue, const float* bias, ThreadPool* pool);
 
-// Whether the AVX2/FMA microkernel is in use on this machine.
-bool GemmUsesAvx2();
+// The microkernels: 6×32 AVX-512 (two panels per call), 6×16 AVX2/FMA, 6×16 portable C++.
+enum class GemmIsa { kPortable = 0, kAvx2 = 1, kAvx512 = 2 };
+// The one in use: the best the CPU supports, unless lowered by SetGemmIsa.
+GemmIsa ActiveGemmIsa();
+// Selects `isa`, or the best the CPU supports when that is lower; returns the one selected. For
+// tests and benchmarks (ATRIUM_INFER_ISA): not to be called while a GEMM runs.
+GemmIsa SetGemmIsa(GemmIsa isa);
+const char* GemmIsaName(GemmIsa isa);
 
 }  // namespace atrium::infer::cpu
