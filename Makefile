@@ -53,6 +53,11 @@ bench: build
 	@bench/http/run
 	@bench/bus/run
 	@scripts/setup-bench && bench/embed/peers/run all
+	@bench/embed/run
+	@bench/embed/http
+	@bench/relay/run
+	@bench/track/run
+	@bench/chat/run
 
 stress: build
 	@BUS_CRASH_CYCLES=1000 build/bin/bus_crash_test

@@ -199,11 +199,11 @@ Result<std::unique_ptr<Tokenizer>> Tokenizer::FromJson(std::string_view text) {
   ASSIGN_OR_RETURN(p->decoder, ParseDecoder(field("decoder")));
   RETURN_IF_ERROR(ParseTruncation(o->if_contains("truncation"), p->truncation));
   if (const auto* pad = field("padding").if_object()) {
-    if (auto* id = pad->if_contains("pad_id"); id && id->is_int64()) {
-      p->padding.pad_id = static_cast<int32_t>(id->as_int64());
+    if (auto* id = pad->if_contains("pad_id"); id && !id->is_null()) {
+      ASSIGN_OR_RETURN(p->padding.pad_id, ParseTokenId(*id, "padding.pad_id"));
     }
-    if (auto* id = pad->if_contains("pad_type_id"); id && id->is_int64()) {
-      p->padding.pad_type_id = static_cast<int32_t>(id->as_int64());
+    if (auto* id = pad->if_contains("pad_type_id"); id && !id->is_null()) {
+      ASSIGN_OR_RETURN(p->padding.pad_type_id, ParseTokenId(*id, "padding.pad_type_id"));
     }
     if (auto* d = pad->if_contains("direction"); d && d->is_string()) {
       p->padding.left = d->as_string() == "Left";
@@ -217,7 +217,7 @@ Result<std::unique_ptr<Tokenizer>> Tokenizer::FromJson(std::string_view text) {
         return InvalidArgument("tokenizer.json: added_tokens entries need id and content");
       }
       AddedToken t;
-      t.id = static_cast<int32_t>(a->at("id").as_int64());
+      ASSIGN_OR_RETURN(t.id, ParseTokenId(a->at("id"), "added_tokens id"));
       t.content = std::string(a->at("content").as_string());
       auto flag = [&](std::string_view k) {
         auto* v = a->if_contains(k);

@@ -1,6 +1,7 @@
 // Normalizers, pre-tokenizers, models, post-processors and decoders, and their tokenizer.json
 // forms (https://huggingface.co/docs/tokenizers/api/ — field names follow the Rust crate).
 #include <boost/json.hpp>
+#include <climits>
 #include <cmath>
 #include <limits>
 #include <string>
@@ -748,6 +749,23 @@ Status Unsupported(std::string_view what, std::string_view type) {
                          std::string(type) + "'");
 }
 
+}  // namespace
+
+Result<int32_t> ParseTokenId(const json::value& v, std::string_view field) {
+  if (!v.is_int64() && !v.is_uint64()) {
+    return InvalidArgument("tokenizer.json: " + std::string(field) + " must be an integer");
+  }
+  bool in_range = v.is_int64() ? v.as_int64() >= 0 && v.as_int64() <= INT32_MAX
+                               : v.as_uint64() <= static_cast<uint64_t>(INT32_MAX);
+  if (!in_range) {
+    return InvalidArgument("tokenizer.json: " + std::string(field) + " " + json::serialize(v) +
+                           " is outside 0..2147483647");
+  }
+  return static_cast<int32_t>(v.is_int64() ? v.as_int64() : static_cast<int64_t>(v.as_uint64()));
+}
+
+namespace {
+
 Result<char32_t> SingleChar(const std::string& s, std::string_view field) {
   NormalizedText t;
   AppendUtf8(s, 0, t);
@@ -949,7 +967,7 @@ Result<std::unique_ptr<PostProcessor>> ParsePostProcessor(const json::value& v,
         return InvalidArgument("tokenizer.json: " + type + "." + std::string(key) +
                                " must be [token, id]");
       }
-      return static_cast<int32_t>(t->as_array()[1].as_int64());
+      return ParseTokenId(t->as_array()[1], type + "." + std::string(key));
     };
     ASSIGN_OR_RETURN(int32_t cls, token_id("cls"));
     ASSIGN_OR_RETURN(int32_t sep, token_id("sep"));
@@ -972,8 +990,9 @@ Result<std::unique_ptr<PostProcessor>> ParsePostProcessor(const json::value& v,
         const auto* bo = body.if_object();
         if (!bo) return InvalidArgument("tokenizer.json: bad TemplateProcessing piece");
         TemplatePiece p{};
-        auto* tid = bo->if_contains("type_id");
-        p.type_id = tid && tid->is_int64() ? static_cast<int32_t>(tid->as_int64()) : 0;
+        if (const auto* tid = bo->if_contains("type_id"); tid && !tid->is_null()) {
+          ASSIGN_OR_RETURN(p.type_id, ParseTokenId(*tid, "TemplateProcessing type_id"));
+        }
         std::string id = GetString(*bo, "id").value_or("");
         if (kind == "Sequence") {
           p.is_sequence = true;
@@ -982,8 +1001,16 @@ Result<std::unique_ptr<PostProcessor>> ParsePostProcessor(const json::value& v,
           const json::value* st =
               specials && specials->is_object() ? specials->as_object().if_contains(id) : nullptr;
           if (st && st->is_object() && st->as_object().contains("ids")) {
-            for (const auto& x : st->as_object().at("ids").as_array())
-              p.ids.push_back(static_cast<int32_t>(x.to_number<int64_t>()));
+            const auto* ids = st->as_object().at("ids").if_array();
+            if (!ids) {
+              return InvalidArgument("tokenizer.json: TemplateProcessing special token '" + id +
+                                     "': ids must be a list");
+            }
+            for (const auto& x : *ids) {
+              ASSIGN_OR_RETURN(int32_t tid,
+                               ParseTokenId(x, "TemplateProcessing special token '" + id + "' id"));
+              p.ids.push_back(tid);
+            }
           } else if (auto mid = model.TokenToId(id)) {
             p.ids.push_back(*mid);
           } else {

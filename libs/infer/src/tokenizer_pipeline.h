@@ -156,5 +156,8 @@ Result<std::unique_ptr<Model>> ParseModel(const boost::json::value& v);
 Result<std::unique_ptr<PostProcessor>> ParsePostProcessor(const boost::json::value& v,
                                                           const Model& model);
 Result<std::unique_ptr<Decoder>> ParseDecoder(const boost::json::value& v);
+// A token id (or type id) as written in tokenizer.json: an integer in 0..INT32_MAX, else
+// InvalidArgument naming `field` (ids outside that range would index past every table).
+Result<int32_t> ParseTokenId(const boost::json::value& v, std::string_view field);
 
 }  // namespace atrium::infer

@@ -313,6 +313,49 @@ TEST(Loading, MalformedJsonIsInvalidArgument) {
             StatusCode::kNotFound);
 }
 
+TEST(Loading, TokenIdsOutsideInt32AreRefusedNamingTheField) {
+  const std::string model =
+      R"("model":{"type":"WordPiece","unk_token":"[UNK]","vocab":{"[UNK]":0,"a":1}})";
+  struct Case {
+    std::string json;
+    std::string field;
+  };
+  std::vector<Case> cases = {
+      {R"({"added_tokens":[{"id":-1,"content":"[X]"}],)" + model + "}", "added_tokens id"},
+      {R"({"added_tokens":[{"id":4294967296,"content":"[X]"}],)" + model + "}", "added_tokens id"},
+      {R"({"padding":{"pad_id":-5},)" + model + "}", "padding.pad_id"},
+      {R"({"padding":{"pad_type_id":"0"},)" + model + "}", "padding.pad_type_id"},
+      {R"({"post_processor":{"type":"BertProcessing","cls":["[CLS]",-2],"sep":["[SEP]",1]},)" +
+           model + "}",
+       "BertProcessing.cls"},
+      {R"({"post_processor":{"type":"TemplateProcessing","single":[{"SpecialToken":{"id":"C"}}],)"
+       R"("pair":[],"special_tokens":{"C":{"ids":"101"}}},)" +
+           model + "}",
+       "ids must be a list"},
+      {R"({"post_processor":{"type":"TemplateProcessing","single":[{"SpecialToken":{"id":"C"}}],)"
+       R"("pair":[],"special_tokens":{"C":{"ids":[1.5]}}},)" +
+           model + "}",
+       "special token 'C' id"},
+      {R"({"post_processor":{"type":"TemplateProcessing","single":[{"Sequence":{"id":"A",)"
+       R"("type_id":-1}}],"pair":[]},)" +
+           model + "}",
+       "type_id"},
+  };
+  for (const Case& c : cases) {
+    auto t = Tokenizer::FromJson(c.json);
+    ASSERT_FALSE(t.ok()) << c.json;
+    EXPECT_EQ(t.status().code(), StatusCode::kInvalidArgument);
+    EXPECT_NE(t.status().message().find(c.field), std::string::npos) << t.status().ToString();
+  }
+  // The same shapes with valid ids load.
+  EXPECT_TRUE(Tokenizer::FromJson(
+                  R"({"post_processor":{"type":"TemplateProcessing","single":[{"SpecialToken":)"
+                  R"({"id":"C"}},{"Sequence":{"id":"A","type_id":0}}],"pair":[],)"
+                  R"("special_tokens":{"C":{"ids":[1]}}},"padding":{"pad_id":0},)" +
+                  model + "}")
+                  .ok());
+}
+
 TEST(Loading, VocabTxtBuildsABertTokenizer) {
   auto t = Tokenizer::FromVocab("[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\nhello\nworld\n##s\n");
   ASSERT_TRUE(t.ok()) << t.status().ToString();

@@ -56,6 +56,11 @@ struct Plan {
   size_t tokens = 0;
 };
 
+// How errors name input `i` of `call`.
+std::string InputName(const EmbedCall& call, size_t i) {
+  return call.input_name ? call.input_name(i) : fmt::format("{}[{}]", call.input_field, i);
+}
+
 Status AddInput(Plan& plan, std::vector<int32_t> ids, const Framed* framed, size_t max_tokens,
                 const EmbedCall& call, size_t overlap, size_t input_index) {
   size_t first = plan.sequences.size();
@@ -65,7 +70,7 @@ Status AddInput(Plan& plan, std::vector<int32_t> ids, const Framed* framed, size
     plan.windows.emplace_back(first, 1);
     return Status::Ok();
   }
-  std::string field = fmt::format("input[{}]", input_index);
+  std::string field = InputName(call, input_index);
   if (call.long_input == LongInput::kError) {
     return InvalidArgument(
         fmt::format("{}: {} tokens exceed the model's limit of {} (set "
@@ -308,12 +313,12 @@ void EmbedService::Embed(EmbedCall call, std::chrono::steady_clock::time_point d
   const infer::ModelInfo& info = served->model->info();
   size_t inputs = call.texts.empty() ? call.token_inputs.size() : call.texts.size();
   if (inputs == 0) {
-    done(InvalidArgument("input: at least one input is required"));
+    done(InvalidArgument(call.input_field + ": at least one input is required"));
     return;
   }
   if (inputs > options_.max_client_batch_size) {
-    done(PayloadTooLarge(fmt::format("input: {} inputs exceed the limit of {} per request", inputs,
-                                     options_.max_client_batch_size)));
+    done(PayloadTooLarge(fmt::format("{}: {} inputs exceed the limit of {} per request",
+                                     call.input_field, inputs, options_.max_client_batch_size)));
     return;
   }
   if (call.dimensions > static_cast<size_t>(info.hidden_size)) {
@@ -339,7 +344,7 @@ void EmbedService::Embed(EmbedCall call, std::chrono::steady_clock::time_point d
     Status s;
     if (!call.texts.empty()) {
       if (call.texts[i].empty()) {
-        done(InvalidArgument(fmt::format("input[{}]: empty strings cannot be embedded", i)));
+        done(InvalidArgument(InputName(call, i) + ": empty strings cannot be embedded"));
         return;
       }
       infer::Encoding e =
@@ -350,15 +355,13 @@ void EmbedService::Embed(EmbedCall call, std::chrono::steady_clock::time_point d
     } else {
       auto& ids = call.token_inputs[i];
       if (ids.empty()) {
-        done(InvalidArgument(fmt::format("input[{}]: empty token lists cannot be embedded", i)));
+        done(InvalidArgument(InputName(call, i) + ": empty token lists cannot be embedded"));
         return;
       }
       for (int32_t id : ids) {
         if (id < 0 || static_cast<size_t>(id) >= vocab) {
-          done(
-              InvalidArgument(fmt::format("input[{}]: token id {} is outside the vocabulary "
-                                          "(0..{})",
-                                          i, id, vocab - 1)));
+          done(InvalidArgument(fmt::format("{}: token id {} is outside the vocabulary (0..{})",
+                                           InputName(call, i), id, vocab - 1)));
           return;
         }
       }

@@ -49,8 +49,10 @@ void HandleEmbeddings(EmbedService& service, Request& req, Responder responder) 
     return responder.Send(OpenAiError(InvalidArgument("input: is required")));
   }
   std::string format = "float";
+  std::string user;  // accepted for compatibility (OpenAI's abuse monitoring); not used
   Status s = api::ReadInputs(*input, "input", call);
   if (s.ok()) s = api::ReadString(*body, "model", call.model);
+  if (s.ok()) s = api::ReadString(*body, "user", user);
   if (s.ok()) s = api::ReadString(*body, "encoding_format", format);
   if (s.ok()) s = api::ReadSize(*body, "dimensions", call.dimensions, 1);
   if (s.ok()) s = api::ReadBool(*body, "normalize", call.normalize);

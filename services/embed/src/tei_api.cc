@@ -48,6 +48,14 @@ Response TeiError(const Status& s) {
                                             http::JsonQuote(s.message()), type));
 }
 
+// /tokenize and /decode take at most max_client_batch_size inputs, like /embed.
+Status CheckCount(const EmbedService& service, std::string_view field, size_t count) {
+  size_t limit = service.options().max_client_batch_size;
+  if (count <= limit) return Status::Ok();
+  return PayloadTooLarge(
+      fmt::format("{}: {} inputs exceed the limit of {} per request", field, count, limit));
+}
+
 // The members /embed and /similarity share.
 Status ReadEmbedOptions(const api::json::object& body, EmbedCall& call) {
   RETURN_IF_ERROR(api::ReadBool(body, "normalize", call.normalize));
@@ -61,6 +69,7 @@ void HandleEmbed(EmbedService& service, Request& req, Responder responder) {
   auto body = api::ParseObject(req.body);
   if (!body.ok()) return responder.Send(TeiError(body.status()));
   EmbedCall call;
+  call.input_field = "inputs";
   const auto* inputs = body->if_contains("inputs");
   Status s = inputs == nullptr ? InvalidArgument("body: inputs is required")
                                : api::ReadInputs(*inputs, "inputs", call);
@@ -95,19 +104,32 @@ void HandleSimilarity(EmbedService& service, Request& req, Responder responder) 
   const auto* source = in.if_contains("source_sentence");
   const auto* sentences = in.if_contains("sentences");
   EmbedCall call;
+  // Input 0 is the source sentence, the others are inputs.sentences[i - 1].
+  call.input_field = "inputs.sentences";
+  call.input_name = [](size_t i) {
+    return i == 0 ? std::string("inputs.source_sentence")
+                  : fmt::format("inputs.sentences[{}]", i - 1);
+  };
   Status s;
+  size_t limit = service.options().max_client_batch_size;
   if (source == nullptr || !source->is_string()) {
     s = InvalidArgument("inputs.source_sentence: must be a string");
   } else if (sentences == nullptr || !sentences->is_array() || sentences->as_array().empty()) {
     s = InvalidArgument("inputs.sentences: must be a non-empty array of strings");
+  } else if (sentences->as_array().size() + 1 > limit) {
+    s =
+        PayloadTooLarge(fmt::format("inputs.sentences: {} sentences exceed the limit of {} per "
+                                    "request (with the source sentence)",
+                                    sentences->as_array().size(), limit - 1));
   } else {
     call.texts.emplace_back(source->as_string());
-    for (const auto& e : sentences->as_array()) {
-      if (!e.is_string()) {
-        s = InvalidArgument("inputs.sentences: must be a non-empty array of strings");
+    const auto& list = sentences->as_array();
+    for (size_t i = 0; i < list.size(); ++i) {
+      if (!list[i].is_string()) {
+        s = InvalidArgument(fmt::format("inputs.sentences[{}]: must be a string", i));
         break;
       }
-      call.texts.emplace_back(e.as_string());
+      call.texts.emplace_back(list[i].as_string());
     }
   }
   if (s.ok()) s = ReadEmbedOptions(*body, call);
@@ -136,6 +158,7 @@ Response HandleTokenize(EmbedService& service, Request& req) {
   Status s = inputs == nullptr ? InvalidArgument("body: inputs is required")
                                : api::ReadInputs(*inputs, "inputs", call);
   if (s.ok() && call.texts.empty()) s = InvalidArgument("inputs: must be strings");
+  if (s.ok()) s = CheckCount(service, "inputs", call.texts.size());
   if (s.ok()) s = api::ReadBool(*body, "add_special_tokens", add_special);
   if (s.ok()) s = api::ReadString(*body, "prompt_name", call.prompt_name);
   if (s.ok()) s = api::ReadString(*body, "model", call.model);
@@ -194,6 +217,7 @@ Response HandleDecode(EmbedService& service, Request& req) {
   Status s = ids == nullptr ? InvalidArgument("body: ids is required")
                             : api::ReadInputs(*ids, "ids", call);
   if (s.ok() && call.token_inputs.empty()) s = InvalidArgument("ids: must be token ids");
+  if (s.ok()) s = CheckCount(service, "ids", call.token_inputs.size());
   if (s.ok()) s = api::ReadBool(*body, "skip_special_tokens", skip_special);
   if (s.ok()) s = api::ReadString(*body, "model", call.model);
   if (!s.ok()) return TeiError(s);

@@ -1,6 +1,7 @@
 // VecBoost's API: POST /api/v1/embed, /api/v1/embed/batch, /api/v1/similarity and
 // /api/v1/embed/document (the text comes in the body; VecBoost's server-side file path is not
 // offered). Errors use Atrium's own shape.
+#include <algorithm>
 #include <chrono>
 
 #include <fmt/format.h>
@@ -40,6 +41,8 @@ void HandleEmbed(EmbedService& service, Request& req, Responder responder) {
   auto body = api::ParseObject(req.body);
   if (!body.ok()) return responder.Send(Response::FromStatus(body.status()));
   EmbedCall call;
+  call.input_field = "text";
+  call.input_name = [](size_t) { return std::string("text"); };
   auto text = RequiredText(*body, "text");
   Status s = text.status();
   if (s.ok()) call.texts.push_back(std::move(*text));
@@ -65,6 +68,7 @@ void HandleBatch(EmbedService& service, Request& req, Responder responder) {
   auto body = api::ParseObject(req.body);
   if (!body.ok()) return responder.Send(Response::FromStatus(body.status()));
   EmbedCall call;
+  call.input_field = "texts";
   const auto* texts = body->if_contains("texts");
   Status s;
   if (texts == nullptr || !texts->is_array() || texts->as_array().empty()) {
@@ -102,15 +106,25 @@ void HandleSimilarity(EmbedService& service, Request& req, Responder responder) 
   auto source = RequiredText(*body, "source");
   Status s = source.status();
   bool many = body->contains("targets");
+  // Input 0 is the source, the others are the target or targets[i - 1].
+  call.input_field = many ? "targets" : "target";
+  call.input_name = [many](size_t i) {
+    if (i == 0) return std::string("source");
+    return many ? fmt::format("targets[{}]", i - 1) : std::string("target");
+  };
+  size_t limit = service.options().max_client_batch_size;
   if (s.ok()) {
     call.texts.push_back(std::move(*source));
     if (many) {
       const auto& targets = body->at("targets");
       if (!targets.is_array() || targets.as_array().empty()) {
         s = InvalidArgument("targets: a non-empty array of strings is required");
+      } else if (targets.as_array().size() + 1 > limit) {
+        s = PayloadTooLarge(fmt::format("targets: {} targets exceed the limit of {} per request",
+                                        targets.as_array().size(), limit - 1));
       } else {
         s = api::ReadInputs(targets, "targets", call);
-        if (s.ok() && call.token_inputs.size() > 0) s = InvalidArgument("targets: must be strings");
+        if (s.ok() && !call.token_inputs.empty()) s = InvalidArgument("targets: must be strings");
       }
     } else {
       auto target = RequiredText(*body, "target");
@@ -165,6 +179,9 @@ void HandleDocument(EmbedService& service, Request& req, Responder responder) {
     chunk_size = std::min<size_t>(limit, 256);
     s = api::ReadSize(*body, "chunk_size", chunk_size, 1);
   }
+  // Without an explicit overlap, 32 tokens or half a chunk, whichever is smaller: a default must
+  // not make a request that sets neither field fail (small models have chunks under 32 tokens).
+  if (s.ok()) overlap = std::min<size_t>(overlap, chunk_size / 2);
   if (s.ok()) s = api::ReadSize(*body, "overlap", overlap);
   if (s.ok()) s = api::ReadBool(*body, "return_chunk_embeddings", chunk_vectors);
   if (s.ok() && chunk_size > limit) {
@@ -186,6 +203,14 @@ void HandleDocument(EmbedService& service, Request& req, Responder responder) {
     return responder.Send(
         Response::FromStatus(InvalidArgument("text: contains no tokens to embed")));
   }
+  if (chunks.size() > service.options().max_client_batch_size) {
+    return responder.Send(Response::FromStatus(PayloadTooLarge(fmt::format(
+        "text: the document makes {} chunks of {} tokens, more than the limit of {} per request "
+        "(raise chunk_size or send a shorter text)",
+        chunks.size(), chunk_size, service.options().max_client_batch_size))));
+  }
+  call.input_field = "text";
+  call.input_name = [](size_t i) { return fmt::format("text (chunk {})", i); };
   auto doc = std::make_shared<std::string>(std::move(*text));
   for (const auto& c : chunks) call.texts.push_back(doc->substr(c.start, c.end - c.start));
   bool normalize = call.normalize;

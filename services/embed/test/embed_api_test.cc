@@ -4,9 +4,12 @@
 #include <boost/json.hpp>
 #include <cmath>
 #include <cstring>
+#include <functional>
 #include <future>
+#include <thread>
 
 #include "atrium/core/base64.h"
+#include "atrium/core/metrics.h"
 #include "atrium/embed/embed_service.h"
 #include "atrium/http/client.h"
 #include "atrium/http/server.h"
@@ -41,8 +44,31 @@ void ExpectNear(const std::vector<float>& a, const std::vector<float>& b) {
   for (size_t i = 0; i < a.size(); ++i) EXPECT_NEAR(a[i], b[i], 1e-5) << i;
 }
 
+// One refused request: where it goes, what it sends, the status and the field the error names.
+struct BadInput {
+  const char* path;
+  std::string body;
+  int status;
+  std::string field;
+};
+
+std::string Repeated(const std::string& item, int n, const std::string& separator = ",") {
+  std::string out;
+  for (int i = 0; i < n; ++i) out += (i ? separator : "") + item;
+  return out;
+}
+
 class EmbedApiTest : public ::testing::Test {
  protected:
+  // The service's options; fixtures for overload behaviour change the queue and the deadline.
+  virtual EmbedOptions Options() const {
+    EmbedOptions options;
+    options.public_access = true;
+    options.chunk_overlap_tokens = 4;
+    options.max_client_batch_size = 64;
+    return options;
+  }
+
   void SetUp() override {
     auto model = std::make_unique<FakeModel>(8, 32);
     model_ = model.get();
@@ -52,11 +78,7 @@ class EmbedApiTest : public ::testing::Test {
                                  .source = "memory",
                                  .model = std::move(model),
                                  .scheduler = nullptr});
-    EmbedOptions options;
-    options.public_access = true;
-    options.chunk_overlap_tokens = 4;
-    options.max_client_batch_size = 64;
-    auto service = EmbedService::CreateWithModels(options, std::move(models), nullptr, nullptr);
+    auto service = EmbedService::CreateWithModels(Options(), std::move(models), &metrics_, nullptr);
     ASSERT_TRUE(service.ok()) << service.status().ToString();
     service_ = std::move(*service);
     http::Router router;
@@ -71,16 +93,18 @@ class EmbedApiTest : public ::testing::Test {
     service_.reset();
   }
 
-  // POSTs `body`; returns status and parsed JSON.
-  std::pair<int, json::value> Post(const std::string& path, const std::string& body,
-                                   std::vector<std::pair<std::string, std::string>> headers = {}) {
+  http::ClientRequest Request(const std::string& path, const std::string& body,
+                              const std::vector<std::pair<std::string, std::string>>& headers) {
     http::ClientRequest req;
     req.method = "POST";
     req.url = "http://127.0.0.1:" + std::to_string(server_->port()) + path;
     req.body = body;
     req.headers.Set("content-type", "application/json");
-    for (auto& [k, v] : headers) req.headers.Set(k, v);
-    auto resp = client_.SendSync(std::move(req));
+    for (const auto& [k, v] : headers) req.headers.Set(k, v);
+    return req;
+  }
+
+  static std::pair<int, json::value> Parsed(const Result<http::ClientResponse>& resp) {
     EXPECT_TRUE(resp.ok()) << resp.status().ToString();
     if (!resp.ok()) return {0, nullptr};
     boost::system::error_code ec;
@@ -89,11 +113,50 @@ class EmbedApiTest : public ::testing::Test {
     return {resp->status, v};
   }
 
+  // POSTs `body`; returns status and parsed JSON.
+  std::pair<int, json::value> Post(const std::string& path, const std::string& body,
+                                   std::vector<std::pair<std::string, std::string>> headers = {}) {
+    return Parsed(client_.SendSync(Request(path, body, headers)));
+  }
+
+  // POSTs `body` without waiting for the answer.
+  std::future<std::pair<int, json::value>> PostAsync(const std::string& path,
+                                                     const std::string& body) {
+    auto promise = std::make_shared<std::promise<std::pair<int, json::value>>>();
+    auto future = promise->get_future();
+    client_.Send(Request(path, body, {}), [promise](Result<http::ClientResponse> resp) {
+      promise->set_value(Parsed(resp));
+    });
+    return future;
+  }
+
+  size_t JobsInFlight() const { return service_->models().front().scheduler->jobs_in_flight(); }
+
+  // Sends every case and checks its status and, through `check_shape`, its error body; then
+  // checks that nothing was lost or left behind: no request reached the engine or stayed queued,
+  // and the service still answers.
+  void ExpectRefusals(const std::vector<BadInput>& cases,
+                      const std::function<void(const BadInput&, const json::value&)>& check_shape) {
+    for (const BadInput& c : cases) {
+      SCOPED_TRACE(std::string(c.path) + " " + c.body.substr(0, 120));
+      auto [status, v] = Post(c.path, c.body);
+      EXPECT_EQ(status, c.status) << json::serialize(v);
+      if (status != c.status || !v.is_object()) continue;
+      SCOPED_TRACE(json::serialize(v));
+      check_shape(c, v);
+    }
+    EXPECT_TRUE(model_->calls().empty());
+    EXPECT_EQ(JobsInFlight(), 0u);
+    auto [ok, v] = Post("/v1/embeddings", R"({"input":"the cat"})");
+    EXPECT_EQ(ok, 200) << json::serialize(v);
+  }
+
   // The token ids the service feeds the model for `text` (special tokens included).
   std::vector<int32_t> Ids(const std::string& text) {
     return model_->tokenizer().Encode(text, true, 1 << 20).ids;
   }
 
+  MetricsRegistry metrics_;  // before service_: the schedulers hold its metrics
   FakeModel* model_ = nullptr;
   std::unique_ptr<EmbedService> service_;
   std::unique_ptr<http::Server> server_;
@@ -309,6 +372,9 @@ TEST_F(EmbedApiTest, VecBoostDocumentsAreChunkedWithOverlap) {
   EXPECT_TRUE(chunks[0].as_object().contains("embedding"));
   auto [bad, err] = Post("/api/v1/embed/document", R"({"text":"x","chunk_size":10,"overlap":10})");
   EXPECT_EQ(bad, 400);
+  // The defaults fit a model whose chunks are shorter than the default overlap of 32 tokens.
+  auto [defaults, v2] = Post("/api/v1/embed/document", R"({"text":")" + text + R"("})");
+  EXPECT_EQ(defaults, 200) << json::serialize(v2);
 }
 
 TEST_F(EmbedApiTest, TooManyInputsInOneRequestAre413) {
@@ -316,6 +382,269 @@ TEST_F(EmbedApiTest, TooManyInputsInOneRequestAre413) {
   for (int i = 0; i < 65; ++i) inputs += std::string(i ? "," : "") + "\"cat\"";
   auto [status, v] = Post("/v1/embeddings", R"({"input":[)" + inputs + "]}");
   EXPECT_EQ(status, 413);
+}
+
+// ---- Bad input: every API refuses it with a 4xx in its own error shape, naming the field, and
+// nothing reaches the engine or stays queued.
+
+TEST_F(EmbedApiTest, OpenAiRefusesBadInputNamingTheParameter) {
+  std::vector<BadInput> cases = {
+      {"/v1/embeddings", R"({"input":[]})", 400, "input"},
+      {"/v1/embeddings", R"({"input":5})", 400, "input"},
+      {"/v1/embeddings", R"({"input":{"text":"x"}})", 400, "input"},
+      {"/v1/embeddings", R"({"input":[true]})", 400, "input"},
+      {"/v1/embeddings", R"({"input":["a",1]})", 400, "input"},
+      {"/v1/embeddings", R"({"input":["a",""]})", 400, "input"},
+      {"/v1/embeddings", R"({"input":[1.5]})", 400, "input"},
+      {"/v1/embeddings", R"({"input":[-1]})", 400, "input"},
+      {"/v1/embeddings", R"({"input":[[5,6],[]]})", 400, "input"},
+      {"/v1/embeddings", R"({"input":[[5,6],7]})", 400, "input"},
+      {"/v1/embeddings", R"({"input":null})", 400, "input"},
+      {"/v1/embeddings", R"({"input":"x","model":5})", 400, "model"},
+      {"/v1/embeddings", R"({"input":"x","dimensions":0})", 400, "dimensions"},
+      {"/v1/embeddings", R"({"input":"x","dimensions":"4"})", 400, "dimensions"},
+      {"/v1/embeddings", R"({"input":"x","dimensions":2.5})", 400, "dimensions"},
+      {"/v1/embeddings", R"({"input":"x","encoding_format":5})", 400, "encoding_format"},
+      {"/v1/embeddings", R"({"input":"x","normalize":"yes"})", 400, "normalize"},
+      {"/v1/embeddings", R"({"input":"x","user":42})", 400, "user"},
+      {"/v1/embeddings", R"({"input":"x","long_input":"split"})", 400, "long_input"},
+      {"/v1/embeddings", R"({"input":"x","truncation_direction":"up"})", 400,
+       "truncation_direction"},
+      {"/v1/embeddings", R"({"input":"x","priority":7})", 400, "priority"},
+      {"/v1/embeddings", R"({"input":"x","model":"nope"})", 404, "model"},
+      {"/v1/embeddings", R"([{"input":"x"}])", 400, "body"},
+      {"/v1/embeddings", "", 400, "body"},
+      {"/v1/embeddings", R"({"input":[)" + Repeated(R"("cat")", 65) + "]}", 413, "input"},
+  };
+  ExpectRefusals(cases, [](const BadInput& c, const json::value& v) {
+    // {"error": {"message", "type", "param", "code"}}, as the OpenAI SDKs read it.
+    const auto& e = v.at("error").as_object();
+    EXPECT_EQ(e.at("param"), json::value(c.field));
+    EXPECT_EQ(e.at("type"), "invalid_request_error");
+    EXPECT_EQ(e.at("code"), c.status == 404 ? json::value("model_not_found") : json::value());
+    EXPECT_NE(std::string(e.at("message").as_string()).find(c.field), std::string::npos);
+  });
+}
+
+TEST_F(EmbedApiTest, TeiRefusesBadInputNamingTheField) {
+  std::string sentences = Repeated(R"("cat")", 64);
+  std::vector<BadInput> cases = {
+      // TEI answers 422 to a body it cannot read and 413 to inputs it will not take.
+      {"/embed", R"({})", 422, "inputs"},
+      {"/embed", "{not json", 422, "body"},
+      {"/embed", R"({"inputs":[]})", 413, "inputs"},
+      {"/embed", R"({"inputs":5})", 413, "inputs"},
+      {"/embed", R"({"inputs":["a",2]})", 413, "inputs[1]"},
+      {"/embed", R"({"inputs":["a",""]})", 413, "inputs[1]"},
+      {"/embed", R"({"inputs":[[5],[]]})", 413, "inputs[1]"},
+      {"/embed", R"({"inputs":"x","normalize":"no"})", 413, "normalize"},
+      {"/embed", R"({"inputs":"x","truncate":1})", 413, "truncate"},
+      {"/embed", R"({"inputs":"x","truncation_direction":"Up"})", 413, "truncation_direction"},
+      {"/embed", R"({"inputs":"x","prompt_name":3})", 413, "prompt_name"},
+      {"/embed", R"({"inputs":"x","dimensions":-2})", 413, "dimensions"},
+      {"/embed", R"({"inputs":"x","model":"nope"})", 404, "model"},
+      {"/embed", R"({"inputs":[)" + Repeated(R"("cat")", 65) + "]}", 413, "inputs"},
+      {"/tokenize", R"({})", 422, "inputs"},
+      {"/tokenize", R"({"inputs":[]})", 413, "inputs"},
+      {"/tokenize", R"({"inputs":[1,2]})", 413, "inputs"},
+      {"/tokenize", R"({"inputs":["a",false]})", 413, "inputs[1]"},
+      {"/tokenize", R"({"inputs":"x","add_special_tokens":1})", 413, "add_special_tokens"},
+      {"/tokenize", R"({"inputs":"x","prompt_name":"passage"})", 413, "prompt_name"},
+      {"/tokenize", R"({"inputs":"x","model":"nope"})", 404, "model"},
+      {"/tokenize", R"({"inputs":[)" + Repeated(R"("cat")", 65) + "]}", 413, "inputs"},
+      {"/decode", R"({})", 422, "ids"},
+      {"/decode", R"({"ids":[]})", 413, "ids"},
+      {"/decode", R"({"ids":"hello"})", 413, "ids"},
+      {"/decode", R"({"ids":[1,"a"]})", 413, "ids"},
+      {"/decode", R"({"ids":[-3]})", 413, "ids"},
+      {"/decode", R"({"ids":[1],"skip_special_tokens":"y"})", 413, "skip_special_tokens"},
+      {"/decode", R"({"ids":[1],"model":"nope"})", 404, "model"},
+      {"/decode", R"({"ids":[)" + Repeated("[5]", 65) + "]}", 413, "ids"},
+      {"/similarity", R"({"inputs":"x"})", 422, "inputs"},
+      {"/similarity", R"({"inputs":{"sentences":["a"]}})", 413, "inputs.source_sentence"},
+      {"/similarity", R"({"inputs":{"source_sentence":"a"}})", 413, "inputs.sentences"},
+      {"/similarity", R"({"inputs":{"source_sentence":"a","sentences":[]}})", 413,
+       "inputs.sentences"},
+      {"/similarity", R"({"inputs":{"source_sentence":"a","sentences":["b",2]}})", 413,
+       "inputs.sentences[1]"},
+      {"/similarity", R"({"inputs":{"source_sentence":"","sentences":["b"]}})", 413,
+       "inputs.source_sentence"},
+      {"/similarity", R"({"inputs":{"source_sentence":"a","sentences":["b",""]}})", 413,
+       "inputs.sentences[1]"},
+      {"/similarity", R"({"inputs":{"source_sentence":"a","sentences":["b"]},"model":"x"})", 404,
+       "model"},
+      {"/similarity", R"({"inputs":{"source_sentence":"a","sentences":[)" + sentences + "]}}", 413,
+       "inputs.sentences"},
+  };
+  ExpectRefusals(cases, [](const BadInput& c, const json::value& v) {
+    // {"error": "...", "error_type": "Validation"} as TEI sends it.
+    const auto& e = v.as_object();
+    EXPECT_EQ(e.at("error_type"), "Validation");
+    EXPECT_NE(std::string(e.at("error").as_string()).find(c.field), std::string::npos);
+  });
+}
+
+TEST_F(EmbedApiTest, VecBoostRefusesBadInputNamingTheField) {
+  std::string long_document = Repeated("cat", 140, " ");  // 70 chunks of 2 tokens > 64
+  std::vector<BadInput> cases = {
+      {"/api/v1/embed", R"({})", 400, "text"},
+      {"/api/v1/embed", R"({"text":""})", 400, "text"},
+      {"/api/v1/embed", R"({"text":5})", 400, "text"},
+      {"/api/v1/embed", R"({"text":["a"]})", 400, "text"},
+      {"/api/v1/embed", R"({"text":"x","normalize":1})", 400, "normalize"},
+      {"/api/v1/embed", R"({"text":"x","dimensions":-1})", 400, "dimensions"},
+      {"/api/v1/embed", R"({"text":"x","dimensions":99})", 400, "dimensions"},
+      {"/api/v1/embed", R"({"text":"x","model":"nope"})", 404, "model"},
+      {"/api/v1/embed", "not json", 400, "body"},
+      {"/api/v1/embed/batch", R"({})", 400, "texts"},
+      {"/api/v1/embed/batch", R"({"texts":[]})", 400, "texts"},
+      {"/api/v1/embed/batch", R"({"texts":"x"})", 400, "texts"},
+      {"/api/v1/embed/batch", R"({"texts":[1,2]})", 400, "texts"},
+      {"/api/v1/embed/batch", R"({"texts":["a",3]})", 400, "texts[1]"},
+      {"/api/v1/embed/batch", R"({"texts":["a",""]})", 400, "texts[1]"},
+      {"/api/v1/embed/batch", R"({"texts":["a"],"model":"nope"})", 404, "model"},
+      {"/api/v1/embed/batch", R"({"texts":[)" + Repeated(R"("cat")", 65) + "]}", 413, "texts"},
+      {"/api/v1/similarity", R"({"target":"x"})", 400, "source"},
+      {"/api/v1/similarity", R"({"source":"x"})", 400, "target"},
+      {"/api/v1/similarity", R"({"source":"x","target":""})", 400, "target"},
+      {"/api/v1/similarity", R"({"source":"x","targets":[]})", 400, "targets"},
+      {"/api/v1/similarity", R"({"source":"x","targets":"y"})", 400, "targets"},
+      {"/api/v1/similarity", R"({"source":"x","targets":[[5]]})", 400, "targets"},
+      {"/api/v1/similarity", R"({"source":"x","targets":["y",""]})", 400, "targets[1]"},
+      {"/api/v1/similarity", R"({"source":"x","target":"y","model":"nope"})", 404, "model"},
+      {"/api/v1/similarity", R"({"source":"x","targets":[)" + Repeated(R"("cat")", 64) + "]}", 413,
+       "targets"},
+      {"/api/v1/embed/document", R"({})", 400, "text"},
+      {"/api/v1/embed/document", R"({"text":"   "})", 400, "text"},
+      {"/api/v1/embed/document", R"({"text":"x","chunk_size":0})", 400, "chunk_size"},
+      {"/api/v1/embed/document", R"({"text":"x","chunk_size":"10"})", 400, "chunk_size"},
+      {"/api/v1/embed/document", R"({"text":"x","chunk_size":1000})", 400, "chunk_size"},
+      {"/api/v1/embed/document", R"({"text":"x","chunk_size":10,"overlap":10})", 400, "overlap"},
+      {"/api/v1/embed/document", R"({"text":"x","overlap":-1})", 400, "overlap"},
+      {"/api/v1/embed/document", R"({"text":"x","return_chunk_embeddings":"yes"})", 400,
+       "return_chunk_embeddings"},
+      {"/api/v1/embed/document", R"({"text":"x","model":"nope"})", 404, "model"},
+      {"/api/v1/embed/document",
+       R"({"text":")" + long_document + R"(","chunk_size":2,"overlap":0})", 413, "text"},
+  };
+  ExpectRefusals(cases, [](const BadInput& c, const json::value& v) {
+    // Atrium's shape: {"error": {"code", "message", "request_id"}}.
+    const auto& e = v.at("error").as_object();
+    const char* code = c.status == 404   ? "not_found"
+                       : c.status == 413 ? "payload_too_large"
+                                         : "invalid_argument";
+    EXPECT_EQ(e.at("code"), code);
+    EXPECT_NE(std::string(e.at("message").as_string()).find(c.field), std::string::npos);
+  });
+}
+
+// ---- Metrics
+
+TEST_F(EmbedApiTest, MetricsCoverQueueBatchesTokensInferenceAndCache) {
+  auto [s1, v1] = Post("/v1/embeddings", R"({"input":["hello world","the cat"]})");
+  ASSERT_EQ(s1, 200);
+  auto [s2, v2] = Post("/v1/embeddings", R"({"input":"hello world"})");  // from the cache
+  ASSERT_EQ(s2, 200);
+  std::string text = metrics_.ExpositionText();
+  for (const char* sample : {
+           "embed_queue_depth{model=\"fake\"} 0",              // requests queued or running
+           "embed_batch_size_count{model=\"fake\"} 1",         // one engine batch ...
+           "embed_batch_size_sum{model=\"fake\"} 2",           // ... of two sequences
+           "embed_batch_tokens_sum{model=\"fake\"} 8",         // [CLS] x x [SEP] twice
+           "embed_tokens_total{model=\"fake\"} 8",             // rate() of it: tokens/s
+           "embed_sequences_total{model=\"fake\"} 2",          //
+           "embed_inference_seconds_count{model=\"fake\"} 1",  // encoder time per batch
+           "embed_queue_seconds_count{model=\"fake\"} 1",      // wait before the first batch
+           "embed_rejected_total{model=\"fake\"} 0",           // queue full (429)
+           "embed_expired_total{model=\"fake\"} 0",            // deadline passed (504)
+           "embed_cache_hits_total 1",                         //
+           "embed_cache_misses_total 2",                       //
+           "embed_cache_entries 2",                            //
+           "embed_cache_bytes ",                               //
+       }) {
+    EXPECT_NE(text.find(sample), std::string::npos) << sample << "\n" << text;
+  }
+  EXPECT_NE(text.find("# TYPE embed_batch_size histogram"), std::string::npos);
+  EXPECT_NE(text.find("# TYPE embed_inference_seconds histogram"), std::string::npos);
+  EXPECT_NE(text.find("# TYPE embed_queue_depth gauge"), std::string::npos);
+}
+
+// ---- Overload: a full queue answers 429 and a missed deadline 504, in each API's shape.
+
+class EmbedQueueFullTest : public EmbedApiTest {
+ protected:
+  EmbedOptions Options() const override {
+    EmbedOptions options = EmbedApiTest::Options();
+    options.scheduler.max_concurrent_requests = 1;
+    return options;
+  }
+};
+
+TEST_F(EmbedQueueFullTest, AFullQueueIs429InEachApisShape) {
+  model_->Pause();
+  auto running = PostAsync("/v1/embeddings", R"({"input":"the cat"})");
+  model_->WaitRunning();
+  auto [s1, openai] = Post("/v1/embeddings", R"({"input":"a dog"})");
+  EXPECT_EQ(s1, 429) << json::serialize(openai);
+  EXPECT_EQ(openai.at("error").at("type"), "rate_limit_error");
+  EXPECT_EQ(openai.at("error").at("code"), "rate_limit_exceeded");
+  EXPECT_NE(std::string(openai.at("error").at("message").as_string()).find("full"),
+            std::string::npos);
+  auto [s2, tei] = Post("/embed", R"({"inputs":"a dog"})");
+  EXPECT_EQ(s2, 429) << json::serialize(tei);
+  EXPECT_EQ(tei.at("error_type"), "Overloaded");
+  auto [s3, vecboost] = Post("/api/v1/embed/batch", R"({"texts":["a dog"]})");
+  EXPECT_EQ(s3, 429) << json::serialize(vecboost);
+  EXPECT_EQ(vecboost.at("error").at("code"), "resource_exhausted");
+  model_->Resume();
+  EXPECT_EQ(running.get().first, 200);
+  // The refused requests were not kept: the queue is empty again and takes new work.
+  EXPECT_EQ(JobsInFlight(), 0u);
+  EXPECT_EQ(Post("/v1/embeddings", R"({"input":"a dog"})").first, 200);
+  EXPECT_NE(metrics_.ExpositionText().find("embed_rejected_total{model=\"fake\"} 3"),
+            std::string::npos);
+}
+
+class EmbedDeadlineTest : public EmbedApiTest {
+ protected:
+  EmbedOptions Options() const override {
+    EmbedOptions options = EmbedApiTest::Options();
+    options.request_timeout = std::chrono::milliseconds(150);
+    return options;
+  }
+};
+
+TEST_F(EmbedDeadlineTest, AMissedDeadlineIs504InEachApisShape) {
+  model_->Pause();
+  auto running = PostAsync("/v1/embeddings", R"({"input":"the cat"})");
+  model_->WaitRunning();
+  auto openai = PostAsync("/v1/embeddings", R"({"input":"a dog"})");
+  auto tei = PostAsync("/embed", R"({"inputs":"red dog"})");
+  auto vecboost = PostAsync("/api/v1/embed", R"({"text":"blue dog"})");
+  for (int i = 0; i < 400 && JobsInFlight() < 4; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  ASSERT_EQ(JobsInFlight(), 4u);
+  // Past the queued requests' deadlines (but before the server's own route timeout, 1 s later).
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  model_->Resume();
+  EXPECT_EQ(running.get().first, 200);  // already in the engine: it finishes
+  auto [s1, e1] = openai.get();
+  EXPECT_EQ(s1, 504) << json::serialize(e1);
+  EXPECT_EQ(e1.at("error").at("type"), "server_error");
+  EXPECT_NE(std::string(e1.at("error").at("message").as_string()).find("deadline"),
+            std::string::npos);
+  auto [s2, e2] = tei.get();
+  EXPECT_EQ(s2, 504) << json::serialize(e2);
+  EXPECT_TRUE(e2.at("error").is_string());
+  EXPECT_EQ(e2.at("error_type"), "Overloaded");
+  auto [s3, e3] = vecboost.get();
+  EXPECT_EQ(s3, 504) << json::serialize(e3);
+  EXPECT_EQ(e3.at("error").at("code"), "deadline_exceeded");
+  EXPECT_EQ(model_->calls().size(), 1u);  // the late requests never reached the engine
+  EXPECT_EQ(JobsInFlight(), 0u);
+  EXPECT_NE(metrics_.ExpositionText().find("embed_expired_total{model=\"fake\"} 3"),
+            std::string::npos);
 }
 
 TEST_F(EmbedApiTest, InfoMembersDescribeTheDefaultModel) {

@@ -104,6 +104,10 @@ struct EmbedCall {
   Priority priority = Priority::kNormal;
   double tier_weight = 1.0;
   std::function<bool()> abandoned;
+  // How errors name the inputs, so that each API's messages name its own fields: `input_field`
+  // for the list as a whole, `input_name(i)` for input i (default "<input_field>[i]").
+  std::string input_field = "input";
+  std::function<std::string(size_t)> input_name;
 };
 
 struct EmbedResult {
