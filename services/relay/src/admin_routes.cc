@@ -1,5 +1,6 @@
 // The relay's admin API (docs/relay.md, "Admin API"): accounts (secrets write-only), groups,
-// key settings, pricing overrides, the account test and usage reports (JSON or CSV).
+// key settings, pricing overrides, the account test, usage reports (JSON or CSV) and the
+// per-account and per-key dashboards.
 #include <spdlog/spdlog.h>
 
 #include <boost/json.hpp>
@@ -234,7 +235,8 @@ std::string TestModel(const Account& a, const json::object& body) {
     if (m.find_first_of("*?") == std::string::npos) return m;
   }
   if (!a.model_aliases.empty()) return a.model_aliases.begin()->first;
-  return a.provider == "anthropic" ? "claude-3-5-haiku-latest" : "gpt-4o-mini";
+  return a.provider == "anthropic" || a.provider == "bedrock" ? "claude-3-5-haiku-latest"
+                                                              : "gpt-4o-mini";
 }
 
 std::string CsvField(std::string_view s) {
@@ -245,6 +247,96 @@ std::string CsvField(std::string_view s) {
     out += c;
   }
   return out + "\"";
+}
+
+constexpr int64_t kHourMicros = 3'600'000'000;
+constexpr int64_t kDayMicros = 86'400'000'000;
+constexpr int64_t kMaxDashboardBuckets = 2'000;
+
+// A dashboard's window from ?from&to (RFC 3339; default the last 7 days) and ?bucket=hour|day
+// (default day); `from` is rounded down to its bucket.
+Result<UsageQuery> DashboardQuery(const Request& req, int64_t now, const std::string& workspace) {
+  UsageQuery q{.workspace_id = workspace, .bucket = req.Query("bucket").value_or("day")};
+  if (q.bucket != "hour" && q.bucket != "day") return InvalidArgument("bucket must be hour or day");
+  int64_t width = q.bucket == "day" ? kDayMicros : kHourMicros;
+  q.to = now;
+  q.from = now - 7 * kDayMicros;
+  for (auto [name, field] : {std::pair{"from", &q.from}, {"to", &q.to}}) {
+    if (auto v = req.Query(name); v && !v->empty()) {
+      auto t = auth::ParseRfc3339(*v);
+      if (!t.ok()) return InvalidArgument(std::string(name) + " must be an RFC 3339 time");
+      *field = *t;
+    }
+  }
+  q.from -= q.from % width;
+  if (q.to <= q.from) return InvalidArgument("to must be after from");
+  if ((q.to - q.from) / width > kMaxDashboardBuckets) {
+    return InvalidArgument(
+        fmt::format("from..to spans more than {} {} buckets", kMaxDashboardBuckets, q.bucket));
+  }
+  return q;
+}
+
+void AddUsage(UsageRow& into, const UsageRow& r) {
+  into.requests += r.requests;
+  into.errors += r.errors;
+  into.input_tokens += r.input_tokens;
+  into.output_tokens += r.output_tokens;
+  into.cache_write_tokens += r.cache_write_tokens;
+  into.cache_read_tokens += r.cache_read_tokens;
+  into.latency_ms_sum += r.latency_ms_sum;
+  into.cost += r.cost;
+}
+
+json::object MeasuresJson(const UsageRow& r) {
+  // A mean over the bucket's requests: the hourly aggregates keep sums only.
+  json::value latency = nullptr;
+  if (r.requests > 0) latency = static_cast<double>(r.latency_ms_sum) / r.requests;
+  return json::object{{"requests", r.requests},
+                      {"errors", r.errors},
+                      {"input_tokens", r.input_tokens},
+                      {"output_tokens", r.output_tokens},
+                      {"cache_write_tokens", r.cache_write_tokens},
+                      {"cache_read_tokens", r.cache_read_tokens},
+                      {"cost", r.cost},
+                      {"avg_latency_ms", std::move(latency)}};
+}
+
+// The dashboard of the requests `q` selects (one account or one key): totals, a series with a
+// point per bucket from `from` to `to` (zeros where nothing ran) and totals per model.
+Result<json::object> Dashboard(AccountStore& store, const UsageQuery& q) {
+  ASSIGN_OR_RETURN(auto rows, store.QueryUsage(q));
+  UsageQuery per_model = q;
+  per_model.group_by = "model";
+  ASSIGN_OR_RETURN(auto model_rows, store.QueryUsage(per_model));
+  UsageRow total;
+  std::map<int64_t, UsageRow> buckets;
+  for (const auto& r : rows) {
+    AddUsage(buckets[r.bucket], r);
+    AddUsage(total, r);
+  }
+  json::array series;
+  int64_t width = q.bucket == "day" ? kDayMicros : kHourMicros;
+  for (int64_t b = q.from; b < q.to; b += width) {
+    auto it = buckets.find(b);
+    json::object point = MeasuresJson(it == buckets.end() ? UsageRow{} : it->second);
+    point["bucket"] = auth::FormatRfc3339(b);
+    series.push_back(std::move(point));
+  }
+  std::map<std::string, UsageRow> models;
+  for (const auto& r : model_rows) AddUsage(models[r.group], r);
+  json::array per_model_json;
+  for (const auto& [model, r] : models) {
+    json::object o = MeasuresJson(r);
+    o["model"] = model;
+    per_model_json.push_back(std::move(o));
+  }
+  return json::object{{"bucket", q.bucket},
+                      {"from", auth::FormatRfc3339(q.from)},
+                      {"to", auth::FormatRfc3339(q.to)},
+                      {"totals", MeasuresJson(total)},
+                      {"series", std::move(series)},
+                      {"models", std::move(per_model_json)}};
 }
 
 }  // namespace
@@ -565,6 +657,58 @@ Status RelayService::Impl::AddAdminRoutes(http::Router& router) {
         return Json(200, json::object{{"rows", std::move(items)}});
       }),
       read_opts));
+
+  // GET /api/v1/relay/accounts/{id}/dashboard?from=&to=&bucket=hour|day
+  RETURN_IF_ERROR(router.Add("GET", "/api/v1/relay/accounts/{id}/dashboard",
+                             SyncHandler([this](Request& req) {
+                               auto p = RequireAdmin(*this, req);
+                               if (!p.ok()) return Error(p.status());
+                               auto a = accounts.Get(p->workspace_id, std::string(req.Param("id")));
+                               if (!a.ok()) return Error(a.status());
+                               auto q = DashboardQuery(req, env.NowMicros(), p->workspace_id);
+                               if (!q.ok()) return Error(q.status());
+                               q->account_id = a->id;
+                               auto d = Dashboard(accounts, *q);
+                               if (!d.ok()) return Error(d.status());
+                               (*d)["account_id"] = a->id;
+                               (*d)["name"] = a->name;
+                               return Json(200, *d);
+                             }),
+                             read_opts));
+
+  // GET /api/v1/relay/keys/{key_id}/dashboard?from=&to=&bucket=hour|day: for admins, and for
+  // the relay key itself.
+  RETURN_IF_ERROR(
+      router.Add("GET", "/api/v1/relay/keys/{key_id}/dashboard", SyncHandler([this](Request& req) {
+                   const auto* p = std::any_cast<auth::Principal>(&req.principal);
+                   if (p == nullptr) return Error(Unauthenticated("authentication required"));
+                   std::string key_id(req.Param("key_id"));
+                   bool own = p->is_api_key() && p->key_id == key_id && p->Allows("relay");
+                   if (!own) {
+                     if (auto admin = RequireAdmin(*this, req); !admin.ok())
+                       return Error(admin.status());
+                   }
+                   auto key = identities.FindApiKey(p->workspace_id, key_id);
+                   if (!key.ok()) return Error(key.status());
+                   auto q = DashboardQuery(req, env.NowMicros(), p->workspace_id);
+                   if (!q.ok()) return Error(q.status());
+                   q->key_id = key_id;
+                   auto d = Dashboard(accounts, *q);
+                   if (!d.ok()) return Error(d.status());
+                   auto spent = ledger.SpentOf(key_id);
+                   (*d)["key_id"] = key_id;
+                   (*d)["name"] = key->name;
+                   (*d)["budget"] = json::object{{"daily", key->budget_daily},
+                                                 {"weekly", key->budget_weekly},
+                                                 {"monthly", key->budget_monthly},
+                                                 {"total", key->budget_total}};
+                   (*d)["spent"] = json::object{{"daily", spent.daily},
+                                                {"weekly", spent.weekly},
+                                                {"monthly", spent.monthly},
+                                                {"total", spent.total}};
+                   return Json(200, *d);
+                 }),
+                 read_opts));
   return Status::Ok();
 }
 

@@ -61,8 +61,9 @@ ProbeResult RelayService::Impl::ProbeOnce(const Account& a, const std::string& c
         {"max_tokens", 1},
         {"messages", json::array{json::object{{"role", "user"}, {"content", "ping"}}}}});
   }
-  if (Status s = adapter->Prepare(a, Operation::kChat, model, false, http::Headers(), req);
-      !s.ok()) {
+  Status prepared = adapter->Prepare(a, Operation::kChat, model, false, http::Headers(), req);
+  if (prepared.ok()) prepared = adapter->Sign(a, env.NowMicros(), req);
+  if (Status s = prepared; !s.ok()) {
     out.error = s.message();
     return out;
   }
@@ -130,10 +131,10 @@ void RelayService::Impl::RunRecoveryProbes() {
       }
     }
     if (model.empty()) {
-      model = !a->model_aliases.empty()    ? a->model_aliases.begin()->first
-              : a->provider == "anthropic" ? "claude-3-5-haiku-latest"
-              : a->provider == "gemini"    ? "gemini-2.0-flash"
-                                           : "gpt-4o-mini";
+      model = !a->model_aliases.empty() ? a->model_aliases.begin()->first
+              : a->provider == "anthropic" || a->provider == "bedrock" ? "claude-3-5-haiku-latest"
+              : a->provider == "gemini"                                ? "gemini-2.0-flash"
+                                                                       : "gpt-4o-mini";
     }
     ProbeResult r = ProbeAccount(*a, model);
     if (r.ok) {

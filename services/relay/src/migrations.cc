@@ -97,6 +97,13 @@ std::vector<store::Migration> RelayMigrations() {
                        "created_at BIGINT NOT NULL, "
                        "PRIMARY KEY (key_id, event));",
                        ""},
+      // Webhooks can be paused and edited in place (PATCH); a delivery keeps its latency.
+      store::Migration{504, "relay_webhooks_enabled",
+                       "ALTER TABLE relay_webhooks ADD COLUMN enabled INTEGER NOT NULL DEFAULT 1;"
+                       "ALTER TABLE relay_webhooks ADD COLUMN updated_at BIGINT NOT NULL DEFAULT 0;"
+                       "ALTER TABLE relay_webhook_deliveries ADD COLUMN latency_ms BIGINT NOT NULL "
+                       "DEFAULT 0;",
+                       ""},
   };
 }
 

@@ -265,6 +265,7 @@ class ProxyCall : public std::enable_shared_from_this<ProxyCall> {
     auto fresh = s_.scheduler.Find(lease_.account().id);
     const Account& account = fresh ? *fresh : lease_.account();
     const ProviderAdapter* adapter = FindProvider(account.provider);
+    adapter_ = adapter;
     sent_token_.clear();
     if (auto t = account.credentials.find("access_token"); t != account.credentials.end()) {
       sent_token_ = t->second;
@@ -283,9 +284,10 @@ class ProxyCall : public std::enable_shared_from_this<ProxyCall> {
     req.method = "POST";
     req.body = std::move(*body);
     req.headers.Set("content-type", "application/json");
-    if (Status st = adapter->Prepare(account, op_, record_.upstream_model, info_.stream,
-                                     client_headers_, req);
-        !st.ok()) {
+    Status st =
+        adapter->Prepare(account, op_, record_.upstream_model, info_.stream, client_headers_, req);
+    if (st.ok()) st = adapter->Sign(account, s_.env.NowMicros(), req);
+    if (!st.ok()) {
       if (s_.log) s_.log->error("relay: {}", st.message());
       lease_.Release();
       return Attempt();
@@ -305,7 +307,9 @@ class ProxyCall : public std::enable_shared_from_this<ProxyCall> {
       self->upstream_status_ = status;
       self->upstream_headers_ = headers;
       self->streaming_ = status >= 200 && status < 300 && self->info_.stream;
+      self->decoder_.reset();
       if (self->streaming_) {
+        self->decoder_ = self->adapter_->MakeStreamDecoder();
         self->parser_ = SseParser();
         self->tracker_ = std::make_unique<StreamUsageTracker>(self->upstream_format_);
         self->translator_ = MakeStreamTranslator(
@@ -327,6 +331,16 @@ class ProxyCall : public std::enable_shared_from_this<ProxyCall> {
       error_body_.append(chunk);  // a non-streaming body (success or error), kept whole
       return true;
     }
+    std::string decoded;
+    if (decoder_ != nullptr) {
+      // A provider whose stream is not SSE (bedrock): decoded into SSE of its format first.
+      decoded = decoder_->Feed(chunk);
+      if (decoder_->error() && !decoder_->delivered() && stream_ == nullptr) {
+        return false;  // failed before any event: OnDone fails over like an HTTP error
+      }
+      if (decoded.empty()) return !decoder_->error();
+      chunk = decoded;
+    }
     if (stream_ == nullptr) OpenClientStream();
     if (UpstreamJsonArray()) {
       // Gemini's JSON-array stream: relayed as is; its usage is read from the whole array.
@@ -340,9 +354,10 @@ class ProxyCall : public std::enable_shared_from_this<ProxyCall> {
       if (translator_) out += translator_->OnEvent(ev);
     }
     std::string_view to_send = translator_ ? std::string_view(out) : chunk;
-    if (to_send.empty()) return true;
+    bool more = decoder_ == nullptr || !decoder_->error();  // a decoded failure ends the stream
+    if (to_send.empty()) return more;
     auto w = stream_->Write(std::string(to_send));
-    if (w == http::BodyStream::WriteResult::kOk) return true;
+    if (w == http::BodyStream::WriteResult::kOk) return more;
     client_gone_ = true;  // closed by the client, or too slow to keep up
     return false;
   }
@@ -374,6 +389,7 @@ class ProxyCall : public std::enable_shared_from_this<ProxyCall> {
 
   void OnDone(Result<http::ClientResponse> r) {
     const std::string account_id = lease_ ? lease_.account().id : "";
+    if (streaming_ && decoder_ != nullptr && decoder_->error()) return OnDecodedStreamError();
     if (!r.ok()) {
       bool cancelled = r.status().code() == StatusCode::kCancelled;
       if (stream_ != nullptr) {
@@ -418,6 +434,9 @@ class ProxyCall : public std::enable_shared_from_this<ProxyCall> {
       std::string stop;
       record_.usage = UsageFromResponse(upstream_format_, error_body_, &stop);
       record_.stop_reason = stop;
+      if (!record_.usage.reported && adapter_ != nullptr) {
+        if (auto u = adapter_->UsageFromHeaders(upstream_headers_)) record_.usage = *u;
+      }
       auto translated =
           TranslateResponse(upstream_format_, client_format_, error_body_, info_.model);
       if (!translated.ok()) {
@@ -452,11 +471,30 @@ class ProxyCall : public std::enable_shared_from_this<ProxyCall> {
     UpstreamHttpError(status);
   }
 
+  // A failure a stream decoder found inside a 2xx stream (bedrock's exception events, a corrupt
+  // frame). Before any event: handled like the HTTP error it stands for (failover included);
+  // after: the decoder already ended the client's stream with the API's error event.
+  void OnDecodedStreamError() {
+    const std::string account_id = lease_ ? lease_.account().id : "";
+    const UpstreamStreamError failure = *decoder_->error();
+    if (stream_ == nullptr) {
+      streaming_ = false;
+      error_body_ = ErrorBody(upstream_format_, failure.status, failure.message);
+      return UpstreamHttpError(failure.status);
+    }
+    s_.scheduler.ReportHttpError(account_id, failure.status, upstream_headers_);
+    std::string err = tracker_->error().empty() ? failure.message : tracker_->error();
+    FinishStream("upstream failed mid-stream: " + err, client_gone_);
+    stream_->Close();
+  }
+
   void UpstreamHttpError(int status) {
     const std::string account_id = lease_ ? lease_.account().id : "";
     s_.scheduler.ReportHttpError(account_id, status, upstream_headers_);
     last_error_status_ = status;
-    last_error_body_ = std::move(error_body_);
+    last_error_body_ = adapter_ == nullptr ? std::move(error_body_)
+                                           : adapter_->NormalizeErrorBody(status, upstream_headers_,
+                                                                          std::move(error_body_));
     last_error_message_.clear();
     last_error_format_ = upstream_format_;
     last_error_headers_ = upstream_headers_;
@@ -658,6 +696,8 @@ class ProxyCall : public std::enable_shared_from_this<ProxyCall> {
   const bool json_array_stream_ =
       client_format_ == ApiFormat::kGemini && info_.stream &&
       client_headers_.GetOr(kGeminiMethodHeader, "") == "streamGenerateContent";
+  const ProviderAdapter* adapter_ = nullptr;        // the current attempt's
+  std::unique_ptr<UpstreamStreamDecoder> decoder_;  // non-SSE upstream streams (bedrock)
   SseParser parser_;
   std::unique_ptr<StreamUsageTracker> tracker_;
   std::unique_ptr<StreamTranslator> translator_;

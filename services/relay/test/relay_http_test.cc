@@ -241,6 +241,13 @@ class RelayHttpTest : public ::testing::TestWithParam<Backend> {
     }
     FAIL() << "aggregator did not catch up";
   }
+  // A session of the owner of another workspace.
+  std::string OtherWorkspaceToken() {
+    Reply reg = Send("POST", "/api/v1/auth/register",
+                     R"({"email":"other@example.com","password":"password-123","name":"X"})");
+    EXPECT_EQ(reg.status, 201) << reg.raw;
+    return reg.Str("access_token");
+  }
   std::string AccountStatus(const std::string& id) {
     Reply r = Admin("GET", "/api/v1/relay/accounts/" + id);
     return r.Str("status");
@@ -259,6 +266,14 @@ class RelayHttpTest : public ::testing::TestWithParam<Backend> {
   http::HttpClient client_{http::ClientOptions{.threads = 2}};
   std::string base_, admin_token_, key_;
 };
+
+// The x-atrium-signature value a webhook receiver expects.
+std::string WebhookSignature(const std::string& secret, const UpstreamRequest& got) {
+  std::string mac = auth::HmacSha256(secret, got.headers.at("x-atrium-timestamp") + "." + got.body);
+  std::string hex;
+  for (unsigned char c : mac) hex += fmt::format("{:02x}", c);
+  return "sha256=" + hex;
+}
 
 constexpr const char* kMessagesBody =
     R"({"model":"sonnet","max_tokens":64,"messages":[{"role":"user","content":"Hello"}]})";
@@ -835,6 +850,268 @@ TEST_P(RelayHttpTest, AccountEventsReachSignedAndSlackWebhooksWithRetries) {
   EXPECT_EQ(deliveries[0].at("ok"), true);
   EXPECT_EQ(deliveries[0].at("attempt").as_int64(), 3);
   EXPECT_EQ(deliveries[2].at("status_code").as_int64(), 500);
+}
+
+TEST_P(RelayHttpTest, WebhookPatchEditsInPlaceValidatesAndStaysInItsWorkspace) {
+  FakeUpstream receiver([&](const UpstreamRequest&) { return JsonReply(200, "{}"); });
+  Reply hook = Admin(
+      "POST", "/api/v1/relay/webhooks",
+      R"({"url":")" + receiver.url() + R"(/a","secret":"s1","events":["account.overloaded"]})");
+  ASSERT_EQ(hook.status, 201) << hook.raw;
+  EXPECT_EQ(hook.body.at("enabled"), true);
+  std::string id = hook.Str("id");
+  std::string path = "/api/v1/relay/webhooks/" + id;
+
+  Reply patched = Admin("PATCH", path, R"({"url":")" + receiver.url() + R"(/b","format":"slack"})");
+  ASSERT_EQ(patched.status, 200) << patched.raw;
+  EXPECT_EQ(patched.Str("id"), id);
+  EXPECT_EQ(patched.Str("url"), receiver.url() + "/b");
+  EXPECT_EQ(patched.Str("format"), "slack");
+  EXPECT_EQ(json::serialize(patched.body.at("events")), R"(["account.overloaded"])");  // kept
+  EXPECT_FALSE(patched.body.at("updated_at").is_null());
+  EXPECT_FALSE(patched.body.as_object().contains("secret"));
+  patched = Admin("PATCH", path, R"({"events":[],"enabled":false,"secret":"s2"})");
+  ASSERT_EQ(patched.status, 200) << patched.raw;
+  EXPECT_EQ(patched.body.at("enabled"), false);
+  EXPECT_TRUE(patched.body.at("events").as_array().empty());
+  EXPECT_EQ(patched.raw.find("s2"), std::string::npos);
+  Reply list = Admin("GET", "/api/v1/relay/webhooks");
+  ASSERT_EQ(list.body.at("webhooks").as_array().size(), 1u);
+  EXPECT_EQ(list.body.at("webhooks").at(0).at("enabled"), false);
+  EXPECT_EQ(list.body.at("webhooks").at(0).at("format"), "slack");
+  auto sealed = db_->Query("SELECT secret FROM relay_webhooks WHERE id = ?", {id});
+  ASSERT_TRUE(sealed.ok());
+  EXPECT_TRUE((*sealed)[0].Text(0).starts_with("aes1.")) << (*sealed)[0].Text(0);
+
+  // Validation errors are 400 and name the field; nothing changes.
+  for (auto [body, field] : {std::pair{R"({"url":"ftp://x"})", "url"},
+                             {R"({"url":7})", "url"},
+                             {R"({"format":"xml"})", "format"},
+                             {R"({"events":"all"})", "events"},
+                             {R"({"events":["account.nope"]})", "account.nope"},
+                             {R"({"enabled":"yes"})", "enabled"},
+                             {R"({"secret":""})", "secret"},
+                             {R"({"secret":5})", "secret"},
+                             {R"([1])", "JSON object"}}) {
+    Reply bad = Admin("PATCH", path, body);
+    EXPECT_EQ(bad.status, 400) << body << " " << bad.raw;
+    EXPECT_NE(bad.raw.find(field), std::string::npos) << body << " " << bad.raw;
+  }
+  Reply bad_create =
+      Admin("POST", "/api/v1/relay/webhooks", R"({"url":"https://x.example","events":["nope"]})");
+  EXPECT_EQ(bad_create.status, 400);
+  EXPECT_NE(bad_create.raw.find("events"), std::string::npos) << bad_create.raw;
+  EXPECT_EQ(Admin("GET", "/api/v1/relay/webhooks").body.at("webhooks").at(0).at("url"),
+            (receiver.url() + "/b").c_str());
+  EXPECT_EQ(Admin("PATCH", "/api/v1/relay/webhooks/whk_missing", "{}").status, 404);
+  EXPECT_EQ(Admin("POST", "/api/v1/relay/webhooks/whk_missing/test").status, 404);
+
+  // Another workspace's owner cannot see, edit, test or delete it.
+  std::string other = OtherWorkspaceToken();
+  std::vector<std::pair<std::string, std::string>> as_other = {
+      {"authorization", "Bearer " + other}};
+  EXPECT_EQ(
+      Send("GET", "/api/v1/relay/webhooks", "", as_other).body.at("webhooks").as_array().size(),
+      0u);
+  EXPECT_EQ(Send("PATCH", path, R"({"enabled":true})", as_other).status, 404);
+  EXPECT_EQ(Send("POST", path + "/test", "", as_other).status, 404);
+  EXPECT_EQ(Send("GET", path + "/deliveries", "", as_other).status, 404);
+  EXPECT_EQ(Send("DELETE", path, "", as_other).status, 404);
+  EXPECT_EQ(receiver.request_count(), 0u);
+  // Relay keys are not admins.
+  EXPECT_EQ(Send("PATCH", path, R"({"enabled":true})", {{"x-api-key", key_}}).status, 403);
+  EXPECT_EQ(Admin("GET", "/api/v1/relay/webhooks").body.at("webhooks").at(0).at("enabled"), false);
+}
+
+TEST_P(RelayHttpTest, WebhookTestSendsASignedEventNowAndLogsTheResult) {
+  std::atomic<int> status{200};
+  FakeUpstream receiver([&](const UpstreamRequest&) { return JsonReply(status, "{}"); });
+  // The event filter does not apply to test events.
+  Reply hook = Admin(
+      "POST", "/api/v1/relay/webhooks",
+      R"({"url":")" + receiver.url() + R"(/hook","secret":"topsecret","events":["key.expired"]})");
+  ASSERT_EQ(hook.status, 201) << hook.raw;
+  std::string path = "/api/v1/relay/webhooks/" + hook.Str("id");
+
+  Reply t = Admin("POST", path + "/test");
+  ASSERT_EQ(t.status, 200) << t.raw;
+  EXPECT_EQ(t.body.at("ok"), true);
+  EXPECT_EQ(t.body.at("status_code").as_int64(), 200);
+  EXPECT_GE(t.body.at("latency_ms").as_int64(), 0);
+  EXPECT_FALSE(t.body.as_object().contains("error"));
+  ASSERT_EQ(receiver.request_count(), 1u);  // sent before the answer
+  auto got = receiver.requests()[0];
+  EXPECT_EQ(got.path, "/hook");
+  EXPECT_EQ(got.headers.at("x-atrium-event"), "webhook.test");
+  EXPECT_EQ(got.headers.at("x-atrium-delivery"), t.Str("event_id"));
+  EXPECT_EQ(got.headers.at("x-atrium-signature"), WebhookSignature("topsecret", got));
+  auto event = json::parse(got.body);
+  EXPECT_EQ(event.at("type"), "webhook.test");
+  EXPECT_EQ(event.at("id").as_string(), t.Str("event_id"));
+  EXPECT_EQ(event.at("webhook_id").as_string(), hook.Str("id"));
+
+  // A rotated secret signs the next test; a failing receiver is reported, not retried.
+  ASSERT_EQ(Admin("PATCH", path, R"({"secret":"rotated"})").status, 200);
+  status = 503;
+  t = Admin("POST", path + "/test");
+  ASSERT_EQ(t.status, 200) << t.raw;
+  EXPECT_EQ(t.body.at("ok"), false);
+  EXPECT_EQ(t.body.at("status_code").as_int64(), 503);
+  EXPECT_EQ(t.Str("error"), "HTTP 503");
+  ASSERT_EQ(receiver.request_count(), 2u);
+  got = receiver.requests()[1];
+  EXPECT_EQ(got.headers.at("x-atrium-signature"), WebhookSignature("rotated", got));
+  // Nobody listening: no status, a transport error.
+  FakeUpstream gone([&](const UpstreamRequest&) { return JsonReply(200, "{}"); });
+  std::string gone_url = gone.url();
+  gone.Stop();
+  ASSERT_EQ(Admin("PATCH", path, R"({"url":")" + gone_url + R"(/x"})").status, 200);
+  t = Admin("POST", path + "/test");
+  ASSERT_EQ(t.status, 200) << t.raw;
+  EXPECT_EQ(t.body.at("ok"), false);
+  EXPECT_EQ(t.body.at("status_code").as_int64(), 0);
+  EXPECT_FALSE(t.Str("error").empty());
+
+  // Every test is in the delivery log, newest first, with its latency.
+  Reply log = Admin("GET", path + "/deliveries");
+  ASSERT_EQ(log.status, 200) << log.raw;
+  const auto& rows = log.body.at("deliveries").as_array();
+  ASSERT_EQ(rows.size(), 3u);
+  for (const auto& r : rows) {
+    EXPECT_EQ(r.at("event_type"), "webhook.test");
+    EXPECT_EQ(r.at("attempt").as_int64(), 1);
+    EXPECT_GE(r.at("latency_ms").as_int64(), 0);
+  }
+  EXPECT_EQ(rows[2].at("ok"), true);
+  EXPECT_EQ(rows[1].at("status_code").as_int64(), 503);
+  EXPECT_EQ(rows[0].at("status_code").as_int64(), 0);
+}
+
+TEST_P(RelayHttpTest, DisabledWebhooksGetNoEvents) {
+  FakeUpstream paused([&](const UpstreamRequest&) { return JsonReply(200, "{}"); });
+  FakeUpstream live([&](const UpstreamRequest&) { return JsonReply(200, "{}"); });
+  Reply off = Admin("POST", "/api/v1/relay/webhooks",
+                    R"({"url":")" + paused.url() + R"(/p","enabled":false})");
+  ASSERT_EQ(off.status, 201) << off.raw;
+  EXPECT_EQ(off.body.at("enabled"), false);
+  ASSERT_EQ(Admin("POST", "/api/v1/relay/webhooks", R"({"url":")" + live.url() + R"(/l"})").status,
+            201);
+  FakeUpstream up([&](const UpstreamRequest&) {
+    return JsonReply(
+        529, R"({"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}})");
+  });
+  Account("a", "anthropic", up.url());
+  EXPECT_EQ(Messages(kMessagesBody).status, 529);
+  for (int i = 0; i < 200 && live.request_count() < 1; ++i) std::this_thread::sleep_for(20ms);
+  ASSERT_EQ(live.request_count(), 1u);
+  EXPECT_EQ(paused.request_count(), 0u);  // the event went to the hooks in order: it was skipped
+  // A test event reaches it all the same; PATCH turns it back on.
+  EXPECT_EQ(Admin("POST", "/api/v1/relay/webhooks/" + off.Str("id") + "/test").body.at("ok"), true);
+  EXPECT_EQ(paused.request_count(), 1u);
+  Reply on = Admin("PATCH", "/api/v1/relay/webhooks/" + off.Str("id"), R"({"enabled":true})");
+  ASSERT_EQ(on.status, 200) << on.raw;
+  EXPECT_EQ(on.body.at("enabled"), true);
+}
+
+TEST_P(RelayHttpTest, AccountAndKeyDashboardsReportTrafficPerBucket) {
+  FakeUpstream claude(
+      [&](const UpstreamRequest&) { return JsonReply(200, AnthropicMessage("Hi", 11, 3)); });
+  FakeUpstream gpt([&](const UpstreamRequest&) {
+    return JsonReply(400, R"({"error":{"message":"bad","type":"invalid_request_error"}})");
+  });
+  std::string a = Account("a", "anthropic", claude.url(), R"(,"models":["claude-*"])");
+  std::string b = Account("b", "openai", gpt.url() + "/v1", R"(,"models":["gpt-*"])");
+  Reply k2 =
+      Admin("POST", "/api/v1/keys", R"({"name":"k2","scopes":["relay"],"budget":{"daily":5}})");
+  ASSERT_EQ(k2.status, 201) << k2.raw;
+  std::string key2 = k2.Str("key"), key2_id = k2.Str("id");
+  const std::string claude_body =
+      R"({"model":"claude-sonnet-4-5","max_tokens":8,"messages":[{"role":"user","content":"x"}]})";
+  ASSERT_EQ(Messages(claude_body).status, 200);
+  ASSERT_EQ(Messages(claude_body).status, 200);
+  ASSERT_EQ(Messages(claude_body, key2).status, 200);
+  EXPECT_EQ(Send("POST", "/v1/chat/completions",
+                 R"({"model":"gpt-4o","messages":[{"role":"user","content":"x"}]})",
+                 {{"authorization", "Bearer " + key2}})
+                .status,
+            400);
+  ASSERT_EQ(WaitUsage(4).size(), 4u);
+  WaitAggregated();
+
+  Reply acc = Admin("GET", "/api/v1/relay/accounts/" + a + "/dashboard?bucket=hour");
+  ASSERT_EQ(acc.status, 200) << acc.raw;
+  EXPECT_EQ(acc.Str("account_id"), a);
+  EXPECT_EQ(acc.Str("name"), "a");
+  EXPECT_EQ(acc.Str("bucket"), "hour");
+  const auto& totals = acc.body.at("totals");
+  EXPECT_EQ(totals.at("requests").as_int64(), 3);
+  EXPECT_EQ(totals.at("errors").as_int64(), 0);
+  EXPECT_EQ(totals.at("input_tokens").as_int64(), 33);
+  EXPECT_EQ(totals.at("output_tokens").as_int64(), 9);
+  EXPECT_GT(totals.at("cost").as_double(), 0);
+  EXPECT_GE(totals.at("avg_latency_ms").to_number<double>(), 0);
+  // One point per hour of the last 7 days, zeros where nothing ran.
+  const auto& series = acc.body.at("series").as_array();
+  EXPECT_GE(series.size(), 168u);
+  EXPECT_LE(series.size(), 169u);
+  int64_t requests = 0;
+  for (const auto& p : series) requests += p.at("requests").as_int64();
+  EXPECT_EQ(requests, 3);
+  EXPECT_TRUE(series[0].at("avg_latency_ms").is_null());
+  EXPECT_EQ(std::string(acc.body.at("series").at(0).at("bucket").as_string()), acc.Str("from"));
+  ASSERT_EQ(acc.body.at("models").as_array().size(), 1u);
+  EXPECT_EQ(acc.body.at("models").at(0).at("model"), "claude-sonnet-4-5");
+
+  Reply day = Admin("GET", "/api/v1/relay/accounts/" + b + "/dashboard");
+  ASSERT_EQ(day.status, 200) << day.raw;
+  EXPECT_EQ(day.Str("bucket"), "day");
+  EXPECT_EQ(day.body.at("totals").at("requests").as_int64(), 1);
+  EXPECT_EQ(day.body.at("totals").at("errors").as_int64(), 1);
+  EXPECT_EQ(day.body.at("series").as_array().size(), 8u);  // 7 days back, rounded to a day
+
+  Reply key = Admin("GET", "/api/v1/relay/keys/" + key2_id + "/dashboard?bucket=hour");
+  ASSERT_EQ(key.status, 200) << key.raw;
+  EXPECT_EQ(key.Str("key_id"), key2_id);
+  EXPECT_EQ(key.Str("name"), "k2");
+  EXPECT_EQ(key.body.at("totals").at("requests").as_int64(), 2);
+  EXPECT_EQ(key.body.at("totals").at("errors").as_int64(), 1);
+  EXPECT_GE(key.body.at("totals").at("input_tokens").as_int64(), 11);
+  EXPECT_EQ(key.body.at("models").as_array().size(), 2u);
+  EXPECT_EQ(key.body.at("budget").at("daily").to_number<double>(), 5);
+  EXPECT_GT(key.body.at("spent").at("daily").to_number<double>(), 0);
+  // An explicit window: only the current hour.
+  int64_t now = Env::Default().NowMicros();
+  std::string from = auth::FormatRfc3339(now - now % 3'600'000'000);
+  std::string to = auth::FormatRfc3339(now + 1'000'000);
+  Reply hour = Admin(
+      "GET", "/api/v1/relay/keys/" + key2_id + "/dashboard?bucket=hour&from=" + from + "&to=" + to);
+  ASSERT_EQ(hour.status, 200) << hour.raw;
+  ASSERT_EQ(hour.body.at("series").as_array().size(), 1u);
+  // (the requests may straddle an hour boundary: then the earlier ones are outside the window)
+  EXPECT_LE(hour.body.at("series").at(0).at("requests").as_int64(), 2);
+
+  // The key sees its own dashboard; another key does not.
+  EXPECT_EQ(
+      Send("GET", "/api/v1/relay/keys/" + key2_id + "/dashboard", "", {{"x-api-key", key2}}).status,
+      200);
+  EXPECT_EQ(
+      Send("GET", "/api/v1/relay/keys/" + key2_id + "/dashboard", "", {{"x-api-key", key_}}).status,
+      403);
+  // Bad windows are 400 naming the parameter; unknown ids 404, also from another workspace.
+  for (auto [query, field] : {std::pair{"?bucket=week", "bucket"},
+                              {"?from=yesterday", "from"},
+                              {"?to=2020-01-01T00:00:00Z", "to"},
+                              {"?bucket=hour&from=2000-01-01T00:00:00Z", "buckets"}}) {
+    Reply bad = Admin("GET", "/api/v1/relay/accounts/" + a + "/dashboard" + query);
+    EXPECT_EQ(bad.status, 400) << query << " " << bad.raw;
+    EXPECT_NE(bad.raw.find(field), std::string::npos) << query << " " << bad.raw;
+  }
+  EXPECT_EQ(Admin("GET", "/api/v1/relay/accounts/acc_missing/dashboard").status, 404);
+  EXPECT_EQ(Admin("GET", "/api/v1/relay/keys/key_missing/dashboard").status, 404);
+  std::vector<std::pair<std::string, std::string>> as_other = {
+      {"authorization", "Bearer " + OtherWorkspaceToken()}};
+  EXPECT_EQ(Send("GET", "/api/v1/relay/accounts/" + a + "/dashboard", "", as_other).status, 404);
+  EXPECT_EQ(Send("GET", "/api/v1/relay/keys/" + key2_id + "/dashboard", "", as_other).status, 404);
 }
 
 // Recovery probes and key.expired: a fast maintenance loop.

@@ -6,10 +6,10 @@
 namespace atrium::relay {
 namespace {
 
-const std::array<const ProviderAdapter*, 6>& Registered() {
-  static const std::array<const ProviderAdapter*, 6> kAll = {
-      &AnthropicProvider(),   &OpenAIProvider(), &OpenAICompatibleProvider(),
-      &AzureOpenAIProvider(), &GeminiProvider(), &LocalProvider()};
+const std::array<const ProviderAdapter*, 7>& Registered() {
+  static const std::array<const ProviderAdapter*, 7> kAll = {
+      &AnthropicProvider(), &OpenAIProvider(), &OpenAICompatibleProvider(), &AzureOpenAIProvider(),
+      &GeminiProvider(),    &LocalProvider(),  &BedrockProvider()};
   return kAll;
 }
 
