@@ -9,8 +9,8 @@
 // used from outside (then revoked), embed playground, bus monitor, invite + second user, chat
 // between two browser contexts live over SSE with search (filters), every chat type, a run
 // logged by the Python SDK showing its
-// chart with the filter box's error position, the relay admin creating a key, and relay webhooks
-// delivering to a local receiver. Every part is required: a feature whose API answers 404 fails
+// chart with the filter box's error position, the relay admin creating a key (with its usage
+// dashboard), and relay webhooks delivering to a local receiver (events and a test event). Every part is required: a feature whose API answers 404 fails
 // its test (only a missing browser, build or binary skips the whole suite).
 import crypto from "node:crypto";
 import fs from "node:fs";
@@ -657,6 +657,13 @@ try {
     await pageA.reload();
     await pageA.getByRole("rowheader", { name: /relay-client/ }).waitFor();
     await pageA.getByText(/Last 7 days: [1-9]\d* requests/).waitFor();
+    // The key's dashboard: totals and a chart per measure from the same aggregates.
+    await pageA.getByRole("button", { name: "Dashboard of key relay-client" }).click();
+    const dash = pageA.getByRole("region", { name: "Dashboard of key relay-client" });
+    await dash.getByRole("status").filter({ hasText: /^[1-9]\d* requests/ }).waitFor();
+    await dash.getByRole("img", { name: /Dashboard of key relay-client: requests/ }).waitFor();
+    await dash.getByRole("rowheader", { name: "tiny" }).waitFor();
+    await checkLabels(pageA, "relay dashboard");
     await shot(pageA, "relay");
   });
 
@@ -734,8 +741,7 @@ try {
       await dialog.waitFor({ state: "detached" });
       await pageA.getByRole("rowheader", { name: `${rx}/flaky` }).waitFor();
       assert((await pageA.getByRole("rowheader", { name: `${rx}/slack-old` }).count()) === 0, "the old target is gone");
-      await pageA.getByTestId("webhook-secret").waitFor(); // the replacement got a new secret
-      await pageA.getByRole("button", { name: "I have copied the secret" }).click();
+      assert((await pageA.getByTestId("webhook-secret").count()) === 0, "edited in place: the secret stays, no new one is shown");
       await shot(pageA, "relay-webhooks");
 
       // An event: an account whose upstream refuses the key; its Test marks it unauthorized.
@@ -778,6 +784,16 @@ try {
       assert(rows[0][3] === "2" && rows[0][4] === "delivered" && rows[0][5] === "200", `retry: ${rows[0]}`);
       assert(rows[1][3] === "1" && rows[1][4] === "failed" && rows[1][5] === "500" && rows[1][6] === "HTTP 500", `first attempt: ${rows[1]}`);
       await checkLabels(pageA, "webhook deliveries");
+      // "Send test": a signed webhook.test event now, its outcome in the row and in the open log.
+      await pageA.getByRole("button", { name: `Deliveries of ${rx}/hook` }).click();
+      const before = received.length;
+      await pageA.getByRole("button", { name: `Send a test event to ${rx}/hook` }).click();
+      await pageA.getByRole("row", { name: new RegExp(`${rx}/hook`) }).getByRole("status").filter({ hasText: /Test event: delivered in \d+ ms/ }).waitFor();
+      const probe = received.slice(before).find((r) => r.path === "/hook");
+      assert(probe && JSON.parse(probe.body).type === "webhook.test" && probe.headers["x-atrium-event"] === "webhook.test", `test event: ${probe && probe.body}`);
+      const probeMac = crypto.createHmac("sha256", "whsec_test_secret").update(`${probe.headers["x-atrium-timestamp"]}.${probe.body}`).digest("hex");
+      assert(probe.headers["x-atrium-signature"] === `sha256=${probeMac}`, "the test event is signed with the webhook's secret");
+      await log.getByTestId("delivery").filter({ hasText: "webhook.test" }).first().waitFor();
       await shot(pageA, "relay-webhook-deliveries");
       // Delete.
       pageA.once("dialog", (d) => d.accept());

@@ -21,6 +21,8 @@ export function Chart({
   smoothing = 0,
   logScale = false,
   height = 240,
+  xLabel = "step",
+  timeAxis = false,
   onZoom,
 }: {
   title: string;
@@ -28,6 +30,10 @@ export function Chart({
   smoothing?: number;
   logScale?: boolean;
   height?: number;
+  /** The x axis' label (and its series' name). */
+  xLabel?: string;
+  /** The steps are Unix seconds: uPlot labels the x axis with dates and times. */
+  timeAxis?: boolean;
   onZoom?: (minStep: number, maxStep: number) => void;
 }) {
   const ref = useRef<HTMLDivElement>(null);
@@ -38,7 +44,7 @@ export function Chart({
     if (!el) return;
     const prep = (v: (number | null)[]) => (logScale ? forLogScale(v) : v);
     const cols: { steps: number[]; values: (number | null)[] }[] = [];
-    const opts: uPlot.Series[] = [{ label: "step" }];
+    const opts: uPlot.Series[] = [{ label: xLabel }];
     series.forEach((s, i) => {
       const color = COLORS[i % COLORS.length];
       // Series are aligned on a shared step axis, so a sparse series has nulls between its points:
@@ -65,8 +71,8 @@ export function Chart({
         width,
         height,
         series: opts,
-        scales: { x: { time: false }, y: logScale ? { distr: 3 } : {} },
-        axes: [{ label: "step" }, {}],
+        scales: { x: { time: timeAxis }, y: logScale ? { distr: 3 } : {} },
+        axes: [{ label: xLabel }, {}],
         cursor: { drag: { x: true, y: false, setScale: false } },
         hooks: {
           setSelect: [
@@ -84,7 +90,7 @@ export function Chart({
       el,
     );
     return () => plot.destroy();
-  }, [title, series, smoothing, logScale, height]);
+  }, [title, series, smoothing, logScale, height, xLabel, timeAxis]);
   const n = series.reduce((a, s) => a + s.steps.length, 0);
   return <div ref={ref} className="chart" role="img" aria-label={`Chart ${title}: ${series.length} series, ${n} points`} data-testid={`chart-${title}`} />;
 }

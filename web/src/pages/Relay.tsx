@@ -1,11 +1,13 @@
-// Relay admin: upstream accounts (status, health, test button, enable/disable), relay keys
-// (created through identity's /api/v1/keys with limits and budgets; per-key relay settings and
-// spend), and usage charts by key/model/account per day or hour.
+// Relay admin: upstream accounts (status, health, test button, enable/disable, dashboard), relay
+// keys (created through identity's /api/v1/keys with limits and budgets; per-key relay settings,
+// spend and dashboard), and usage charts by key/model/account per day or hour.
 import { useMemo, useState, type FormEvent } from "react";
 import { api, download, errorText, qs } from "../api/client";
 import { ErrorBox, Empty, Field, Select, Status, fmtTime } from "../components/ui";
 import { useLoad, usePageTitle } from "../hooks";
 import { KeyCreateForm, NewKeySecret, type ApiKey } from "./Keys";
+import { RelayDashboard } from "./RelayDashboard";
+import { DeleteButton, useTestOutcomes, type TestOutcome } from "./RelayShared";
 
 interface Account {
   id: string;
@@ -100,17 +102,11 @@ function AccountForm({ onCreated }: { onCreated: () => void }) {
 
 function Accounts() {
   const accounts = useLoad(() => api.get<{ accounts: Account[] }>("/api/v1/relay/accounts"), []);
-  const [tests, setTests] = useState<Record<string, string>>({});
+  const { outcomes: tests, run } = useTestOutcomes();
   const [error, setError] = useState("");
+  const [dashboard, setDashboard] = useState<string | null>(null);
   const test = async (a: Account) => {
-    setTests((t) => ({ ...t, [a.id]: "testing…" }));
-    try {
-      const r = await api.post<{ ok: boolean; latency_ms: number; status?: number; error?: string }>(`/api/v1/relay/accounts/${a.id}/test`, {});
-      setTests((t) => ({ ...t, [a.id]: r.ok ? `ok in ${r.latency_ms} ms` : `failed${r.status ? ` (${r.status})` : ""}: ${r.error ?? ""}` }));
-      accounts.reload();
-    } catch (err) {
-      setTests((t) => ({ ...t, [a.id]: errorText(err) }));
-    }
+    if (await run(a.id, () => api.post<TestOutcome>(`/api/v1/relay/accounts/${a.id}/test`, {}))) accounts.reload();
   };
   const toggle = async (a: Account) => {
     try {
@@ -120,6 +116,7 @@ function Accounts() {
       setError(errorText(err));
     }
   };
+  const shownAccount = accounts.data?.accounts.find((a) => a.id === dashboard);
   return (
     <>
       <ErrorBox error={error || accounts.error} />
@@ -160,27 +157,26 @@ function Accounts() {
                   <button type="button" onClick={() => void toggle(a)} aria-label={`${a.status === "disabled" ? "Enable" : "Disable"} account ${a.name}`}>
                     {a.status === "disabled" ? "Enable" : "Disable"}
                   </button>{" "}
-                  <button
-                    type="button"
-                    aria-label={`Delete account ${a.name}`}
-                    onClick={async () => {
-                      if (!window.confirm(`Delete account ${a.name}?`)) return;
-                      try {
-                        await api.del(`/api/v1/relay/accounts/${a.id}`);
-                        accounts.reload();
-                      } catch (err) {
-                        setError(errorText(err));
-                      }
+                  <button type="button" aria-pressed={dashboard === a.id} aria-label={`Dashboard of account ${a.name}`} onClick={() => setDashboard(dashboard === a.id ? null : a.id)}>
+                    Dashboard
+                  </button>{" "}
+                  <DeleteButton
+                    label={`Delete account ${a.name}`}
+                    question={`Delete account ${a.name}?`}
+                    path={`/api/v1/relay/accounts/${a.id}`}
+                    onDeleted={() => {
+                      if (dashboard === a.id) setDashboard(null);
+                      accounts.reload();
                     }}
-                  >
-                    Delete
-                  </button>
+                    onError={setError}
+                  />
                 </td>
               </tr>
             ))}
           </tbody>
         </table>
       )}
+      {shownAccount && <RelayDashboard key={shownAccount.id} path={`/api/v1/relay/accounts/${shownAccount.id}/dashboard`} title={`Dashboard of account ${shownAccount.name}`} headingId={`dashboard-${shownAccount.id}`} />}
       <details>
         <summary>Add an upstream account</summary>
         <AccountForm onCreated={accounts.reload} />
@@ -189,7 +185,7 @@ function Accounts() {
   );
 }
 
-function KeySettingsRow({ k }: { k: ApiKey }) {
+function KeySettingsRow({ k, dashboardShown, onDashboard }: { k: ApiKey; dashboardShown: boolean; onDashboard: () => void }) {
   const s = useLoad(() => api.get<KeySettings>(`/api/v1/relay/keys/${k.id}/settings`), [k.id]);
   const [mult, setMult] = useState<string | null>(null);
   const [group, setGroup] = useState<string | null>(null);
@@ -227,6 +223,11 @@ function KeySettingsRow({ k }: { k: ApiKey }) {
           <button type="submit">Save settings</button> {note && <span role="status">{note}</span>}
         </form>
       </td>
+      <td>
+        <button type="button" aria-pressed={dashboardShown} aria-label={`Dashboard of key ${k.name}`} onClick={onDashboard}>
+          Dashboard
+        </button>
+      </td>
     </tr>
   );
 }
@@ -234,7 +235,9 @@ function KeySettingsRow({ k }: { k: ApiKey }) {
 function Keys() {
   const keys = useLoad(() => api.get<{ keys: ApiKey[] }>("/api/v1/keys"), []);
   const [created, setCreated] = useState<ApiKey | null>(null);
+  const [dashboard, setDashboard] = useState<string | null>(null);
   const relayKeys = (keys.data?.keys ?? []).filter((k) => k.scopes.includes("relay") || k.scopes.includes("admin"));
+  const shown = relayKeys.find((k) => k.id === dashboard);
   return (
     <>
       <ErrorBox error={keys.error} />
@@ -248,15 +251,17 @@ function Keys() {
               <th scope="col">Rate limit</th>
               <th scope="col">Spend / budget</th>
               <th scope="col">Relay settings</th>
+              <th scope="col">Usage</th>
             </tr>
           </thead>
           <tbody>
             {relayKeys.map((k) => (
-              <KeySettingsRow key={k.id} k={k} />
+              <KeySettingsRow key={k.id} k={k} dashboardShown={dashboard === k.id} onDashboard={() => setDashboard(dashboard === k.id ? null : k.id)} />
             ))}
           </tbody>
         </table>
       )}
+      {shown && <RelayDashboard key={shown.id} path={`/api/v1/relay/keys/${shown.id}/dashboard`} title={`Dashboard of key ${shown.name}`} headingId={`dashboard-${shown.id}`} />}
       <details open={relayKeys.length === 0}>
         <summary>Create a relay key</summary>
         <KeyCreateForm

@@ -1,18 +1,22 @@
 // Relay webhooks: the workspace's targets for relay events (account health changes, key budget
 // thresholds) — list, create (signed JSON with an HMAC secret, or Slack incoming-webhook text),
-// edit, delete — and each target's delivery log (event, attempt, result, HTTP status, error),
-// refreshed while it is open. docs/relay.md "Webhooks" describes the API.
+// edit in place (PATCH; pause and resume), send a signed test event, delete — and each target's
+// delivery log (event, attempt, result, HTTP status, error, latency), refreshed while it is open.
+// docs/relay.md "Webhooks" describes the API.
 import { useEffect, useRef, useState, type FormEvent } from "react";
 import { api, errorText } from "../api/client";
 import { Check, Empty, ErrorBox, Field, Select, Status, fmtTime } from "../components/ui";
 import { useInterval, useLoad, usePageTitle } from "../hooks";
+import { DeleteButton, useTestOutcomes, type TestOutcome } from "./RelayShared";
 
 export interface Webhook {
   id: string;
   url: string;
   format: "json" | "slack";
   events: string[];
+  enabled: boolean;
   created_at: string;
+  updated_at?: string | null;
   secret?: string;
 }
 export interface Delivery {
@@ -23,6 +27,7 @@ export interface Delivery {
   ok: boolean;
   status_code: number;
   error: string;
+  latency_ms?: number;
   created_at: string;
 }
 
@@ -35,6 +40,7 @@ export const EVENT_TYPES: [string, string][] = [
   ["account.recovered", "an account is active again"],
   ["key.budget_80", "a key spent 80 % of a budget period"],
   ["key.budget_100", "a key spent its whole budget for a period"],
+  ["key.expired", "a relay key passed its expiry"],
 ];
 
 const FORMAT_LABEL: Record<Webhook["format"], string> = {
@@ -47,13 +53,14 @@ interface FormValues {
   format: Webhook["format"];
   secret: string;
   events: string[];
+  enabled: boolean;
 }
 
-/** The fields of a webhook, shared by the create form and the edit dialog. */
-function WebhookFields({ v, set, autoFocus = false }: { v: FormValues; set: (v: FormValues) => void; autoFocus?: boolean }) {
+/** The fields of a webhook, shared by the create form and the edit dialog (`editing`: the secret may stay as it is, and the webhook can be paused). */
+function WebhookFields({ v, set, editing = false }: { v: FormValues; set: (v: FormValues) => void; editing?: boolean }) {
   return (
     <>
-      <Field label="Target URL" type="url" autoFocus={autoFocus} value={v.url} onChange={(e) => set({ ...v, url: e.target.value })} required placeholder="https://hooks.example.com/atrium" />
+      <Field label="Target URL" type="url" autoFocus={editing} value={v.url} onChange={(e) => set({ ...v, url: e.target.value })} required placeholder="https://hooks.example.com/atrium" />
       <Select label="Format" value={v.format} onChange={(e) => set({ ...v, format: e.target.value as Webhook["format"] })}>
         {(Object.keys(FORMAT_LABEL) as Webhook["format"][]).map((f) => (
           <option key={f} value={f}>
@@ -67,7 +74,7 @@ function WebhookFields({ v, set, autoFocus = false }: { v: FormValues; set: (v: 
         autoComplete="new-password"
         value={v.secret}
         onChange={(e) => set({ ...v, secret: e.target.value })}
-        hint="Empty: the server generates one and shows it once. Receivers check x-atrium-signature: sha256=HMAC(secret, timestamp + '.' + body)."
+        hint={`${editing ? "Empty: the current secret stays (it cannot be read back)." : "Empty: the server generates one and shows it once."} Receivers check x-atrium-signature: sha256=HMAC(secret, timestamp + '.' + body).`}
       />
       <fieldset className="events">
         <legend>Events (none checked: all events)</legend>
@@ -81,18 +88,21 @@ function WebhookFields({ v, set, autoFocus = false }: { v: FormValues; set: (v: 
           </div>
         ))}
       </fieldset>
+      {editing && <Check label="Enabled (unchecked: paused, no events are delivered)" checked={v.enabled} onChange={(e) => set({ ...v, enabled: e.target.checked })} />}
     </>
   );
 }
 
-function body(v: FormValues): Record<string, unknown> {
+/** The request body: POST takes the fields, PATCH also `enabled`; an empty secret is left out (generated on create, kept on edit). */
+function body(v: FormValues, editing = false): Record<string, unknown> {
   const b: Record<string, unknown> = { url: v.url.trim(), format: v.format, events: v.events };
   if (v.secret) b.secret = v.secret;
+  if (editing) b.enabled = v.enabled;
   return b;
 }
 
 function CreateForm({ onCreated }: { onCreated: (w: Webhook) => void }) {
-  const empty: FormValues = { url: "", format: "json", secret: "", events: [] };
+  const empty: FormValues = { url: "", format: "json", secret: "", events: [], enabled: true };
   const [v, setV] = useState<FormValues>(empty);
   const [error, setError] = useState("");
   const submit = async (e: FormEvent) => {
@@ -115,26 +125,14 @@ function CreateForm({ onCreated }: { onCreated: (w: Webhook) => void }) {
   );
 }
 
-/**
- * Editing a webhook. The relay's API has no update route, so saving creates a webhook with the
- * new settings and then deletes the old one (the dialog says so: new id, fresh delivery log; the
- * old secret cannot be read back, so the secret is set again or generated).
- */
-function EditDialog({ hook, onDone, onClose }: { hook: Webhook; onDone: (w: Webhook, warning: string) => void; onClose: () => void }) {
-  const [v, setV] = useState<FormValues>({ url: hook.url, format: hook.format, secret: "", events: hook.events });
+/** Editing a webhook in place (PATCH): the id, the delivery log and, unless a new one is typed, the secret stay. */
+function EditDialog({ hook, onDone, onClose }: { hook: Webhook; onDone: (w: Webhook) => void; onClose: () => void }) {
+  const [v, setV] = useState<FormValues>({ url: hook.url, format: hook.format, secret: "", events: hook.events, enabled: hook.enabled });
   const [error, setError] = useState("");
   const submit = async (e: FormEvent) => {
     e.preventDefault();
     try {
-      const w = await api.post<Webhook>("/api/v1/relay/webhooks", body(v));
-      let warning = "";
-      try {
-        await api.del(`/api/v1/relay/webhooks/${hook.id}`);
-      } catch (err) {
-        // The replacement exists: say that the old one is still there rather than hide it.
-        warning = `Saved as a new webhook, but the old one (${hook.url}) was not deleted: ${errorText(err)}`;
-      }
-      onDone(w, warning);
+      onDone(await api.patch<Webhook>(`/api/v1/relay/webhooks/${hook.id}`, body(v, true)));
     } catch (err) {
       setError(errorText(err));
     }
@@ -155,10 +153,7 @@ function EditDialog({ hook, onDone, onClose }: { hook: Webhook; onDone: (w: Webh
         }}
       >
         <h2 id="edit-webhook-title">Edit webhook</h2>
-        <p className="hint" id="edit-webhook-note">
-          Saving replaces the webhook: the relay keeps no history across the change (a new id and an empty delivery log), and the secret must be set again (empty: a new one is generated).
-        </p>
-        <WebhookFields v={v} set={setV} autoFocus />
+        <WebhookFields v={v} set={setV} editing />
         <ErrorBox error={error} />
         <button type="submit">Save webhook</button>{" "}
         <button type="button" onClick={onClose}>
@@ -169,8 +164,9 @@ function EditDialog({ hook, onDone, onClose }: { hook: Webhook; onDone: (w: Webh
   );
 }
 
-function DeliveryLog({ hook }: { hook: Webhook }) {
-  const log = useLoad(() => api.get<{ deliveries: Delivery[] }>(`/api/v1/relay/webhooks/${hook.id}/deliveries`), [hook.id]);
+/** The delivery log of `hook`; a new `version` (a test was sent) loads it again. */
+function DeliveryLog({ hook, version }: { hook: Webhook; version: number }) {
+  const log = useLoad(() => api.get<{ deliveries: Delivery[] }>(`/api/v1/relay/webhooks/${hook.id}/deliveries`), [hook.id, version]);
   useInterval(() => log.reload(), 3000);
   const rows = log.data?.deliveries ?? [];
   return (
@@ -180,7 +176,7 @@ function DeliveryLog({ hook }: { hook: Webhook }) {
         Refresh deliveries
       </button>
       <ErrorBox error={log.error} />
-      {log.data && rows.length === 0 && <Empty>No deliveries yet. Events come from account health changes (an account's Test on the Relay admin page that fails with 401 or 429, for one) and key budgets.</Empty>}
+      {log.data && rows.length === 0 && <Empty>No deliveries yet. Events come from account health changes (an account's Test on the Relay admin page that fails with 401 or 429, for one) and key budgets; "Send test" sends one now.</Empty>}
       {rows.length > 0 && (
         <table>
           <caption className="sr-only">Delivery log of {hook.url}, newest first</caption>
@@ -193,6 +189,7 @@ function DeliveryLog({ hook }: { hook: Webhook }) {
               <th scope="col">Result</th>
               <th scope="col">Response code</th>
               <th scope="col">Error</th>
+              <th scope="col">Latency</th>
             </tr>
           </thead>
           <tbody>
@@ -207,6 +204,7 @@ function DeliveryLog({ hook }: { hook: Webhook }) {
                 </td>
                 <td>{d.status_code === 0 ? "none" : d.status_code}</td>
                 <td>{d.error || "—"}</td>
+                <td>{d.latency_ms === undefined ? "—" : `${d.latency_ms} ms`}</td>
               </tr>
             ))}
           </tbody>
@@ -224,22 +222,28 @@ export function RelayWebhooksPage() {
   const [editing, setEditing] = useState<Webhook | null>(null);
   const [error, setError] = useState("");
   const [note, setNote] = useState("");
+  const [logVersion, setLogVersion] = useState(0);
+  const { outcomes, run } = useTestOutcomes("delivered");
   const editButtons = useRef(new Map<string, HTMLButtonElement>());
   const secretRef = useRef<HTMLElement>(null);
   // A new secret takes focus once, so a screen reader announces it and it can be copied.
   useEffect(() => {
     if (secret) secretRef.current?.focus();
   }, [secret]);
-  const created = (w: Webhook, what: string) => {
+  const created = (w: Webhook) => {
     setError("");
     if (w.secret) setSecret({ url: w.url, secret: w.secret });
-    setNote(`${what} ${w.url}.`);
+    setNote(`Added a webhook to ${w.url}.`);
     hooks.reload();
   };
-  const closeEdit = (focusId?: string) => {
-    const id = focusId ?? editing?.id;
+  const closeEdit = () => {
+    const id = editing?.id;
     setEditing(null);
     requestAnimationFrame(() => (id ? editButtons.current.get(id) : undefined)?.focus());
+  };
+  const sendTest = async (w: Webhook) => {
+    await run(w.id, () => api.post<TestOutcome>(`/api/v1/relay/webhooks/${w.id}/test`, {}));
+    setLogVersion((n) => n + 1); // the test is in the delivery log
   };
   const list = hooks.data?.webhooks ?? [];
   const shown = list.find((w) => w.id === open);
@@ -247,7 +251,7 @@ export function RelayWebhooksPage() {
     <section>
       <h1>Relay webhooks</h1>
       <p className="hint">
-        The relay posts its events (account health changes, key budgets at 80 % and 100 %) to these targets; a failed delivery is retried up to 5 times with a doubling backoff, and every attempt is logged.
+        The relay posts its events (account health changes, key budgets at 80 % and 100 %, expired keys) to these targets; a failed delivery is retried up to 5 times with a doubling backoff, and every attempt is logged. "Send test" posts a signed <code>webhook.test</code> event now, once.
       </p>
       <ErrorBox error={error || hooks.error} />
       {note && <Status>{note}</Status>}
@@ -270,6 +274,7 @@ export function RelayWebhooksPage() {
               <th scope="col">Target URL</th>
               <th scope="col">Format</th>
               <th scope="col">Events</th>
+              <th scope="col">State</th>
               <th scope="col">Created</th>
               <th scope="col">Actions</th>
             </tr>
@@ -282,10 +287,16 @@ export function RelayWebhooksPage() {
                 </th>
                 <td>{FORMAT_LABEL[w.format] ?? w.format}</td>
                 <td>{w.events.length === 0 ? "all" : w.events.join(", ")}</td>
+                <td>
+                  <span className={`badge ${w.enabled ? "st-active" : "st-disabled"}`}>{w.enabled ? "enabled" : "paused"}</span>
+                </td>
                 <td>{fmtTime(w.created_at)}</td>
                 <td>
                   <button type="button" aria-pressed={open === w.id} aria-label={`Deliveries of ${w.url}`} onClick={() => setOpen(open === w.id ? null : w.id)}>
                     Deliveries
+                  </button>{" "}
+                  <button type="button" aria-label={`Send a test event to ${w.url}`} onClick={() => void sendTest(w)}>
+                    Send test
                   </button>{" "}
                   <button
                     type="button"
@@ -298,41 +309,40 @@ export function RelayWebhooksPage() {
                   >
                     Edit
                   </button>{" "}
-                  <button
-                    type="button"
-                    aria-label={`Delete webhook ${w.url}`}
-                    onClick={async () => {
-                      if (!window.confirm(`Delete the webhook to ${w.url}? Its delivery log goes too.`)) return;
-                      try {
-                        await api.del(`/api/v1/relay/webhooks/${w.id}`);
-                        if (open === w.id) setOpen(null);
-                        setNote(`Deleted the webhook to ${w.url}.`);
-                        hooks.reload();
-                      } catch (err) {
-                        setError(errorText(err));
-                      }
+                  <DeleteButton
+                    label={`Delete webhook ${w.url}`}
+                    question={`Delete the webhook to ${w.url}? Its delivery log goes too.`}
+                    path={`/api/v1/relay/webhooks/${w.id}`}
+                    onDeleted={() => {
+                      if (open === w.id) setOpen(null);
+                      setNote(`Deleted the webhook to ${w.url}.`);
+                      hooks.reload();
                     }}
-                  >
-                    Delete
-                  </button>
+                    onError={setError}
+                  />
+                  {outcomes[w.id] && (
+                    <div role="status" data-testid="webhook-test">
+                      Test event: {outcomes[w.id]}
+                    </div>
+                  )}
                 </td>
               </tr>
             ))}
           </tbody>
         </table>
       )}
-      {shown && <DeliveryLog hook={shown} />}
+      {shown && <DeliveryLog hook={shown} version={logVersion} />}
       <h2>Add a webhook</h2>
-      <CreateForm onCreated={(w) => created(w, "Added a webhook to")} />
+      <CreateForm onCreated={created} />
       {editing && (
         <EditDialog
           hook={editing}
-          onClose={() => closeEdit()}
-          onDone={(w, warning) => {
-            if (open === editing.id) setOpen(w.id);
-            created(w, "Saved the webhook to");
-            setError(warning);
-            closeEdit(w.id);
+          onClose={closeEdit}
+          onDone={(w) => {
+            setError("");
+            setNote(`Saved the webhook to ${w.url}.`);
+            hooks.reload();
+            closeEdit();
           }}
         />
       )}
