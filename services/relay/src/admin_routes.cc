@@ -253,13 +253,11 @@ constexpr int64_t kHourMicros = 3'600'000'000;
 constexpr int64_t kDayMicros = 86'400'000'000;
 constexpr int64_t kMaxDashboardBuckets = 2'000;
 
-// A dashboard's window from ?from&to (RFC 3339; default the last 7 days) and ?bucket=hour|day
-// (default day); `from` is rounded down to its bucket.
-Result<UsageQuery> DashboardQuery(const Request& req, int64_t now, const std::string& workspace) {
-  UsageQuery q{.workspace_id = workspace, .bucket = req.Query("bucket").value_or("day")};
+// The window of a usage report or dashboard: ?bucket=hour|day (default day), ?from and ?to
+// (RFC 3339; from defaults to 7 days before `now`, to stays 0 = now when absent).
+Status ParseUsageWindow(const Request& req, int64_t now, UsageQuery& q) {
+  q.bucket = req.Query("bucket").value_or("day");
   if (q.bucket != "hour" && q.bucket != "day") return InvalidArgument("bucket must be hour or day");
-  int64_t width = q.bucket == "day" ? kDayMicros : kHourMicros;
-  q.to = now;
   q.from = now - 7 * kDayMicros;
   for (auto [name, field] : {std::pair{"from", &q.from}, {"to", &q.to}}) {
     if (auto v = req.Query(name); v && !v->empty()) {
@@ -268,6 +266,16 @@ Result<UsageQuery> DashboardQuery(const Request& req, int64_t now, const std::st
       *field = *t;
     }
   }
+  return Status::Ok();
+}
+
+// A dashboard's window (ParseUsageWindow), with `to` defaulting to now and `from` rounded down
+// to its bucket; at most kMaxDashboardBuckets buckets.
+Result<UsageQuery> DashboardQuery(const Request& req, int64_t now, const std::string& workspace) {
+  UsageQuery q{.workspace_id = workspace};
+  RETURN_IF_ERROR(ParseUsageWindow(req, now, q));
+  const int64_t width = q.bucket == "day" ? kDayMicros : kHourMicros;
+  if (q.to == 0) q.to = now;
   q.from -= q.from % width;
   if (q.to <= q.from) return InvalidArgument("to must be after from");
   if ((q.to - q.from) / width > kMaxDashboardBuckets) {
@@ -596,22 +604,7 @@ Status RelayService::Impl::AddAdminRoutes(http::Router& router) {
             q.group_by != "model") {
           return Error(InvalidArgument("group_by must be key, account or model"));
         }
-        q.bucket = req.Query("bucket").value_or("day");
-        if (q.bucket != "hour" && q.bucket != "day") {
-          return Error(InvalidArgument("bucket must be hour or day"));
-        }
-        int64_t now = env.NowMicros();
-        q.from = now - int64_t{7} * 86'400'000'000;
-        if (auto from = req.Query("from"); from && !from->empty()) {
-          auto t = auth::ParseRfc3339(*from);
-          if (!t.ok()) return Error(InvalidArgument("from must be an RFC 3339 time"));
-          q.from = *t;
-        }
-        if (auto to = req.Query("to"); to && !to->empty()) {
-          auto t = auth::ParseRfc3339(*to);
-          if (!t.ok()) return Error(InvalidArgument("to must be an RFC 3339 time"));
-          q.to = *t;
-        }
+        if (Status st = ParseUsageWindow(req, env.NowMicros(), q); !st.ok()) return Error(st);
         if (auto k = req.Query("key_id"); k && !k->empty() && q.key_id.empty()) q.key_id = *k;
         if (auto a = req.Query("account_id"); a && !a->empty()) q.account_id = *a;
         std::string format = req.Query("format").value_or("json");
