@@ -244,6 +244,7 @@ ConfigSchema BuildSchema() {
   embed::DefineEmbedConfig(schema);
   relay::DefineRelayConfig(schema);
   track::DefineTrackConfig(schema);
+  chat::DefineChatConfig(schema);
   return schema;
 }
 
@@ -379,8 +380,10 @@ int Serve(std::shared_ptr<const Config> config) {
       health.Register("bus", [b = message_bus.get()] { return BusHealth(*b); });
     }
     auth::AuthService* authenticator = auth.get();
+    chat::ChatOptions chat_options = chat::ChatOptionsFromConfig(*config);
+    chat_options.blobs = blobs.get();  // attachments share the content-addressed blob store
     auto service = chat::ChatService::Create(
-        chat::ChatOptions{}, *db, *message_bus, env,
+        chat_options, *db, *message_bus, env,
         [authenticator](const http::Request& req) { return authenticator->Authenticate(req); },
         &metrics, logging->Get("chat"));
     if (!service.ok()) return fail(service.status().WithContext("chat"));

@@ -383,7 +383,10 @@ try {
     await pageB.getByText("hello bob, deploy on thursday (edited text)").waitFor();
     await shot(pageA, "chat-alice");
     await shot(pageB, "chat-bob");
-    // Unread count: Bob leaves the chat view, Alice writes, Bob's list shows 1 unread.
+    // Unread count: Bob leaves the chat view, Alice writes, Bob's list shows 1 unread. The chat
+    // view marks messages read 300 ms after they are shown (a glance is not a read), so Bob stays
+    // long enough for the thread reply to count as read before leaving.
+    await pageB.waitForTimeout(800);
     await nav(pageB, "Home");
     await composerA.fill("are you there?");
     await composerA.press("Enter");

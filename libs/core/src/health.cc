@@ -1,5 +1,7 @@
 #include "atrium/core/health.h"
 
+#include <cmath>
+
 #include <fmt/format.h>
 
 #include "atrium/core/log.h"
@@ -7,6 +9,11 @@
 namespace atrium {
 
 void HealthRegistry::Register(std::string name, Check check, bool required) {
+  Register(
+      std::move(name), [check = std::move(check)](HealthValues&) { return check(); }, required);
+}
+
+void HealthRegistry::Register(std::string name, ValuesCheck check, bool required) {
   std::lock_guard lock(mu_);
   entries_.push_back(Entry{std::move(name), std::move(check), required});
 }
@@ -22,14 +29,15 @@ std::vector<HealthResult> HealthRegistry::RunAll() const {
   for (const auto& e : entries) {
     auto start = std::chrono::steady_clock::now();
     Status s;
+    HealthValues values;
     try {
-      s = e.check();
+      s = e.check(values);
     } catch (const std::exception& ex) {
       s = Internal(std::string("health check threw: ") + ex.what());
     }
     auto elapsed = std::chrono::duration_cast<std::chrono::microseconds>(
         std::chrono::steady_clock::now() - start);
-    out.push_back(HealthResult{e.name, std::move(s), elapsed, e.required});
+    out.push_back(HealthResult{e.name, std::move(s), elapsed, e.required, std::move(values)});
   }
   return out;
 }
@@ -59,6 +67,11 @@ std::string HealthRegistry::ToJson(const std::vector<HealthResult>& results) {
       out += R"(,"error":")";
       AppendJsonEscaped(r.status.message(), out);
       out += '"';
+    }
+    for (const auto& [name, value] : r.values) {
+      out += ",\"";
+      AppendJsonEscaped(name, out);
+      out += std::isfinite(value) ? fmt::format("\":{}", value) : std::string("\":null");
     }
     out += '}';
   }

@@ -3,6 +3,7 @@
 #include "atrium/chat/chat_service.h"
 
 #include <atomic>
+#include <cctype>
 #include <charconv>
 #include <climits>
 #include <condition_variable>
@@ -17,7 +18,9 @@
 #include <spdlog/spdlog.h>
 
 #include "atrium/auth/crypto.h"
+#include "atrium/core/config.h"
 #include "atrium/http/sse.h"
+#include "atrium/store/blob_store.h"
 #include "chat_store.h"
 #include "event_hub.h"
 #include "search_index.h"
@@ -114,7 +117,40 @@ json::array MessagesJson(const std::vector<Message>& ms) {
   return a;
 }
 
+// A Content-Disposition header for `name`: a plain ASCII fallback and the UTF-8 name (RFC 6266).
+std::string ContentDisposition(const std::string& name) {
+  std::string ascii, encoded;
+  for (unsigned char c : name) {
+    ascii += (c < 0x20 || c >= 0x7f || c == '"' || c == '\\') ? '_' : static_cast<char>(c);
+    if (std::isalnum(c) || c == '.' || c == '-' || c == '_') {
+      encoded += static_cast<char>(c);
+    } else {
+      static constexpr char kHex[] = "0123456789ABCDEF";
+      encoded += '%';
+      encoded += kHex[c >> 4];
+      encoded += kHex[c & 15];
+    }
+  }
+  return "attachment; filename=\"" + ascii + "\"; filename*=UTF-8''" + encoded;
+}
+
 }  // namespace
+
+void DefineChatConfig(ConfigSchema& schema) {
+  ChatOptions d;
+  schema.DefineBytes("chat.max_attachment_bytes", d.max_attachment_bytes,
+                     "Largest chat attachment upload (413 beyond)");
+  schema.DefineInt("chat.search_relevance_window", d.relevance_window,
+                   "Chat search with order=relevance ranks the newest this many matches",
+                   {.min = 1});
+}
+
+ChatOptions ChatOptionsFromConfig(const Config& c) {
+  ChatOptions o;
+  o.max_attachment_bytes = c.GetBytes("chat.max_attachment_bytes");
+  o.relevance_window = static_cast<int>(c.GetInt("chat.search_relevance_window"));
+  return o;
+}
 
 class ChatService::Impl {
  public:
@@ -362,8 +398,10 @@ void ChatService::RegisterHealth(HealthRegistry& health) {
   if (!s->options.indexer_name.empty()) {
     health.Register(
         "chat_search_indexer",
-        [s] {
+        [s](HealthValues& values) {
           IndexerState st = s->search.state();
+          values.emplace_back("lag_records", static_cast<double>(st.lag_records));
+          values.emplace_back("lag_seconds", st.lag_seconds);
           if (st.lag_seconds > static_cast<double>(s->options.indexer_max_lag.count())) {
             return Unavailable("search indexer " + std::to_string(st.lag_records) + " events and " +
                                std::to_string(static_cast<int64_t>(st.lag_seconds)) + " s behind");
@@ -637,6 +675,51 @@ class Routes {
                                           {"mention_count", r.value.mention_count}});
   }
 
+  // ---- attachments ----
+
+  // POST /chats/{id}/files?name=<file name>: the raw body is the file, its Content-Type kept.
+  Response Upload(Request& req, const Actor& a) {
+    if (s_.options.blobs == nullptr) {
+      return Error(Unavailable("attachments: this node has no blob store configured"));
+    }
+    std::string chat_id(req.Param("chat_id"));
+    if (Status st = s_.store.CheckCanUpload(a, chat_id); !st.ok()) return Error(st);
+    const uint64_t limit = s_.options.max_attachment_bytes;
+    if (limit != 0 && req.body.size() > limit) {  // the route enforces it first; kept in step
+      return Error(PayloadTooLarge("attachments: a file may have at most " + std::to_string(limit) +
+                                   " bytes"));
+    }
+    NewAttachment file{.name = req.Query("name").value_or(""),
+                       .content_type = std::string(req.headers.Get("content-type").value_or("")),
+                       .sha256 = "",
+                       .size = static_cast<int64_t>(req.body.size())};
+    ASSIGN_OR_RESPOND(file.sha256, s_.options.blobs->Put(req.body));
+    ASSIGN_OR_RESPOND(Attachment f, s_.store.AddAttachment(a, chat_id, file));
+    json::object o = ChatStore::AttachmentJson(f);
+    o["chat_id"] = f.chat_id;
+    o["uploader_id"] = f.uploader_id;
+    o["sha256"] = f.sha256;
+    o["created_at"] = auth::FormatRfc3339(f.created_at);
+    return JsonResponse(201, o);
+  }
+
+  // GET /files/{id}: the content, to members of the file's chat.
+  Response Download(Request& req, const Actor& a) {
+    if (s_.options.blobs == nullptr) {
+      return Error(Unavailable("attachments: this node has no blob store configured"));
+    }
+    ASSIGN_OR_RESPOND(Attachment f, s_.store.GetAttachment(a, req.Param("file_id")));
+    ASSIGN_OR_RESPOND(std::string content, s_.options.blobs->Get(f.sha256));
+    Response r = Response::Text(200, std::move(content), f.content_type);
+    // Uploaded bytes are never rendered as a page of this origin.
+    r.headers.Set("content-disposition", ContentDisposition(f.name));
+    r.headers.Set("x-content-type-options", "nosniff");
+    r.headers.Set("content-security-policy", "sandbox; default-src 'none'");
+    r.headers.Set("cache-control", "private, max-age=86400");
+    r.headers.Set("etag", "\"" + f.sha256 + "\"");
+    return r;
+  }
+
   // ---- ephemeral ----
 
   Response Typing(Request& req, const Actor& a) {
@@ -765,11 +848,12 @@ class Routes {
         *out = *t;
       }
     }
-    std::string order = req.Query("order").value_or("relevance");
+    std::string order = req.Query("order").value_or("date");
     if (order != "relevance" && order != "date") {
-      return Error(InvalidArgument("order: must be relevance or date"));
+      return Error(InvalidArgument("order: must be date (newest first) or relevance"));
     }
     q.by_date = order == "date";
+    q.relevance_window = s_.options.relevance_window;
     q.cursor = req.Query("cursor").value_or("");
     ASSIGN_OR_RESPOND(int64_t limit, QueryInt(req, "limit", 20));
     q.limit = static_cast<int>(std::min<int64_t>(limit, 1000));
@@ -859,6 +943,9 @@ Status ChatService::AddRoutes(http::Router& router) {
   RETURN_IF_ERROR(add("POST", "/presence", m(&Routes::Presence)));
   RETURN_IF_ERROR(add("POST", "/events/ticket", m(&Routes::Ticket)));
   RETURN_IF_ERROR(add("GET", "/search/messages", m(&Routes::Search)));
+  RETURN_IF_ERROR(add("POST", chat + "/files", m(&Routes::Upload),
+                      static_cast<size_t>(impl_->options.max_attachment_bytes)));
+  RETURN_IF_ERROR(add("GET", "/files/{file_id}", m(&Routes::Download)));
   // Public for the router: EventSource cannot send headers, so the handler authenticates
   // (ticket or credentials). Blocking: ticket lookup and the Last-Event-ID replay read storage.
   RETURN_IF_ERROR(router.Add(

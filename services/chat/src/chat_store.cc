@@ -1,6 +1,7 @@
 #include "chat_store.h"
 
 #include <algorithm>
+#include <optional>
 #include <set>
 #include <string>
 #include <utility>
@@ -85,6 +86,73 @@ std::vector<std::string> ParseJsonArray(const std::string& text) {
   return out;
 }
 
+// The `attachments` column: [{"id","name","type","size"}] (rows written before uploads existed
+// hold bare id strings).
+std::string AttachmentsText(const std::vector<Attachment>& files) {
+  json::array a;
+  for (const auto& f : files) {
+    a.push_back(
+        json::object{{"id", f.id}, {"name", f.name}, {"type", f.content_type}, {"size", f.size}});
+  }
+  return json::serialize(a);
+}
+
+std::vector<Attachment> ParseAttachments(const std::string& text) {
+  std::vector<Attachment> out;
+  boost::system::error_code ec;
+  json::value v = json::parse(text, ec);
+  if (ec || !v.is_array()) return out;
+  auto str = [](const json::object& o, std::string_view k) {
+    const json::value* x = o.if_contains(k);
+    return x != nullptr && x->is_string() ? std::string(x->as_string()) : std::string();
+  };
+  for (const auto& e : v.as_array()) {
+    Attachment f;
+    if (e.is_string()) {
+      f.id = std::string(e.as_string());
+    } else if (e.is_object()) {
+      const auto& o = e.as_object();
+      f.id = str(o, "id");
+      f.name = str(o, "name");
+      f.content_type = str(o, "type");
+      if (const json::value* n = o.if_contains("size"); n != nullptr && n->is_int64()) {
+        f.size = n->as_int64();
+      }
+    }
+    if (!f.id.empty()) out.push_back(std::move(f));
+  }
+  return out;
+}
+
+// The last path component of a client's file name, without control characters; "file" when
+// nothing is left.
+std::string CleanFileName(std::string_view raw) {
+  size_t slash = raw.find_last_of("/\\");
+  std::string_view base = slash == std::string_view::npos ? raw : raw.substr(slash + 1);
+  std::string out = http::SanitizeUtf8(TrimWhitespace(base));
+  std::erase_if(out, [](unsigned char c) { return c < 0x20 || c == 0x7f; });
+  if (out.size() > ChatStore::kMaxFileNameBytes) {
+    size_t n = ChatStore::kMaxFileNameBytes;
+    while (n > 0 && (static_cast<unsigned char>(out[n]) & 0xc0) == 0x80) --n;  // whole code points
+    out.resize(n);
+  }
+  if (out.empty() || out == "." || out == "..") return "file";
+  return out;
+}
+
+// "type/subtype" with optional parameters, printable ASCII, at most 200 bytes; otherwise the
+// generic binary type.
+std::string CleanContentType(std::string_view raw) {
+  std::string t(TrimWhitespace(raw));
+  size_t slash = t.find('/');
+  bool ok = !t.empty() && t.size() <= 200 && slash != std::string::npos && slash > 0 &&
+            slash + 1 < t.size() &&
+            std::all_of(t.begin(), t.end(), [](unsigned char c) { return c >= 0x20 && c < 0x7f; });
+  // curl's default for --data-binary says nothing about the file.
+  if (ok && AsciiToLower(t).starts_with("application/x-www-form-urlencoded")) ok = false;
+  return ok ? t : "application/octet-stream";
+}
+
 std::string Placeholders(size_t n) {
   std::string s;
   for (size_t i = 0; i < n; ++i) s += i == 0 ? "?" : ", ?";
@@ -110,19 +178,13 @@ Chat ChatFromRow(const store::Row& r) {
 
 std::string Time(int64_t micros) { return auth::FormatRfc3339(micros); }
 
-// The events of a method's result (copies, for the outbox) and putting them back (with ids).
-std::vector<Event> EventsOf(const std::vector<Event>& events) { return events; }
+// The events of a method's result, to write into the outbox (which sets their ids).
+std::vector<Event>& EventsIn(std::vector<Event>& events) { return events; }
 template <typename T>
-std::vector<Event> EventsOf(const WithEvents<T>& r) {
+std::vector<Event>& EventsIn(WithEvents<T>& r) {
   return r.events;
 }
-void SetEvents(std::vector<Event>& target, std::vector<Event> events) {
-  target = std::move(events);
-}
-template <typename T>
-void SetEvents(WithEvents<T>& target, std::vector<Event> events) {
-  target.events = std::move(events);
-}
+std::vector<Event>& EventsIn(SendResult& r) { return r.events; }
 
 }  // namespace
 
@@ -134,13 +196,19 @@ std::string EncodeEvent(const Event& e) {
   return json::serialize(o);
 }
 
-Status ChatStore::Commit(const std::function<Status(store::Transaction&)>& change,
-                         const EventsFn& events, std::vector<Event>& out) {
-  return db_.Transaction([&](store::Transaction& tx) -> Status {
+template <typename T>
+Result<T> ChatStore::Commit(const ChangeFn& change,
+                            const std::function<Result<T>(store::Executor&)>& make) {
+  std::optional<T> out;
+  RETURN_IF_ERROR(db_.Transaction([&](store::Transaction& tx) -> Status {
+    out.reset();
     RETURN_IF_ERROR(change(tx));
-    ASSIGN_OR_RETURN(out, events(tx));
-    return WriteOutbox(tx, out);
-  });
+    ASSIGN_OR_RETURN(T value, make(tx));
+    RETURN_IF_ERROR(WriteOutbox(tx, EventsIn(value)));
+    out = std::move(value);
+    return Status::Ok();
+  }));
+  return std::move(*out);
 }
 
 Status ChatStore::WriteOutbox(store::Executor& ex, std::vector<Event>& events) {
@@ -214,7 +282,7 @@ Message MessageFromRow(const store::Row& r) {
   m.sender_id = r.Text("sender_id");
   m.content = r.Text("content");
   m.reply_to = r.Int("reply_to");
-  m.attachments = ParseJsonArray(r.Text("attachments"));
+  m.attachments = ParseAttachments(r.Text("attachments"));
   m.mentions = ParseJsonArray(r.Text("mentions"));
   m.reply_count = r.Int("reply_count");
   m.created_at = r.Int("created_at");
@@ -282,7 +350,7 @@ json::object ChatStore::MessageJson(const Message& m) {
   json::array attachments, mentions, reactions;
   const bool deleted = m.deleted_at != 0;
   if (!deleted) {
-    for (const auto& a : m.attachments) attachments.emplace_back(a);
+    for (const auto& f : m.attachments) attachments.push_back(AttachmentJson(f));
     for (const auto& u : m.mentions) mentions.emplace_back(u);
     for (const auto& r : m.reactions) {
       json::array users;
@@ -308,6 +376,14 @@ json::object ChatStore::MessageJson(const Message& m) {
   if (deleted) o["deleted_at"] = Time(m.deleted_at);
   if (m.pinned_at != 0) o["pinned_by"] = m.pinned_by;
   return o;
+}
+
+json::object ChatStore::AttachmentJson(const Attachment& f) {
+  return json::object{{"id", f.id},
+                      {"name", f.name},
+                      {"type", f.content_type},
+                      {"size", f.size},
+                      {"url", "/api/v1/files/" + f.id}};
 }
 
 json::object ChatStore::MemberJson(const Member& m) {
@@ -435,6 +511,35 @@ Status ChatStore::CheckWorkspaceUsers(store::Executor& ex, const std::string& wo
   return Status::Ok();
 }
 
+Result<std::vector<Attachment>> ChatStore::ResolveAttachments(store::Executor& ex,
+                                                              std::string_view chat_id,
+                                                              const std::vector<std::string>& ids) {
+  std::vector<std::string> unique;
+  for (const auto& id : ids) {
+    if (std::find(unique.begin(), unique.end(), id) == unique.end()) unique.push_back(id);
+  }
+  std::vector<Attachment> out;
+  if (unique.empty()) return out;
+  store::Params params{chat_id};
+  for (const auto& id : unique) params.emplace_back(id);
+  ASSIGN_OR_RETURN(store::Rows rows,
+                   ex.Query("SELECT id, name, content_type, size FROM chat_files WHERE"
+                            " chat_id = ? AND id IN (" +
+                                Placeholders(unique.size()) + ")",
+                            params));
+  for (const auto& id : unique) {
+    auto it = std::find_if(rows.begin(), rows.end(),
+                           [&](const store::Row& r) { return r.Text(0) == id; });
+    if (it == rows.end()) {
+      return InvalidArgument("attachments: no file " + id +
+                             " in this chat (upload it with POST /api/v1/chats/{id}/files)");
+    }
+    out.push_back(
+        Attachment{.id = id, .name = it->Text(1), .content_type = it->Text(2), .size = it->Int(3)});
+  }
+  return out;
+}
+
 Result<std::vector<std::string>> ChatStore::ResolveMentions(store::Executor& ex,
                                                             std::string_view chat_id,
                                                             const std::string& content) {
@@ -523,9 +628,7 @@ Result<WithEvents<Chat>> ChatStore::CreateChat(const Actor& a, const CreateChatR
             .updated_at = now,
             .member_count = static_cast<int64_t>(others.size() + 1),
             .my_role = "owner"};
-  Result<WithEvents<Chat>> result = Internal("no result");
-  std::vector<Event> committed;
-  Status st = Commit(
+  return Commit<WithEvents<Chat>>(
       [&](store::Transaction& tx) -> Status {
         RETURN_IF_ERROR(CheckWorkspaceUsers(tx, a.workspace_id, others, "members"));
         if (!direct_key.empty()) {
@@ -574,24 +677,15 @@ Result<WithEvents<Chat>> ChatStore::CreateChat(const Actor& a, const CreateChatR
         }
         return Status::Ok();
       },
-      [&]([[maybe_unused]] store::Executor& ex) -> Result<std::vector<Event>> {
-        result = [&]() -> Result<WithEvents<Chat>> {
-          std::vector<std::string> audience = others;
-          audience.push_back(a.user_id);
-          Chat public_view = chat;
-          public_view.my_role.clear();
-          WithEvents<Chat> out{chat, {}};
-          out.events.push_back(
-              {"chat.created", chat.id, std::move(audience), ChatJson(public_view)});
-          return out;
-        }();
-        if (!result.ok()) return result.status();
-        return EventsOf(*result);
-      },
-      committed);
-  RETURN_IF_ERROR(st);
-  SetEvents(*result, std::move(committed));
-  return result;
+      [&](store::Executor&) -> Result<WithEvents<Chat>> {
+        std::vector<std::string> audience = others;
+        audience.push_back(a.user_id);
+        Chat public_view = chat;
+        public_view.my_role.clear();
+        WithEvents<Chat> out{chat, {}};
+        out.events.push_back({"chat.created", chat.id, std::move(audience), ChatJson(public_view)});
+        return out;
+      });
 }
 
 Result<std::vector<Chat>> ChatStore::ListMyChats(const Actor& a) {
@@ -637,9 +731,7 @@ Result<Chat> ChatStore::GetChat(const Actor& a, std::string_view chat_id) {
 Result<WithEvents<Chat>> ChatStore::UpdateChat(const Actor& a, std::string_view chat_id,
                                                const ChatUpdate& u) {
   std::vector<std::string> audience;
-  Result<WithEvents<Chat>> result = Internal("no result");
-  std::vector<Event> committed;
-  Status st = Commit(
+  return Commit<WithEvents<Chat>>(
       [&](store::Transaction& tx) -> Status {
         ASSIGN_OR_RETURN(Access acc, LoadAccess(tx, a, chat_id));
         RETURN_IF_ERROR(acc.RequireAdmin("rename or describe it"));
@@ -678,30 +770,19 @@ Result<WithEvents<Chat>> ChatStore::UpdateChat(const Actor& a, std::string_view 
         ASSIGN_OR_RETURN(audience, MemberIds(tx, chat_id));
         return Status::Ok();
       },
-      [&]([[maybe_unused]] store::Executor& ex) -> Result<std::vector<Event>> {
-        result = [&]() -> Result<WithEvents<Chat>> {
-          ASSIGN_OR_RETURN(Chat chat, LoadChatView(ex, a, chat_id));
-          Chat public_view = chat;
-          public_view.my_role.clear();
-          WithEvents<Chat> out{chat, {}};
-          out.events.push_back(
-              {"chat.updated", chat.id, std::move(audience), ChatJson(public_view)});
-          return out;
-        }();
-        if (!result.ok()) return result.status();
-        return EventsOf(*result);
-      },
-      committed);
-  RETURN_IF_ERROR(st);
-  SetEvents(*result, std::move(committed));
-  return result;
+      [&](store::Executor& ex) -> Result<WithEvents<Chat>> {
+        ASSIGN_OR_RETURN(Chat chat, LoadChatView(ex, a, chat_id));
+        Chat public_view = chat;
+        public_view.my_role.clear();
+        WithEvents<Chat> out{chat, {}};
+        out.events.push_back({"chat.updated", chat.id, std::move(audience), ChatJson(public_view)});
+        return out;
+      });
 }
 
 Result<std::vector<Event>> ChatStore::DeleteChat(const Actor& a, std::string_view chat_id) {
   std::vector<std::string> audience;
-  Result<std::vector<Event>> result = Internal("no result");
-  std::vector<Event> committed;
-  Status st = Commit(
+  return Commit<std::vector<Event>>(
       [&](store::Transaction& tx) -> Status {
         ASSIGN_OR_RETURN(Access acc, LoadAccess(tx, a, chat_id));
         RETURN_IF_ERROR(acc.RequireOwner("delete it"));
@@ -714,28 +795,18 @@ Result<std::vector<Event>> ChatStore::DeleteChat(const Actor& a, std::string_vie
                 {env_.NowMicros(), chat_id})
             .status();
       },
-      [&]([[maybe_unused]] store::Executor& ex) -> Result<std::vector<Event>> {
-        result = [&]() -> Result<std::vector<Event>> {
-          std::vector<Event> events;
-          events.push_back({"chat.deleted", std::string(chat_id), std::move(audience),
-                            json::object{{"id", chat_id}}});
-          return events;
-        }();
-        if (!result.ok()) return result.status();
-        return EventsOf(*result);
-      },
-      committed);
-  RETURN_IF_ERROR(st);
-  SetEvents(*result, std::move(committed));
-  return result;
+      [&](store::Executor&) -> Result<std::vector<Event>> {
+        std::vector<Event> events;
+        events.push_back({"chat.deleted", std::string(chat_id), std::move(audience),
+                          json::object{{"id", chat_id}}});
+        return events;
+      });
 }
 
 Result<WithEvents<Chat>> ChatStore::SetArchived(const Actor& a, std::string_view chat_id,
                                                 bool archived) {
   std::vector<std::string> audience;
-  Result<WithEvents<Chat>> result = Internal("no result");
-  std::vector<Event> committed;
-  Status st = Commit(
+  return Commit<WithEvents<Chat>>(
       [&](store::Transaction& tx) -> Status {
         ASSIGN_OR_RETURN(Access acc, LoadAccess(tx, a, chat_id));
         RETURN_IF_ERROR(acc.RequireOwner(archived ? "archive it" : "unarchive it"));
@@ -747,23 +818,14 @@ Result<WithEvents<Chat>> ChatStore::SetArchived(const Actor& a, std::string_view
         ASSIGN_OR_RETURN(audience, MemberIds(tx, chat_id));
         return Status::Ok();
       },
-      [&]([[maybe_unused]] store::Executor& ex) -> Result<std::vector<Event>> {
-        result = [&]() -> Result<WithEvents<Chat>> {
-          ASSIGN_OR_RETURN(Chat chat, LoadChatView(ex, a, chat_id));
-          Chat public_view = chat;
-          public_view.my_role.clear();
-          WithEvents<Chat> out{chat, {}};
-          out.events.push_back(
-              {"chat.updated", chat.id, std::move(audience), ChatJson(public_view)});
-          return out;
-        }();
-        if (!result.ok()) return result.status();
-        return EventsOf(*result);
-      },
-      committed);
-  RETURN_IF_ERROR(st);
-  SetEvents(*result, std::move(committed));
-  return result;
+      [&](store::Executor& ex) -> Result<WithEvents<Chat>> {
+        ASSIGN_OR_RETURN(Chat chat, LoadChatView(ex, a, chat_id));
+        Chat public_view = chat;
+        public_view.my_role.clear();
+        WithEvents<Chat> out{chat, {}};
+        out.events.push_back({"chat.updated", chat.id, std::move(audience), ChatJson(public_view)});
+        return out;
+      });
 }
 
 // ---- members ----
@@ -805,9 +867,7 @@ Result<std::vector<Event>> ChatStore::AddMembers(const Actor& a, std::string_vie
   if (user_ids.empty()) return InvalidArgument("user_ids: must not be empty");
   if (user_ids.size() > 1000) return InvalidArgument("user_ids: at most 1000 per request");
   std::vector<std::string> added, audience;
-  Result<std::vector<Event>> result = Internal("no result");
-  std::vector<Event> committed;
-  Status st = Commit(
+  return Commit<std::vector<Event>>(
       [&](store::Transaction& tx) -> Status {
         ASSIGN_OR_RETURN(Access acc, LoadAccess(tx, a, chat_id));
         if (acc.chat.type == "direct") {
@@ -834,30 +894,20 @@ Result<std::vector<Event>> ChatStore::AddMembers(const Actor& a, std::string_vie
         ASSIGN_OR_RETURN(audience, MemberIds(tx, chat_id));
         return Status::Ok();
       },
-      [&]([[maybe_unused]] store::Executor& ex) -> Result<std::vector<Event>> {
-        result = [&]() -> Result<std::vector<Event>> {
-          std::vector<Event> events;
-          for (const auto& u : added) {
-            events.push_back(MemberEvent("member.joined", chat_id, u, a.user_id, audience));
-          }
-          return events;
-        }();
-        if (!result.ok()) return result.status();
-        return EventsOf(*result);
-      },
-      committed);
-  RETURN_IF_ERROR(st);
-  SetEvents(*result, std::move(committed));
-  return result;
+      [&](store::Executor&) -> Result<std::vector<Event>> {
+        std::vector<Event> events;
+        for (const auto& u : added) {
+          events.push_back(MemberEvent("member.joined", chat_id, u, a.user_id, audience));
+        }
+        return events;
+      });
 }
 
 Result<std::vector<Event>> ChatStore::RemoveMember(const Actor& a, std::string_view chat_id,
                                                    std::string_view user_id) {
   if (user_id == a.user_id) return Leave(a, chat_id);
   std::vector<std::string> audience;
-  Result<std::vector<Event>> result = Internal("no result");
-  std::vector<Event> committed;
-  Status st = Commit(
+  return Commit<std::vector<Event>>(
       [&](store::Transaction& tx) -> Status {
         ASSIGN_OR_RETURN(Access acc, LoadAccess(tx, a, chat_id));
         if (acc.chat.type == "direct") {
@@ -883,28 +933,18 @@ Result<std::vector<Event>> ChatStore::RemoveMember(const Actor& a, std::string_v
             .Exec("DELETE FROM chat_members WHERE chat_id = ? AND user_id = ?", {chat_id, user_id})
             .status();
       },
-      [&]([[maybe_unused]] store::Executor& ex) -> Result<std::vector<Event>> {
-        result = [&]() -> Result<std::vector<Event>> {
-          std::vector<Event> events;
-          events.push_back(
-              MemberEvent("member.left", chat_id, user_id, a.user_id, std::move(audience)));
-          return events;
-        }();
-        if (!result.ok()) return result.status();
-        return EventsOf(*result);
-      },
-      committed);
-  RETURN_IF_ERROR(st);
-  SetEvents(*result, std::move(committed));
-  return result;
+      [&](store::Executor&) -> Result<std::vector<Event>> {
+        std::vector<Event> events;
+        events.push_back(
+            MemberEvent("member.left", chat_id, user_id, a.user_id, std::move(audience)));
+        return events;
+      });
 }
 
 Result<std::vector<Event>> ChatStore::Join(const Actor& a, std::string_view chat_id) {
   std::vector<std::string> audience;
   bool joined = false;
-  Result<std::vector<Event>> result = Internal("no result");
-  std::vector<Event> committed;
-  Status st = Commit(
+  return Commit<std::vector<Event>>(
       [&](store::Transaction& tx) -> Status {
         ASSIGN_OR_RETURN(Access acc, LoadAccess(tx, a, chat_id));
         if (acc.member()) return Status::Ok();  // already in: nothing to do
@@ -924,29 +964,19 @@ Result<std::vector<Event>> ChatStore::Join(const Actor& a, std::string_view chat
         ASSIGN_OR_RETURN(audience, MemberIds(tx, chat_id));
         return Status::Ok();
       },
-      [&]([[maybe_unused]] store::Executor& ex) -> Result<std::vector<Event>> {
-        result = [&]() -> Result<std::vector<Event>> {
-          std::vector<Event> events;
-          if (joined) {
-            events.push_back(
-                MemberEvent("member.joined", chat_id, a.user_id, a.user_id, std::move(audience)));
-          }
-          return events;
-        }();
-        if (!result.ok()) return result.status();
-        return EventsOf(*result);
-      },
-      committed);
-  RETURN_IF_ERROR(st);
-  SetEvents(*result, std::move(committed));
-  return result;
+      [&](store::Executor&) -> Result<std::vector<Event>> {
+        std::vector<Event> events;
+        if (joined) {
+          events.push_back(
+              MemberEvent("member.joined", chat_id, a.user_id, a.user_id, std::move(audience)));
+        }
+        return events;
+      });
 }
 
 Result<std::vector<Event>> ChatStore::Leave(const Actor& a, std::string_view chat_id) {
   std::vector<std::string> audience;
-  Result<std::vector<Event>> result = Internal("no result");
-  std::vector<Event> committed;
-  Status st = Commit(
+  return Commit<std::vector<Event>>(
       [&](store::Transaction& tx) -> Status {
         ASSIGN_OR_RETURN(Access acc, LoadAccess(tx, a, chat_id));
         RETURN_IF_ERROR(acc.RequireMember());
@@ -960,20 +990,12 @@ Result<std::vector<Event>> ChatStore::Leave(const Actor& a, std::string_view cha
                   {chat_id, a.user_id})
             .status();
       },
-      [&]([[maybe_unused]] store::Executor& ex) -> Result<std::vector<Event>> {
-        result = [&]() -> Result<std::vector<Event>> {
-          std::vector<Event> events;
-          events.push_back(
-              MemberEvent("member.left", chat_id, a.user_id, a.user_id, std::move(audience)));
-          return events;
-        }();
-        if (!result.ok()) return result.status();
-        return EventsOf(*result);
-      },
-      committed);
-  RETURN_IF_ERROR(st);
-  SetEvents(*result, std::move(committed));
-  return result;
+      [&](store::Executor&) -> Result<std::vector<Event>> {
+        std::vector<Event> events;
+        events.push_back(
+            MemberEvent("member.left", chat_id, a.user_id, a.user_id, std::move(audience)));
+        return events;
+      });
 }
 
 Result<std::vector<Event>> ChatStore::SetMemberRole(const Actor& a, std::string_view chat_id,
@@ -983,9 +1005,7 @@ Result<std::vector<Event>> ChatStore::SetMemberRole(const Actor& a, std::string_
     return InvalidArgument("role: must be admin or member (use transfer for ownership)");
   }
   std::vector<std::string> audience;
-  Result<std::vector<Event>> result = Internal("no result");
-  std::vector<Event> committed;
-  Status st = Commit(
+  return Commit<std::vector<Event>>(
       [&](store::Transaction& tx) -> Status {
         ASSIGN_OR_RETURN(Access acc, LoadAccess(tx, a, chat_id));
         RETURN_IF_ERROR(acc.RequireOwner("change roles"));
@@ -999,28 +1019,18 @@ Result<std::vector<Event>> ChatStore::SetMemberRole(const Actor& a, std::string_
         ASSIGN_OR_RETURN(audience, MemberIds(tx, chat_id));
         return Status::Ok();
       },
-      [&]([[maybe_unused]] store::Executor& ex) -> Result<std::vector<Event>> {
-        result = [&]() -> Result<std::vector<Event>> {
-          Event e = MemberEvent("member.updated", chat_id, user_id, a.user_id, std::move(audience));
-          e.data["role"] = role;
-          return std::vector<Event>{std::move(e)};
-        }();
-        if (!result.ok()) return result.status();
-        return EventsOf(*result);
-      },
-      committed);
-  RETURN_IF_ERROR(st);
-  SetEvents(*result, std::move(committed));
-  return result;
+      [&](store::Executor&) -> Result<std::vector<Event>> {
+        Event e = MemberEvent("member.updated", chat_id, user_id, a.user_id, std::move(audience));
+        e.data["role"] = role;
+        return std::vector<Event>{std::move(e)};
+      });
 }
 
 Result<std::vector<Event>> ChatStore::TransferOwnership(const Actor& a, std::string_view chat_id,
                                                         std::string_view new_owner) {
   if (new_owner.empty()) return InvalidArgument("user_id: required");
   std::vector<std::string> audience;
-  Result<std::vector<Event>> result = Internal("no result");
-  std::vector<Event> committed;
-  Status st = Commit(
+  return Commit<std::vector<Event>>(
       [&](store::Transaction& tx) -> Status {
         ASSIGN_OR_RETURN(Access acc, LoadAccess(tx, a, chat_id));
         RETURN_IF_ERROR(acc.RequireOwner("transfer ownership"));
@@ -1042,22 +1052,14 @@ Result<std::vector<Event>> ChatStore::TransferOwnership(const Actor& a, std::str
         ASSIGN_OR_RETURN(audience, MemberIds(tx, chat_id));
         return Status::Ok();
       },
-      [&]([[maybe_unused]] store::Executor& ex) -> Result<std::vector<Event>> {
-        result = [&]() -> Result<std::vector<Event>> {
-          ASSIGN_OR_RETURN(Chat chat, LoadChatView(ex, a, chat_id));
-          chat.my_role.clear();
-          std::vector<Event> events;
-          events.push_back(
-              {"chat.updated", std::string(chat_id), std::move(audience), ChatJson(chat)});
-          return events;
-        }();
-        if (!result.ok()) return result.status();
-        return EventsOf(*result);
-      },
-      committed);
-  RETURN_IF_ERROR(st);
-  SetEvents(*result, std::move(committed));
-  return result;
+      [&](store::Executor& ex) -> Result<std::vector<Event>> {
+        ASSIGN_OR_RETURN(Chat chat, LoadChatView(ex, a, chat_id));
+        chat.my_role.clear();
+        std::vector<Event> events;
+        events.push_back(
+            {"chat.updated", std::string(chat_id), std::move(audience), ChatJson(chat)});
+        return events;
+      });
 }
 
 // ---- messages ----
@@ -1067,10 +1069,12 @@ Result<SendResult> ChatStore::Send(const Actor& a, std::string_view chat_id, con
   if (r.idempotency_key.size() > 128 || HasControl(r.idempotency_key)) {
     return InvalidArgument("idempotency_key: at most 128 printable characters");
   }
-  if (r.attachments.size() > 20) return InvalidArgument("attachments: at most 20");
+  if (r.attachments.size() > kMaxAttachments) {
+    return InvalidArgument("attachments: at most " + std::to_string(kMaxAttachments));
+  }
   for (const auto& att : r.attachments) {
     if (att.empty() || att.size() > 200 || HasControl(att)) {
-      return InvalidArgument("attachments: each must be a blob id of 1-200 characters");
+      return InvalidArgument("attachments: each must be a file id (POST /chats/{id}/files)");
     }
   }
   const bool keyed = !r.idempotency_key.empty();
@@ -1098,8 +1102,7 @@ Result<SendResult> ChatStore::Send(const Actor& a, std::string_view chat_id, con
   bool replayed = false;
   Message m;
   std::vector<std::string> audience;
-  std::vector<Event> events;
-  Status st = Commit(
+  auto sent = Commit<SendResult>(
       [&](store::Transaction& tx) -> Status {
         ASSIGN_OR_RETURN(Access acc, LoadAccess(tx, a, chat_id));
         RETURN_IF_ERROR(acc.RequireMember());
@@ -1143,6 +1146,8 @@ Result<SendResult> ChatStore::Send(const Actor& a, std::string_view chat_id, con
         }
         ASSIGN_OR_RETURN(std::vector<std::string> mentions,
                          ResolveMentions(tx, chat_id, r.content));
+        ASSIGN_OR_RETURN(std::vector<Attachment> attachments,
+                         ResolveAttachments(tx, chat_id, r.attachments));
         ASSIGN_OR_RETURN(
             store::Rows ins,
             tx.Query("INSERT INTO chat_messages (chat_id, seq, sender_id, content, reply_to,"
@@ -1150,7 +1155,7 @@ Result<SendResult> ChatStore::Send(const Actor& a, std::string_view chat_id, con
                      " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?)"
                      " ON CONFLICT (chat_id, sender_id, idempotency_key) DO NOTHING RETURNING id",
                      {chat_id, seq[0].Int(0), a.user_id, r.content, OptInt(reply_to),
-                      JsonArrayText(r.attachments), JsonArrayText(mentions),
+                      AttachmentsText(attachments), JsonArrayText(mentions),
                       keyed ? Value(r.idempotency_key) : Value(), now}));
         if (ins.empty()) {
           replayed = true;
@@ -1162,7 +1167,7 @@ Result<SendResult> ChatStore::Send(const Actor& a, std::string_view chat_id, con
                     .sender_id = a.user_id,
                     .content = r.content,
                     .reply_to = reply_to,
-                    .attachments = r.attachments,
+                    .attachments = std::move(attachments),
                     .mentions = mentions,
                     .created_at = now};
         for (const auto& u : mentions) {
@@ -1174,15 +1179,11 @@ Result<SendResult> ChatStore::Send(const Actor& a, std::string_view chat_id, con
         ASSIGN_OR_RETURN(audience, MemberIds(tx, chat_id));
         return Status::Ok();
       },
-      [&](store::Executor&) -> Result<std::vector<Event>> {
-        return std::vector<Event>{{"message.created", m.chat_id, audience, MessageJson(m)}};
-      },
-      events);
-  if (!st.ok()) {
-    if (replayed) return replay();
-    return st;
-  }
-  return SendResult{m, true, std::move(events)};
+      [&](store::Executor&) -> Result<SendResult> {
+        return SendResult{m, true, {{"message.created", m.chat_id, audience, MessageJson(m)}}};
+      });
+  if (!sent.ok() && replayed) return replay();
+  return sent;
 }
 
 Result<MessagePage> ChatStore::ListMessages(const Actor& a, std::string_view chat_id,
@@ -1242,9 +1243,7 @@ Result<WithEvents<Message>> ChatStore::EditMessage(const Actor& a, std::string_v
                                                    int64_t message_id, const std::string& content) {
   RETURN_IF_ERROR(ValidContent(content));
   std::vector<std::string> audience;
-  Result<WithEvents<Message>> result = Internal("no result");
-  std::vector<Event> committed;
-  Status st = Commit(
+  return Commit<WithEvents<Message>>(
       [&](store::Transaction& tx) -> Status {
         ASSIGN_OR_RETURN(Access acc, LoadAccess(tx, a, chat_id));
         RETURN_IF_ERROR(acc.RequireMember());
@@ -1275,31 +1274,20 @@ Result<WithEvents<Message>> ChatStore::EditMessage(const Actor& a, std::string_v
         ASSIGN_OR_RETURN(audience, MemberIds(tx, chat_id));
         return Status::Ok();
       },
-      [&]([[maybe_unused]] store::Executor& ex) -> Result<std::vector<Event>> {
-        result = [&]() -> Result<WithEvents<Message>> {
-          ASSIGN_OR_RETURN(Message m, LoadMessage(ex, chat_id, message_id));
-          WithEvents<Message> out{m, {}};
-          if (!audience.empty()) {
-            out.events.push_back(
-                {"message.updated", m.chat_id, std::move(audience), MessageJson(m)});
-          }
-          return out;
-        }();
-        if (!result.ok()) return result.status();
-        return EventsOf(*result);
-      },
-      committed);
-  RETURN_IF_ERROR(st);
-  SetEvents(*result, std::move(committed));
-  return result;
+      [&](store::Executor& ex) -> Result<WithEvents<Message>> {
+        ASSIGN_OR_RETURN(Message m, LoadMessage(ex, chat_id, message_id));
+        WithEvents<Message> out{m, {}};
+        if (!audience.empty()) {
+          out.events.push_back({"message.updated", m.chat_id, std::move(audience), MessageJson(m)});
+        }
+        return out;
+      });
 }
 
 Result<WithEvents<Message>> ChatStore::DeleteMessage(const Actor& a, std::string_view chat_id,
                                                      int64_t message_id) {
   std::vector<std::string> audience;
-  Result<WithEvents<Message>> result = Internal("no result");
-  std::vector<Event> committed;
-  Status st = Commit(
+  return Commit<WithEvents<Message>>(
       [&](store::Transaction& tx) -> Status {
         ASSIGN_OR_RETURN(Access acc, LoadAccess(tx, a, chat_id));
         RETURN_IF_ERROR(acc.RequireMember());
@@ -1324,26 +1312,18 @@ Result<WithEvents<Message>> ChatStore::DeleteMessage(const Actor& a, std::string
         ASSIGN_OR_RETURN(audience, MemberIds(tx, chat_id));
         return Status::Ok();
       },
-      [&]([[maybe_unused]] store::Executor& ex) -> Result<std::vector<Event>> {
-        result = [&]() -> Result<WithEvents<Message>> {
-          ASSIGN_OR_RETURN(Message m, LoadMessage(ex, chat_id, message_id));
-          WithEvents<Message> out{m, {}};
-          if (!audience.empty()) {
-            out.events.push_back({"message.deleted", m.chat_id, std::move(audience),
-                                  json::object{{"id", m.id},
-                                               {"chat_id", m.chat_id},
-                                               {"seq", m.seq},
-                                               {"deleted_at", Time(m.deleted_at)}}});
-          }
-          return out;
-        }();
-        if (!result.ok()) return result.status();
-        return EventsOf(*result);
-      },
-      committed);
-  RETURN_IF_ERROR(st);
-  SetEvents(*result, std::move(committed));
-  return result;
+      [&](store::Executor& ex) -> Result<WithEvents<Message>> {
+        ASSIGN_OR_RETURN(Message m, LoadMessage(ex, chat_id, message_id));
+        WithEvents<Message> out{m, {}};
+        if (!audience.empty()) {
+          out.events.push_back({"message.deleted", m.chat_id, std::move(audience),
+                                json::object{{"id", m.id},
+                                             {"chat_id", m.chat_id},
+                                             {"seq", m.seq},
+                                             {"deleted_at", Time(m.deleted_at)}}});
+        }
+        return out;
+      });
 }
 
 Result<std::vector<std::pair<std::string, int64_t>>> ChatStore::History(const Actor& a,
@@ -1370,9 +1350,7 @@ Result<WithEvents<Message>> ChatStore::React(const Actor& a, std::string_view ch
   }
   std::vector<std::string> audience;
   bool changed = false;
-  Result<WithEvents<Message>> result = Internal("no result");
-  std::vector<Event> committed;
-  Status st = Commit(
+  return Commit<WithEvents<Message>>(
       [&](store::Transaction& tx) -> Status {
         ASSIGN_OR_RETURN(Access acc, LoadAccess(tx, a, chat_id));
         RETURN_IF_ERROR(acc.RequireMember());
@@ -1397,27 +1375,19 @@ Result<WithEvents<Message>> ChatStore::React(const Actor& a, std::string_view ch
         }
         return Status::Ok();
       },
-      [&]([[maybe_unused]] store::Executor& ex) -> Result<std::vector<Event>> {
-        result = [&]() -> Result<WithEvents<Message>> {
-          ASSIGN_OR_RETURN(Message m, LoadMessage(ex, chat_id, message_id));
-          WithEvents<Message> out{m, {}};
-          if (changed) {
-            out.events.push_back({add ? "reaction.added" : "reaction.removed", m.chat_id,
-                                  std::move(audience),
-                                  json::object{{"chat_id", m.chat_id},
-                                               {"message_id", m.id},
-                                               {"user_id", a.user_id},
-                                               {"emoji", emoji}}});
-          }
-          return out;
-        }();
-        if (!result.ok()) return result.status();
-        return EventsOf(*result);
-      },
-      committed);
-  RETURN_IF_ERROR(st);
-  SetEvents(*result, std::move(committed));
-  return result;
+      [&](store::Executor& ex) -> Result<WithEvents<Message>> {
+        ASSIGN_OR_RETURN(Message m, LoadMessage(ex, chat_id, message_id));
+        WithEvents<Message> out{m, {}};
+        if (changed) {
+          out.events.push_back({add ? "reaction.added" : "reaction.removed", m.chat_id,
+                                std::move(audience),
+                                json::object{{"chat_id", m.chat_id},
+                                             {"message_id", m.id},
+                                             {"user_id", a.user_id},
+                                             {"emoji", emoji}}});
+        }
+        return out;
+      });
 }
 
 Result<std::vector<Message>> ChatStore::Thread(const Actor& a, std::string_view chat_id,
@@ -1437,9 +1407,7 @@ Result<std::vector<Message>> ChatStore::Thread(const Actor& a, std::string_view 
 Result<WithEvents<Message>> ChatStore::Pin(const Actor& a, std::string_view chat_id,
                                            int64_t message_id, bool pin) {
   std::vector<std::string> audience;
-  Result<WithEvents<Message>> result = Internal("no result");
-  std::vector<Event> committed;
-  Status st = Commit(
+  return Commit<WithEvents<Message>>(
       [&](store::Transaction& tx) -> Status {
         ASSIGN_OR_RETURN(Access acc, LoadAccess(tx, a, chat_id));
         RETURN_IF_ERROR(acc.RequireMember());
@@ -1455,20 +1423,12 @@ Result<WithEvents<Message>> ChatStore::Pin(const Actor& a, std::string_view chat
         ASSIGN_OR_RETURN(audience, MemberIds(tx, chat_id));
         return Status::Ok();
       },
-      [&]([[maybe_unused]] store::Executor& ex) -> Result<std::vector<Event>> {
-        result = [&]() -> Result<WithEvents<Message>> {
-          ASSIGN_OR_RETURN(Message m, LoadMessage(ex, chat_id, message_id));
-          WithEvents<Message> out{m, {}};
-          out.events.push_back({"message.updated", m.chat_id, std::move(audience), MessageJson(m)});
-          return out;
-        }();
-        if (!result.ok()) return result.status();
-        return EventsOf(*result);
-      },
-      committed);
-  RETURN_IF_ERROR(st);
-  SetEvents(*result, std::move(committed));
-  return result;
+      [&](store::Executor& ex) -> Result<WithEvents<Message>> {
+        ASSIGN_OR_RETURN(Message m, LoadMessage(ex, chat_id, message_id));
+        WithEvents<Message> out{m, {}};
+        out.events.push_back({"message.updated", m.chat_id, std::move(audience), MessageJson(m)});
+        return out;
+      });
 }
 
 Result<std::vector<Message>> ChatStore::Pins(const Actor& a, std::string_view chat_id) {
@@ -1485,15 +1445,72 @@ Result<std::vector<Message>> ChatStore::Pins(const Actor& a, std::string_view ch
   return out;
 }
 
+// ---- attachments ----
+
+Status ChatStore::CheckCanUpload(const Actor& a, std::string_view chat_id) {
+  ASSIGN_OR_RETURN(Access acc, LoadAccess(db_, a, chat_id));
+  RETURN_IF_ERROR(acc.RequireMember());
+  return acc.RequireActive();
+}
+
+Result<Attachment> ChatStore::AddAttachment(const Actor& a, std::string_view chat_id,
+                                            const NewAttachment& file) {
+  Attachment f{.id = auth::NewId(env_, "fil_"),
+               .chat_id = std::string(chat_id),
+               .uploader_id = a.user_id,
+               .name = CleanFileName(file.name),
+               .content_type = CleanContentType(file.content_type),
+               .sha256 = file.sha256,
+               .size = file.size,
+               .created_at = env_.NowMicros()};
+  RETURN_IF_ERROR(db_.Transaction([&](store::Transaction& tx) -> Status {
+    ASSIGN_OR_RETURN(Access acc, LoadAccess(tx, a, chat_id));
+    RETURN_IF_ERROR(acc.RequireMember());
+    RETURN_IF_ERROR(acc.RequireActive());
+    return tx
+        .Exec(
+            "INSERT INTO chat_files (id, chat_id, workspace_id, uploader_id, name, content_type,"
+            " size, sha256, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            {f.id, f.chat_id, a.workspace_id, f.uploader_id, f.name, f.content_type, f.size,
+             f.sha256, f.created_at})
+        .status();
+  }));
+  return f;
+}
+
+Result<Attachment> ChatStore::GetAttachment(const Actor& a, std::string_view file_id) {
+  ASSIGN_OR_RETURN(store::Rows rows,
+                   db_.Query("SELECT id, chat_id, uploader_id, name, content_type, size, sha256,"
+                             " created_at FROM chat_files WHERE id = ? AND workspace_id = ?",
+                             {file_id, a.workspace_id}));
+  if (rows.empty()) return NotFound("file " + std::string(file_id) + " not found");
+  const store::Row& r = rows[0];
+  Attachment f{.id = r.Text(0),
+               .chat_id = r.Text(1),
+               .uploader_id = r.Text(2),
+               .name = r.Text(3),
+               .content_type = r.Text(4),
+               .sha256 = r.Text(6),
+               .size = r.Int(5),
+               .created_at = r.Int(7)};
+  auto acc = LoadAccess(db_, a, f.chat_id);
+  if (!acc.ok()) {
+    if (acc.status().code() == StatusCode::kNotFound) {
+      return NotFound("file " + std::string(file_id) + " not found");
+    }
+    return acc.status();
+  }
+  RETURN_IF_ERROR(acc->RequireMember());
+  return f;
+}
+
 // ---- read state ----
 
 Result<WithEvents<ReadState>> ChatStore::MarkRead(const Actor& a, std::string_view chat_id,
                                                   int64_t seq) {
   std::vector<std::string> audience;
   bool advanced = false;
-  Result<WithEvents<ReadState>> result = Internal("no result");
-  std::vector<Event> committed;
-  Status st = Commit(
+  return Commit<WithEvents<ReadState>>(
       [&](store::Transaction& tx) -> Status {
         ASSIGN_OR_RETURN(Access acc, LoadAccess(tx, a, chat_id));
         RETURN_IF_ERROR(acc.RequireMember());
@@ -1512,25 +1529,17 @@ Result<WithEvents<ReadState>> ChatStore::MarkRead(const Actor& a, std::string_vi
         }
         return Status::Ok();
       },
-      [&]([[maybe_unused]] store::Executor& ex) -> Result<std::vector<Event>> {
-        result = [&]() -> Result<WithEvents<ReadState>> {
-          ASSIGN_OR_RETURN(Chat c, LoadChatView(ex, a, chat_id));
-          WithEvents<ReadState> out{{c.id, c.last_read_seq, c.unread_count, c.mention_count}, {}};
-          if (advanced) {
-            out.events.push_back({"read.updated", c.id, std::move(audience),
-                                  json::object{{"chat_id", c.id},
-                                               {"user_id", a.user_id},
-                                               {"last_read_seq", c.last_read_seq}}});
-          }
-          return out;
-        }();
-        if (!result.ok()) return result.status();
-        return EventsOf(*result);
-      },
-      committed);
-  RETURN_IF_ERROR(st);
-  SetEvents(*result, std::move(committed));
-  return result;
+      [&](store::Executor& ex) -> Result<WithEvents<ReadState>> {
+        ASSIGN_OR_RETURN(Chat c, LoadChatView(ex, a, chat_id));
+        WithEvents<ReadState> out{{c.id, c.last_read_seq, c.unread_count, c.mention_count}, {}};
+        if (advanced) {
+          out.events.push_back(
+              {"read.updated", c.id, std::move(audience),
+               json::object{
+                   {"chat_id", c.id}, {"user_id", a.user_id}, {"last_read_seq", c.last_read_seq}}});
+        }
+        return out;
+      });
 }
 
 Result<std::vector<Member>> ChatStore::Receipts(const Actor& a, std::string_view chat_id,

@@ -66,13 +66,26 @@ struct Reaction {
   std::vector<std::string> user_ids;
 };
 
+// An uploaded file (chat_files). Messages carry copies of id, name, content_type and size.
+struct Attachment {
+  std::string id, chat_id, uploader_id, name, content_type, sha256;
+  int64_t size = 0, created_at = 0;
+};
+
+// The metadata of an upload whose content is already in the blob store.
+struct NewAttachment {
+  std::string name, content_type, sha256;
+  int64_t size = 0;
+};
+
 struct Message {
   int64_t id = 0;
   std::string chat_id;
   int64_t seq = 0;
   std::string sender_id, content;
   int64_t reply_to = 0;  // 0: not a reply
-  std::vector<std::string> attachments, mentions;
+  std::vector<Attachment> attachments;
+  std::vector<std::string> mentions;
   int64_t reply_count = 0, created_at = 0, edited_at = 0, deleted_at = 0, pinned_at = 0;
   std::string pinned_by;
   std::vector<Reaction> reactions;
@@ -94,7 +107,7 @@ struct SendRequest {
   std::string content;
   std::string idempotency_key;  // empty: none
   int64_t reply_to = 0;
-  std::vector<std::string> attachments;
+  std::vector<std::string> attachments;  // file ids of this chat (AddAttachment)
 };
 
 struct SendResult {
@@ -124,6 +137,8 @@ class ChatStore {
   static constexpr size_t kMaxContentChars = 10000;
   static constexpr size_t kMaxNameChars = 80;
   static constexpr int kMaxPageSize = 100;
+  static constexpr size_t kMaxAttachments = 20;
+  static constexpr size_t kMaxFileNameBytes = 255;
 
   ChatStore(store::Database& db, Env& env) : db_(db), env_(env) {}
 
@@ -175,6 +190,19 @@ class ChatStore {
                                   bool pin);
   Result<std::vector<Message>> Pins(const Actor& a, std::string_view chat_id);
 
+  // --- attachments ---
+  // Checks that the actor may upload into the chat (a member, chat not archived) before the
+  // content is stored.
+  Status CheckCanUpload(const Actor& a, std::string_view chat_id);
+  // Records an upload whose content is in the blob store (re-checking the membership). The name is
+  // reduced to its last path component; a missing or odd content type becomes
+  // application/octet-stream.
+  Result<Attachment> AddAttachment(const Actor& a, std::string_view chat_id,
+                                   const NewAttachment& file);
+  // A file for download: NotFound when unknown, in another workspace or in a chat the actor cannot
+  // see; PermissionDenied in a public channel the actor has not joined.
+  Result<Attachment> GetAttachment(const Actor& a, std::string_view file_id);
+
   // --- read state ---
   Result<WithEvents<ReadState>> MarkRead(const Actor& a, std::string_view chat_id, int64_t seq);
   // Members whose last_read_seq reached the message ("seen by"), sender excluded.
@@ -197,14 +225,18 @@ class ChatStore {
   static json::object ChatJson(const Chat& c);
   static json::object MessageJson(const Message& m);
   static json::object MemberJson(const Member& m);
+  // {"id","name","type","size","url"} (url: GET /api/v1/files/{id}).
+  static json::object AttachmentJson(const Attachment& f);
 
  private:
   struct Access;  // a chat row plus the actor's membership
-  using EventsFn = std::function<Result<std::vector<Event>>(store::Executor&)>;
-  // One transaction: `change`, then `events` (reading through the same transaction), then the
-  // events into the outbox; `out` gets them with their outbox ids.
-  Status Commit(const std::function<Status(store::Transaction&)>& change, const EventsFn& events,
-                std::vector<Event>& out);
+  using ChangeFn = std::function<Status(store::Transaction&)>;
+  // The one write path: in one transaction, `change` does the writes, `make` builds the result
+  // (reading through the same transaction) and the result's events go into the outbox, coming
+  // back with their outbox ids. An error anywhere rolls everything back. T is a WithEvents<...>,
+  // a SendResult or a std::vector<Event>.
+  template <typename T>
+  Result<T> Commit(const ChangeFn& change, const std::function<Result<T>(store::Executor&)>& make);
   Status WriteOutbox(store::Executor& ex, std::vector<Event>& events);
   Result<Access> LoadAccess(store::Executor& ex, const Actor& a, std::string_view chat_id);
   Result<Message> LoadMessage(store::Executor& ex, std::string_view chat_id, int64_t message_id);
@@ -213,6 +245,10 @@ class ChatStore {
   Result<Chat> LoadChatView(store::Executor& ex, const Actor& a, std::string_view chat_id);
   Status CheckWorkspaceUsers(store::Executor& ex, const std::string& workspace_id,
                              const std::vector<std::string>& user_ids, std::string_view field);
+  // The files `ids` of the chat, in order, duplicates dropped; InvalidArgument naming the field
+  // for an id that is not a file of this chat.
+  Result<std::vector<Attachment>> ResolveAttachments(store::Executor& ex, std::string_view chat_id,
+                                                     const std::vector<std::string>& ids);
   Result<std::vector<std::string>> ResolveMentions(store::Executor& ex, std::string_view chat_id,
                                                    const std::string& content);
 

@@ -57,6 +57,14 @@ std::string Schema(const std::string& message_id_column) {
       " expires_at BIGINT NOT NULL);";
 }
 
+constexpr const char* kFilesSchema =
+    "CREATE TABLE chat_files ("
+    " id TEXT PRIMARY KEY, chat_id TEXT NOT NULL REFERENCES chat_chats(id) ON DELETE CASCADE,"
+    " workspace_id TEXT NOT NULL, uploader_id TEXT NOT NULL, name TEXT NOT NULL,"
+    " content_type TEXT NOT NULL, size BIGINT NOT NULL, sha256 TEXT NOT NULL,"
+    " created_at BIGINT NOT NULL);"
+    "CREATE INDEX chat_files_chat ON chat_files(chat_id, created_at);";
+
 }  // namespace
 
 std::vector<store::Migration> ChatMigrations() {
@@ -81,6 +89,9 @@ std::vector<store::Migration> ChatMigrations() {
                        " chat_id TEXT NOT NULL, payload TEXT NOT NULL, created_at BIGINT NOT NULL,"
                        " sent_at BIGINT);"
                        "CREATE INDEX chat_outbox_unsent ON chat_outbox(id) WHERE sent_at IS NULL;"},
+      // Attachments: metadata of uploaded files (the content is a blob of the BlobStore, named by
+      // its sha256); a message's `attachments` column copies the metadata of the files it cites.
+      store::Migration{303, "chat_files", kFilesSchema, ""},
   };
 }
 

@@ -221,43 +221,42 @@ Result<SearchPage> SearchIndex::Search(const Actor& a, const SearchQuery& q) {
       match += (match.empty() ? "\"" : " \"") + t + "\"*";
     }
   }
-  int64_t offset = 0, cursor_time = 0, cursor_id = 0;
+  // Cursors: "d<id>" (newest first: below that message id) or "o<offset>" (relevance).
+  int64_t offset = 0, cursor_id = 0;
   if (!q.cursor.empty()) {
-    bool ok = false;
-    if (!q.by_date && q.cursor[0] == 'o') {
-      auto n = ParseInt(std::string_view(q.cursor).substr(1));
-      ok = n && *n >= 0;
-      offset = n.value_or(0);
-    } else if (q.by_date && q.cursor[0] == 'd') {
-      size_t dot = q.cursor.find('.');
-      if (dot != std::string::npos) {
-        auto t = ParseInt(std::string_view(q.cursor).substr(1, dot - 1));
-        auto id = ParseInt(std::string_view(q.cursor).substr(dot + 1));
-        ok = t && id;
-        cursor_time = t.value_or(0);
-        cursor_id = id.value_or(0);
-      }
+    auto n = ParseInt(std::string_view(q.cursor).substr(1));
+    if (q.cursor[0] != (q.by_date ? 'd' : 'o') || !n || *n < 0) {
+      return InvalidArgument("cursor: not a cursor of this query's order");
     }
-    if (!ok) return InvalidArgument("cursor: not a cursor of this query's order");
+    if (q.by_date) {
+      cursor_id = *n;
+    } else {
+      offset = *n;
+    }
   }
+  const int window = std::max(1, q.relevance_window);
+  SearchPage page;
+  if (!q.by_date && offset >= window) return page;
 
+  // The readable matches, newest first. On SQLite the CROSS JOINs keep the FTS table the outer
+  // loop, so its rowid order serves the ORDER BY and the walk stops after LIMIT readable rows.
+  const std::string id_col = postgres ? "s.message_id" : "s.rowid";
   std::string sql = "SELECT " + std::string(kCols);
   store::Params params;
+  if (!q.by_date) {
+    sql += postgres ? ", ts_rank(s.tsv, query) AS rank" : ", bm25(chat_search) AS rank";
+  }
   if (postgres) {
     sql +=
-        ", ts_headline('simple', m.content, query, 'StartSel=<mark>, StopSel=</mark>,"
-        " HighlightAll=true') AS hl, ts_rank(s.tsv, query) AS rank"
         " FROM chat_search s CROSS JOIN to_tsquery('simple', ?) AS query"
-        " JOIN chat_messages m ON m.id = s.message_id";
+        " JOIN chat_messages m ON m.id = s.message_id JOIN chat_chats c ON c.id = m.chat_id";
     params.emplace_back(match);
   } else {
     sql +=
-        ", highlight(chat_search, 0, '<mark>', '</mark>') AS hl, bm25(chat_search) AS rank"
-        " FROM chat_search s JOIN chat_messages m ON m.id = s.rowid";
+        " FROM chat_search s CROSS JOIN chat_messages m ON m.id = s.rowid"
+        " CROSS JOIN chat_chats c ON c.id = m.chat_id";
   }
-  sql +=
-      " JOIN chat_chats c ON c.id = m.chat_id"
-      " LEFT JOIN chat_members cm ON cm.chat_id = m.chat_id AND cm.user_id = ?";
+  sql += " LEFT JOIN chat_members cm ON cm.chat_id = m.chat_id AND cm.user_id = ?";
   params.emplace_back(a.user_id);
   if (postgres) {
     sql += " WHERE s.tsv @@ query";
@@ -289,39 +288,72 @@ Result<SearchPage> SearchIndex::Search(const Actor& a, const SearchQuery& q) {
     sql += " AND m.created_at < ?";
     params.emplace_back(q.to);
   }
+  if (q.by_date && !q.cursor.empty()) {
+    sql += " AND " + id_col + " < ?";
+    params.emplace_back(cursor_id);
+  }
+  sql += " ORDER BY " + id_col + " DESC LIMIT ?";
+  int fetch = q.limit + 1;
   if (q.by_date) {
-    if (!q.cursor.empty()) {
-      sql += " AND (m.created_at < ? OR (m.created_at = ? AND m.id < ?))";
-      params.emplace_back(cursor_time);
-      params.emplace_back(cursor_time);
-      params.emplace_back(cursor_id);
-    }
-    sql += " ORDER BY m.created_at DESC, m.id DESC LIMIT ?";
-    params.emplace_back(q.limit + 1);
+    params.emplace_back(static_cast<int64_t>(fetch));
   } else {
-    // bm25 is lower-is-better; ts_rank higher-is-better.
-    sql += postgres ? " ORDER BY rank DESC, m.id DESC" : " ORDER BY rank, m.id DESC";
-    sql += " LIMIT ? OFFSET ?";
-    params.emplace_back(q.limit + 1);
+    // bm25 is lower-is-better, ts_rank higher-is-better; ties: newest first.
+    params.emplace_back(static_cast<int64_t>(window));
+    sql = "SELECT * FROM (" + sql + ") w ORDER BY " + (postgres ? "rank DESC" : "rank") +
+          ", id DESC LIMIT ? OFFSET ?";
+    fetch = static_cast<int>(std::min<int64_t>(fetch, window - offset));
+    params.emplace_back(static_cast<int64_t>(fetch));
     params.emplace_back(offset);
   }
   ASSIGN_OR_RETURN(store::Rows rows, db_.Query(sql, params));
-  SearchPage page;
   for (const auto& r : rows) {
     if (static_cast<int>(page.results.size()) == q.limit) {
-      const Message& last = page.results.back().message;
-      page.next_cursor = q.by_date
-                             ? "d" + std::to_string(last.created_at) + "." + std::to_string(last.id)
-                             : "o" + std::to_string(offset + q.limit);
+      page.next_cursor = q.by_date ? "d" + std::to_string(page.results.back().message.id)
+                                   : "o" + std::to_string(offset + q.limit);
       break;
     }
     page.results.push_back(SearchHit{.message = MessageFromRow(r),
                                      .chat_type = r.Text("chat_type"),
                                      .chat_name = r.Text("chat_name"),
-                                     .highlight = r.Text("hl"),
-                                     .rank = r.Double("rank")});
+                                     .highlight = "",
+                                     .rank = q.by_date ? 0.0 : r.Double("rank")});
   }
+  RETURN_IF_ERROR(Highlight(match, page.results));
   return page;
+}
+
+Status SearchIndex::Highlight(const std::string& match, std::vector<SearchHit>& hits) {
+  if (hits.empty()) return Status::Ok();
+  if (db_.dialect() == store::Dialect::kPostgres) {
+    store::Params params{match};
+    std::string ids;
+    for (const auto& h : hits) {
+      ids += ids.empty() ? "?" : ", ?";
+      params.emplace_back(h.message.id);
+    }
+    ASSIGN_OR_RETURN(store::Rows rows,
+                     db_.Query("SELECT m.id, ts_headline('simple', m.content, query,"
+                               " 'StartSel=<mark>, StopSel=</mark>, HighlightAll=true')"
+                               " FROM chat_messages m CROSS JOIN to_tsquery('simple', ?) AS query"
+                               " WHERE m.id IN (" +
+                                   ids + ")",
+                               params));
+    for (const auto& r : rows) {
+      for (auto& h : hits) {
+        if (h.message.id == r.Int(0)) h.highlight = r.Text(1);
+      }
+    }
+    return Status::Ok();
+  }
+  // One rowid lookup per hit: FTS5 seeks a MATCH with `rowid = ?` directly.
+  for (auto& h : hits) {
+    ASSIGN_OR_RETURN(store::Rows rows,
+                     db_.Query("SELECT highlight(chat_search, 0, '<mark>', '</mark>') FROM"
+                               " chat_search WHERE chat_search MATCH ? AND rowid = ?",
+                               {match, h.message.id}));
+    h.highlight = rows.empty() ? h.message.content : rows[0].Text(0);
+  }
+  return Status::Ok();
 }
 
 }  // namespace atrium::chat

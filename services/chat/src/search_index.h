@@ -5,7 +5,9 @@
 // topic: message.created / message.updated upsert a message's text, message.deleted removes it.
 // Delivery is at-least-once and every write is an idempotent upsert or delete, so redeliveries
 // are harmless. Queries match every word as a prefix, only over messages the caller can read
-// (member chats, and public channels of the workspace), never deleted ones.
+// (member chats, and public channels of the workspace), never deleted ones. Results come newest
+// first by default (the index's rowid order, so no match set is sorted), or ranked by relevance
+// within the newest matches; highlights are computed for the returned page only.
 //
 // Thread-safe: Search may run on any thread; the indexer has its own thread.
 #pragma once
@@ -30,7 +32,11 @@ struct SearchQuery {
   std::string q;
   std::string chat_id, sender_id, chat_type;  // filters; empty = any
   int64_t from = 0, to = 0;                   // created_at range [from, to), micros; 0 = open
-  bool by_date = false;                       // newest first instead of relevance
+  // Newest first (message id order: the index yields matches in that order, so a page costs
+  // about `limit` readable matches). false: by relevance among the newest `relevance_window`
+  // readable matches (bm25 / ts_rank), older matches are not returned.
+  bool by_date = true;
+  int relevance_window = 1000;
   std::string cursor;
   int limit = 20;
 };
@@ -66,6 +72,8 @@ class SearchIndex {
   struct Progress;  // shared with the metric callbacks
   void Run();
   Status Apply(const bus::Record& record);
+  // Fills the highlights of the page's hits (computed for these rows only).
+  Status Highlight(const std::string& match, std::vector<SearchHit>& hits);
 
   store::Database& db_;
   bus::Bus& bus_;

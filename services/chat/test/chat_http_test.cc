@@ -25,6 +25,7 @@
 #include "atrium/chat/chat_service.h"
 #include "atrium/http/client.h"
 #include "atrium/http/server.h"
+#include "atrium/store/fs_blob_store.h"
 #include "test_db.h"
 
 namespace atrium::chat {
@@ -189,6 +190,9 @@ class ChatHttpTest : public ::testing::TestWithParam<Backend> {
     auto svc = auth::AuthService::Create(o, *db_, Env::Default());
     ASSERT_TRUE(svc.ok()) << svc.status().ToString();
     auth_ = std::move(*svc);
+    auto blobs = store::FsBlobStore::Create(Env::Default(), tmp_.path() + "/blobs");
+    ASSERT_TRUE(blobs.ok()) << blobs.status().ToString();
+    blobs_ = std::move(*blobs);
     StartChat();
   }
 
@@ -200,8 +204,10 @@ class ChatHttpTest : public ::testing::TestWithParam<Backend> {
   void StartChat(MetricsRegistry* metrics = nullptr) {
     if (metrics == nullptr) metrics = &metrics_;
     auth::AuthService* a = auth_.get();
+    ChatOptions options = Options();
+    if (options.blobs == nullptr) options.blobs = blobs_.get();
     auto chat = ChatService::Create(
-        Options(), *db_, ChatBus(), Env::Default(),
+        options, *db_, ChatBus(), Env::Default(),
         [a](const http::Request& req) { return a->Authenticate(req); }, metrics);
     ASSERT_TRUE(chat.ok()) << chat.status().ToString();
     chat_ = std::move(*chat);
@@ -345,6 +351,7 @@ class ChatHttpTest : public ::testing::TestWithParam<Backend> {
   atrium::testing::TempDir tmp_;
   std::unique_ptr<store::Database> db_;
   std::unique_ptr<bus::Bus> bus_;
+  std::unique_ptr<store::FsBlobStore> blobs_;
   MetricsRegistry metrics_;
   std::unique_ptr<auth::AuthService> auth_;
   std::unique_ptr<ChatService> chat_;
@@ -1326,6 +1333,217 @@ TEST_P(ChatHttpTest, HealthReportsEventsAndIndexer) {
   EXPECT_TRUE(HealthRegistry::Ready(results));
 }
 
+TEST_P(ChatHttpTest, HealthShowsTheIndexerLagWhileHealthy) {
+  User a = Owner("a@example.com");
+  User b = Member(a, "b@example.com");
+  User c = Member(a, "c@example.com");
+  std::string g = ChatId(a, "group", "lag", {b.id, c.id});
+  ASSERT_EQ(SendMessage(a, g, "indexed soon").status, 201);
+  WaitIndexed();
+  HealthRegistry health;
+  chat_->RegisterHealth(health);
+  auto results = health.RunAll();
+  ASSERT_EQ(results.size(), 2u);
+  ASSERT_TRUE(results[1].status.ok()) << results[1].status.ToString();
+  std::map<std::string, double> values(results[1].values.begin(), results[1].values.end());
+  ASSERT_EQ(values.count("lag_records"), 1u);
+  ASSERT_EQ(values.count("lag_seconds"), 1u);
+  EXPECT_EQ(values["lag_records"], 0);
+  EXPECT_EQ(values["lag_seconds"], 0);
+  // The /health document carries them beside the status.
+  boost::system::error_code ec;
+  json::value doc = json::parse(HealthRegistry::ToJson(results), ec);
+  ASSERT_FALSE(ec);
+  const auto& entry = doc.at("components").at("chat_search_indexer").as_object();
+  EXPECT_EQ(entry.at("status").as_string(), "ok");
+  EXPECT_EQ(entry.at("lag_records").to_number<double>(), 0);
+  EXPECT_EQ(entry.at("lag_seconds").to_number<double>(), 0);
+  EXPECT_FALSE(entry.contains("error"));
+}
+
+// ---- search order ----
+
+TEST_P(ChatHttpTest, SearchIsNewestFirstByDefaultAndRanksByRelevanceOnRequest) {
+  User a = Owner("a@example.com");
+  User b = Member(a, "b@example.com");
+  User c = Member(a, "c@example.com");
+  std::string g = ChatId(a, "group", "order", {b.id, c.id});
+  std::vector<int64_t> ids;
+  for (const char* text : {"alpha one two three four five six", "alpha alpha alpha alpha",
+                           "alpha seven eight nine ten eleven twelve"}) {
+    Reply r = SendMessage(a, g, text);
+    ASSERT_EQ(r.status, 201) << r.raw;
+    ids.push_back(r.Int("id"));
+  }
+  WaitIndexed();
+  auto ids_of = [](const std::vector<json::object>& results) {
+    std::vector<int64_t> out;
+    for (const auto& o : results) out.push_back(o.at("id").to_number<int64_t>());
+    return out;
+  };
+  std::vector<int64_t> newest{ids[2], ids[1], ids[0]};
+  EXPECT_EQ(ids_of(SearchResults(b, "q=alpha")), newest);
+  EXPECT_EQ(ids_of(SearchResults(b, "q=alpha&order=date")), newest);
+  auto ranked = SearchResults(b, "q=alpha&order=relevance");
+  ASSERT_EQ(ranked.size(), 3u);
+  EXPECT_EQ(ranked[0].at("id").to_number<int64_t>(), ids[1]);  // the densest match first
+  for (const auto& o : ranked) {
+    EXPECT_NE(std::string(o.at("highlight").as_string()).find("<mark>alpha</mark>"),
+              std::string::npos);
+  }
+  // Relevance pages by offset; a date cursor is refused there.
+  Reply p1 = Get("/api/v1/search/messages?q=alpha&order=relevance&limit=2", b);
+  ASSERT_EQ(p1.status, 200) << p1.raw;
+  ASSERT_EQ(p1.body.at("results").as_array().size(), 2u);
+  ASSERT_TRUE(p1.body.at("next_cursor").is_string());
+  Reply p2 = Get(
+      "/api/v1/search/messages?q=alpha&order=relevance&limit=2&cursor=" + p1.Str("next_cursor"), b);
+  ASSERT_EQ(p2.status, 200) << p2.raw;
+  ASSERT_EQ(p2.body.at("results").as_array().size(), 1u);
+  EXPECT_TRUE(p2.body.at("next_cursor").is_null());
+  Reply d1 = Get("/api/v1/search/messages?q=alpha&limit=2", b);
+  ASSERT_TRUE(d1.body.at("next_cursor").is_string());
+  EXPECT_EQ(
+      Get("/api/v1/search/messages?q=alpha&order=relevance&cursor=" + d1.Str("next_cursor"), b)
+          .status,
+      400);
+  EXPECT_EQ(Get("/api/v1/search/messages?q=alpha&order=best", b).status, 400);
+}
+
+class ChatSearchWindowTest : public ChatHttpTest {
+ protected:
+  ChatOptions Options() override {
+    ChatOptions o = ChatHttpTest::Options();
+    o.relevance_window = 2;
+    return o;
+  }
+};
+
+TEST_P(ChatSearchWindowTest, RelevanceRanksOnlyTheNewestMatchesOfTheWindow) {
+  User a = Owner("a@example.com");
+  User b = Member(a, "b@example.com");
+  User c = Member(a, "c@example.com");
+  std::string g = ChatId(a, "group", "window", {b.id, c.id});
+  std::vector<int64_t> ids;
+  for (const char* text :
+       {"omega omega omega omega", "omega and other words here", "omega with some more words"}) {
+    Reply r = SendMessage(a, g, text);
+    ASSERT_EQ(r.status, 201) << r.raw;
+    ids.push_back(r.Int("id"));
+  }
+  WaitIndexed();
+  auto ranked = SearchResults(b, "q=omega&order=relevance");
+  ASSERT_EQ(ranked.size(), 2u);  // the oldest (and best) match is outside the window
+  for (const auto& o : ranked) EXPECT_NE(o.at("id").to_number<int64_t>(), ids[0]);
+  Reply p1 = Get("/api/v1/search/messages?q=omega&order=relevance&limit=2", b);
+  EXPECT_TRUE(p1.body.at("next_cursor").is_null()) << p1.raw;
+  EXPECT_EQ(SearchResults(b, "q=omega").size(), 3u);  // newest first is not capped
+}
+
+// ---- attachments ----
+
+TEST_P(ChatHttpTest, AttachmentsUploadSendAndDownloadByMembersOnly) {
+  User a = Owner("a@example.com");
+  User b = Member(a, "b@example.com");
+  User c = Member(a, "c@example.com");
+  User x = Owner("x@example.com");
+  std::string priv = ChatId(a, "private_channel", "files", {b.id});
+  const std::string content = "hello attachment\n";
+  Reply up = Send("POST", "/api/v1/chats/" + priv + "/files?name=dir%2Frapport%20%C3%A9t%C3%A9.txt",
+                  content, a.token, {{"content-type", "text/plain"}});
+  ASSERT_EQ(up.status, 201) << up.raw;
+  std::string file = up.Str("id");
+  EXPECT_TRUE(file.starts_with("fil_")) << file;
+  EXPECT_EQ(up.Str("name"), "rapport \xc3\xa9t\xc3\xa9.txt");  // the last path component
+  EXPECT_EQ(up.Str("type"), "text/plain");
+  EXPECT_EQ(up.Int("size"), static_cast<int64_t>(content.size()));
+  EXPECT_EQ(up.Str("url"), "/api/v1/files/" + file);
+  EXPECT_EQ(up.Str("chat_id"), priv);
+  EXPECT_EQ(up.Str("sha256").size(), 64u);
+
+  // A message cites it and carries its metadata, live and when listed.
+  Reply sent =
+      Post("/api/v1/chats/" + priv + "/messages",
+           json::object{{"content", "see attached"}, {"attachments", json::array{file}}}, a);
+  ASSERT_EQ(sent.status, 201) << sent.raw;
+  auto check_attachment = [&](const json::object& m) {
+    ASSERT_EQ(m.at("attachments").as_array().size(), 1u) << json::serialize(m);
+    const auto& att = m.at("attachments").as_array()[0].as_object();
+    EXPECT_EQ(att.at("id").as_string(), file);
+    EXPECT_EQ(att.at("name").as_string(), "rapport \xc3\xa9t\xc3\xa9.txt");
+    EXPECT_EQ(att.at("type").as_string(), "text/plain");
+    EXPECT_EQ(att.at("size").to_number<int64_t>(), static_cast<int64_t>(content.size()));
+    EXPECT_EQ(att.at("url").as_string(), "/api/v1/files/" + file);
+  };
+  check_attachment(sent.body.as_object());
+  auto listed = Messages(b, priv);
+  ASSERT_EQ(listed.size(), 1u);
+  check_attachment(listed[0]);
+
+  // Members download it; others do not see it.
+  http::ClientRequest get{.url = base_ + "/api/v1/files/" + file};
+  get.headers.Set("authorization", "Bearer " + b.token);
+  auto got = client_.SendSync(std::move(get));
+  ASSERT_TRUE(got.ok()) << got.status().ToString();
+  EXPECT_EQ(got->status, 200);
+  EXPECT_EQ(got->body, content);
+  EXPECT_EQ(got->headers.Get("content-type").value_or(""), "text/plain");
+  std::string disposition(got->headers.Get("content-disposition").value_or(""));
+  EXPECT_TRUE(disposition.starts_with("attachment; filename=\"rapport ")) << disposition;
+  EXPECT_NE(disposition.find("filename*=UTF-8''rapport%20%C3%A9t%C3%A9.txt"), std::string::npos)
+      << disposition;
+  EXPECT_EQ(got->headers.Get("x-content-type-options").value_or(""), "nosniff");
+  EXPECT_EQ(Get("/api/v1/files/" + file, c).status, 404);  // a private chat c is not in
+  EXPECT_EQ(Get("/api/v1/files/" + file, x).status, 404);  // another workspace
+  EXPECT_EQ(Get("/api/v1/files/fil_unknown", b).status, 404);
+
+  // A public channel's file: non-members of the channel are refused; uploads need membership.
+  std::string pub = ChatId(c, "public_channel", "lobby", {});
+  Reply up2 = Send("POST", "/api/v1/chats/" + pub + "/files", "bytes", c.token,
+                   {{"content-type", "application/x-www-form-urlencoded"}});
+  ASSERT_EQ(up2.status, 201) << up2.raw;
+  EXPECT_EQ(up2.Str("name"), "file");
+  EXPECT_EQ(up2.Str("type"), "application/octet-stream");  // curl's default says nothing
+  EXPECT_EQ(Get("/api/v1/files/" + up2.Str("id"), a).status, 403);
+  EXPECT_EQ(Send("POST", "/api/v1/chats/" + pub + "/files", "bytes", a.token).status, 403);
+  EXPECT_EQ(Send("POST", "/api/v1/chats/" + priv + "/files", "bytes", c.token).status, 404);
+
+  // Attachments must be files of the chat the message goes to.
+  for (const std::string& bad : {std::string("fil_unknown"), up2.Str("id")}) {
+    Reply r = Post("/api/v1/chats/" + priv + "/messages",
+                   json::object{{"content", "bad"}, {"attachments", json::array{bad}}}, a);
+    EXPECT_EQ(r.status, 400) << r.raw;
+    EXPECT_TRUE(r.Error().starts_with("attachments:")) << r.raw;
+  }
+  EXPECT_EQ(Post("/api/v1/chats/" + priv + "/messages",
+                 json::object{{"content", "bad"}, {"attachments", "not-a-list"}}, a)
+                .status,
+            400);
+  EXPECT_EQ(Messages(a, priv).size(), 1u);  // nothing was sent by the refused requests
+}
+
+class ChatAttachmentLimitTest : public ChatHttpTest {
+ protected:
+  ChatOptions Options() override {
+    ChatOptions o = ChatHttpTest::Options();
+    o.max_attachment_bytes = 1024;
+    return o;
+  }
+};
+
+TEST_P(ChatAttachmentLimitTest, UploadsOverTheLimitGet413) {
+  User a = Owner("a@example.com");
+  std::string ch = ChatId(a, "public_channel", "big", {});
+  EXPECT_EQ(Send("POST", "/api/v1/chats/" + ch + "/files?name=ok.bin", std::string(1024, 'x'),
+                 a.token, {{"content-type", "application/octet-stream"}})
+                .status,
+            201);
+  Reply big = Send("POST", "/api/v1/chats/" + ch + "/files?name=big.bin", std::string(4096, 'x'),
+                   a.token, {{"content-type", "application/octet-stream"}});
+  EXPECT_EQ(big.status, 413) << big.raw;
+  EXPECT_NE(big.raw.find("1024"), std::string::npos) << big.raw;  // names the limit
+}
+
 INSTANTIATE_TEST_SUITE_P(Backends, ChatHttpTest,
                          ::testing::Values(Backend::kSqlite, Backend::kPostgres),
                          testing::BackendName);
@@ -1336,6 +1554,12 @@ INSTANTIATE_TEST_SUITE_P(Backends, ChatOutboxTest,
                          ::testing::Values(Backend::kSqlite, Backend::kPostgres),
                          testing::BackendName);
 INSTANTIATE_TEST_SUITE_P(Backends, ChatEphemeralTest,
+                         ::testing::Values(Backend::kSqlite, Backend::kPostgres),
+                         testing::BackendName);
+INSTANTIATE_TEST_SUITE_P(Backends, ChatSearchWindowTest,
+                         ::testing::Values(Backend::kSqlite, Backend::kPostgres),
+                         testing::BackendName);
+INSTANTIATE_TEST_SUITE_P(Backends, ChatAttachmentLimitTest,
                          ::testing::Values(Backend::kSqlite, Backend::kPostgres),
                          testing::BackendName);
 INSTANTIATE_TEST_SUITE_P(Backends, ChatSlowClientTest,

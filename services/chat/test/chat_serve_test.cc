@@ -104,6 +104,8 @@ TEST_F(ChatServeTest, MessageReachesTicketStreamAndSearchInTheBinary) {
   EXPECT_NE(health->body.find("\"chat_events\":{\"status\":\"ok\""), std::string::npos)
       << health->body;
   EXPECT_NE(health->body.find("\"chat_search_indexer\""), std::string::npos);
+  EXPECT_NE(health->body.find("\"lag_records\":"), std::string::npos) << health->body;
+  EXPECT_NE(health->body.find("\"lag_seconds\":"), std::string::npos) << health->body;
   EXPECT_NE(health->body.find("\"bus\""), std::string::npos);
 
   kill(c.pid, SIGTERM);

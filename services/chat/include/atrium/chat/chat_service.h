@@ -8,6 +8,10 @@
 // when that publish failed or the process died, from the outbox relay), to one bus topic
 // (`chat.events` by default) with its audience (user ids); the SSE id of an event is its bus
 // offset, so it increases for every user and `Last-Event-ID` resumes by re-reading the topic.
+// Attachments are uploaded to a chat (POST /api/v1/chats/{id}/files, raw body), their content
+// kept in the BlobStore (content-addressed) and their metadata in `chat_files`; messages cite them
+// by id, and members download them from GET /api/v1/files/{id}.
+//
 // Typing and presence travel on a memory topic
 // (`chat.ephemeral`) and carry no id. An in-process hub subscribes to both topics once and fans
 // out to the open streams through bounded queues; a stream that falls behind is ended with a
@@ -44,6 +48,15 @@
 
 namespace spdlog {
 class logger;
+}
+
+namespace atrium {
+class Config;
+class ConfigSchema;
+}  // namespace atrium
+
+namespace atrium::store {
+class BlobStore;
 }
 
 namespace atrium::chat {
@@ -89,7 +102,19 @@ struct ChatOptions {
   std::string indexer_name = "chat-search-indexer";
   // /health reports the indexer unhealthy when it has been behind for longer than this.
   std::chrono::seconds indexer_max_lag{30};
+  // Where attachment content goes (borrowed: must outlive the service). Null: the file routes
+  // answer 503.
+  store::BlobStore* blobs = nullptr;
+  // The largest attachment upload; bigger bodies get 413.
+  uint64_t max_attachment_bytes = 25ull << 20;
+  // Search with order=relevance ranks the newest this many matches (the rest are not returned).
+  int relevance_window = 1000;
 };
+
+// Declares the chat.* configuration keys (docs/chat.md, "Configuration").
+void DefineChatConfig(ConfigSchema& schema);
+// The options of those keys (the rest default; `blobs` is left null for the caller to set).
+ChatOptions ChatOptionsFromConfig(const Config& config);
 
 // Resolves the credentials of a request (AuthService::Authenticate in the composition root).
 using Authenticator = std::function<Result<auth::Principal>(const http::Request&)>;
@@ -117,7 +142,8 @@ class ChatService {
 
   // Registers every route (docs/chat.md).
   Status AddRoutes(http::Router& router);
-  // Adds the `chat_events` (hub subscription) and `chat_search_indexer` (lag) checks.
+  // Adds the `chat_events` (hub subscription) and `chat_search_indexer` checks; the latter always
+  // reports its lag (`lag_records`, `lag_seconds`) and is unhealthy past indexer_max_lag.
   void RegisterHealth(HealthRegistry& health);
   // Ends every stream (with the shutdown event) and joins the threads. Idempotent.
   void Stop();
