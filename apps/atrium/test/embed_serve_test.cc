@@ -8,8 +8,6 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <map>
-#include <random>
 #include <regex>
 
 #include <fmt/format.h>
@@ -19,6 +17,7 @@
 #include "atrium/http/client.h"
 #include "atrium/http/server.h"
 #include "child_process.h"
+#include "tiny_bert.h"
 
 namespace atrium {
 namespace {
@@ -27,85 +26,12 @@ namespace fs = std::filesystem;
 namespace json = boost::json;
 using Child = testing::AtriumChild;
 
-constexpr int kHidden = 32, kLayers = 2, kHeads = 4, kIntermediate = 64, kPositions = 64;
+using embed::testing::kTinyHidden;
+using embed::testing::WriteTinyBert;
 
 std::string ReadAll(const fs::path& p) {
   std::ifstream in(p, std::ios::binary);
   return std::string(std::istreambuf_iterator<char>(in), {});
-}
-
-// Writes a BERT model with random weights: config.json, vocab.txt, model.safetensors (F32),
-// modules.json (with Normalize) and 1_Pooling/config.json (mean).
-void WriteTinyBert(const fs::path& dir) {
-  fs::create_directories(dir / "1_Pooling");
-  std::vector<std::string> vocab = {"[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"};
-  for (const char* w :
-       {"a",   "man",  "is",   "playing", "flute", "the",  "cat", "sat", "on",  "mat",
-        "dog", "runs", "fast", "slow",    "red",   "blue", ".",   ",",   "##s", "big"}) {
-    vocab.emplace_back(w);
-  }
-  std::ofstream(dir / "vocab.txt") << fmt::format("{}\n", fmt::join(vocab, "\n"));
-  std::ofstream(dir / "config.json")
-      << fmt::format(R"({{"architectures":["BertModel"],"model_type":"bert","hidden_size":{},)"
-                     R"("num_hidden_layers":{},"num_attention_heads":{},"intermediate_size":{},)"
-                     R"("vocab_size":{},"max_position_embeddings":{},"type_vocab_size":2,)"
-                     R"("layer_norm_eps":1e-12,"hidden_act":"gelu","pad_token_id":0}})",
-                     kHidden, kLayers, kHeads, kIntermediate, vocab.size(), kPositions);
-  std::ofstream(dir / "modules.json")
-      << R"([{"idx":0,"name":"0","path":"","type":"sentence_transformers.models.Transformer"},)"
-         R"({"idx":1,"name":"1","path":"1_Pooling","type":"sentence_transformers.models.Pooling"},)"
-         R"({"idx":2,"name":"2","path":"2_Normalize","type":"sentence_transformers.models.Normalize"}])";
-  std::ofstream(dir / "1_Pooling" / "config.json")
-      << R"({"word_embedding_dimension":32,"pooling_mode_cls_token":false,)"
-         R"("pooling_mode_mean_tokens":true,"pooling_mode_max_tokens":false})";
-
-  std::map<std::string, std::vector<int>> shapes;
-  int h = kHidden;
-  shapes["embeddings.word_embeddings.weight"] = {static_cast<int>(vocab.size()), h};
-  shapes["embeddings.position_embeddings.weight"] = {kPositions, h};
-  shapes["embeddings.token_type_embeddings.weight"] = {2, h};
-  shapes["embeddings.LayerNorm.weight"] = {h};
-  shapes["embeddings.LayerNorm.bias"] = {h};
-  for (int l = 0; l < kLayers; ++l) {
-    std::string p = fmt::format("encoder.layer.{}.", l);
-    for (const char* m : {"query", "key", "value"}) {
-      shapes[p + "attention.self." + m + ".weight"] = {h, h};
-      shapes[p + "attention.self." + m + ".bias"] = {h};
-    }
-    shapes[p + "attention.output.dense.weight"] = {h, h};
-    shapes[p + "attention.output.dense.bias"] = {h};
-    shapes[p + "attention.output.LayerNorm.weight"] = {h};
-    shapes[p + "attention.output.LayerNorm.bias"] = {h};
-    shapes[p + "intermediate.dense.weight"] = {kIntermediate, h};
-    shapes[p + "intermediate.dense.bias"] = {kIntermediate};
-    shapes[p + "output.dense.weight"] = {h, kIntermediate};
-    shapes[p + "output.dense.bias"] = {h};
-    shapes[p + "output.LayerNorm.weight"] = {h};
-    shapes[p + "output.LayerNorm.bias"] = {h};
-  }
-  std::mt19937 rng(42);
-  std::normal_distribution<float> normal(0.0f, 0.2f);
-  std::string header = "{";
-  std::string data;
-  for (const auto& [name, shape] : shapes) {
-    size_t n = 1;
-    for (int d : shape) n *= static_cast<size_t>(d);
-    bool layer_norm_weight = name.find("LayerNorm.weight") != std::string::npos;
-    size_t begin = data.size();
-    for (size_t i = 0; i < n; ++i) {
-      float v = layer_norm_weight ? 1.0f + normal(rng) * 0.1f : normal(rng);
-      data.append(reinterpret_cast<const char*>(&v), sizeof v);
-    }
-    header +=
-        fmt::format(R"({}"{}":{{"dtype":"F32","shape":[{}],"data_offsets":[{},{}]}})",
-                    header.size() > 1 ? "," : "", name, fmt::join(shape, ","), begin, data.size());
-  }
-  header += "}";
-  while (header.size() % 8 != 0) header += ' ';
-  uint64_t len = header.size();
-  std::ofstream out(dir / "model.safetensors", std::ios::binary);
-  out.write(reinterpret_cast<const char*>(&len), 8);
-  out << header << data;
 }
 
 std::string Sha256(std::string_view data) {
@@ -211,7 +137,7 @@ TEST_F(EmbedServeTest, EmbedCommandServesAModelDirectoryOnAllThreeApis) {
   const auto& data = openai.at("data").as_array();
   ASSERT_EQ(data.size(), 2u);
   auto first = Vector(data[0].at("embedding"));
-  EXPECT_EQ(first.size(), static_cast<size_t>(kHidden));
+  EXPECT_EQ(first.size(), static_cast<size_t>(kTinyHidden));
   EXPECT_NEAR(Norm(first), 1.0, 1e-5);  // modules.json lists Normalize; OpenAI normalizes anyway
   EXPECT_EQ(openai.at("usage").at("prompt_tokens"), 9 + 4);
 

@@ -1,8 +1,8 @@
 // A tiny BERT sentence-embedding model with random weights, written in the Hugging Face layout
 // (config.json, vocab.txt, model.safetensors in F32, modules.json with Normalize, mean pooling):
 // the real encoder on a model small enough for the serving tests (2 layers, hidden 32, 64
-// positions). apps/atrium/test/embed_serve_test.cc and tests/browser/tinybert.mjs write the same
-// shape.
+// positions). Also used by apps/atrium/test/embed_serve_test.cc; tests/browser/tinybert.mjs writes
+// the same shape.
 #pragma once
 
 #include <cstdint>
