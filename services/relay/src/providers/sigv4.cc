@@ -8,6 +8,7 @@
 #include <map>
 
 #include "atrium/auth/crypto.h"
+#include "atrium/http/router.h"
 
 namespace atrium::relay::aws {
 namespace {
@@ -36,30 +37,6 @@ std::string CanonicalValue(std::string_view v) {
     if (space) out.push_back(' ');
     space = false;
     out.push_back(c);
-  }
-  return out;
-}
-
-int HexValue(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
-std::string PercentDecode(std::string_view s) {
-  std::string out;
-  out.reserve(s.size());
-  for (size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '%' && i + 2 < s.size()) {
-      int hi = HexValue(s[i + 1]), lo = HexValue(s[i + 2]);
-      if (hi >= 0 && lo >= 0) {
-        out.push_back(static_cast<char>(hi * 16 + lo));
-        i += 2;
-        continue;
-      }
-    }
-    out.push_back(s[i]);
   }
   return out;
 }
@@ -210,8 +187,8 @@ Status SignRequest(http::ClientRequest& request, const Credentials& credentials,
       if (pair.empty()) continue;
       size_t eq = pair.find('=');
       sr.query.emplace_back(
-          PercentDecode(pair.substr(0, eq)),
-          eq == std::string_view::npos ? std::string() : PercentDecode(pair.substr(eq + 1)));
+          http::PercentDecode(pair.substr(0, eq)),
+          eq == std::string_view::npos ? std::string() : http::PercentDecode(pair.substr(eq + 1)));
     }
   }
   std::string amz_date = AmzDate(now_micros);
