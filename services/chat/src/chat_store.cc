@@ -346,6 +346,20 @@ json::object ChatStore::ChatJson(const Chat& c) {
   return o;
 }
 
+namespace {
+
+// `chat` for the caller, with one `type` event for `audience` carrying the chat as every member
+// sees it (no caller-specific role).
+WithEvents<Chat> ChatWithEvent(Chat chat, const char* type, std::vector<std::string> audience) {
+  Chat public_view = chat;
+  public_view.my_role.clear();
+  WithEvents<Chat> out{std::move(chat), {}};
+  out.events.push_back({type, out.value.id, std::move(audience), ChatStore::ChatJson(public_view)});
+  return out;
+}
+
+}  // namespace
+
 json::object ChatStore::MessageJson(const Message& m) {
   json::array attachments, mentions, reactions;
   const bool deleted = m.deleted_at != 0;
@@ -680,11 +694,7 @@ Result<WithEvents<Chat>> ChatStore::CreateChat(const Actor& a, const CreateChatR
       [&](store::Executor&) -> Result<WithEvents<Chat>> {
         std::vector<std::string> audience = others;
         audience.push_back(a.user_id);
-        Chat public_view = chat;
-        public_view.my_role.clear();
-        WithEvents<Chat> out{chat, {}};
-        out.events.push_back({"chat.created", chat.id, std::move(audience), ChatJson(public_view)});
-        return out;
+        return ChatWithEvent(chat, "chat.created", std::move(audience));
       });
 }
 
@@ -772,11 +782,7 @@ Result<WithEvents<Chat>> ChatStore::UpdateChat(const Actor& a, std::string_view 
       },
       [&](store::Executor& ex) -> Result<WithEvents<Chat>> {
         ASSIGN_OR_RETURN(Chat chat, LoadChatView(ex, a, chat_id));
-        Chat public_view = chat;
-        public_view.my_role.clear();
-        WithEvents<Chat> out{chat, {}};
-        out.events.push_back({"chat.updated", chat.id, std::move(audience), ChatJson(public_view)});
-        return out;
+        return ChatWithEvent(std::move(chat), "chat.updated", std::move(audience));
       });
 }
 
@@ -820,11 +826,7 @@ Result<WithEvents<Chat>> ChatStore::SetArchived(const Actor& a, std::string_view
       },
       [&](store::Executor& ex) -> Result<WithEvents<Chat>> {
         ASSIGN_OR_RETURN(Chat chat, LoadChatView(ex, a, chat_id));
-        Chat public_view = chat;
-        public_view.my_role.clear();
-        WithEvents<Chat> out{chat, {}};
-        out.events.push_back({"chat.updated", chat.id, std::move(audience), ChatJson(public_view)});
-        return out;
+        return ChatWithEvent(std::move(chat), "chat.updated", std::move(audience));
       });
 }
 
