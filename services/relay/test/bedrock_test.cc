@@ -35,13 +35,17 @@
 #include "providers/aws_eventstream.h"
 #include "providers/providers.h"
 #include "providers/sigv4.h"
+#include "relay_fixture.h"
 
 namespace atrium::relay {
 namespace {
 namespace json = boost::json;
 using namespace std::chrono_literals;
+using testing::Backend;
 using testing::FakeUpstream;
 using testing::JsonReply;
+using testing::RelayHttpTest;
+using testing::Reply;
 using testing::Script;
 using testing::Step;
 using testing::UpstreamRequest;
@@ -838,103 +842,16 @@ std::string InvokeModelJson(bool with_usage = true) {
          std::string(with_usage ? R"(,"usage":{"input_tokens":14,"output_tokens":5})" : "") + "}";
 }
 
-class BedrockRelayTest : public ::testing::Test {
+// The relay fixture (relay_fixture.h, SQLite and PostgreSQL) with background probes off, so only
+// the tests' own requests reach the mock.
+class BedrockRelayTest : public RelayHttpTest {
  protected:
-  void SetUp() override {
-    auto db = store::OpenDatabase("sqlite://" + tmp_.path() + "/relay.db", {.pool_size = 8});
-    ASSERT_TRUE(db.ok()) << db.status().ToString();
-    db_ = std::move(*db);
-    store::MigrationSet set;
-    ASSERT_TRUE(set.Add(store::FoundationMigrations()).ok());
-    ASSERT_TRUE(set.Add(auth::AuthMigrations()).ok());
-    ASSERT_TRUE(set.Add(RelayMigrations()).ok());
-    store::Migrator migrator(*db_, set, Env::Default());
-    ASSERT_TRUE(migrator.Up().ok());
-    auto b = bus::OpenEmbeddedBus(Env::Default(), {.data_dir = tmp_.path() + "/bus"});
-    ASSERT_TRUE(b.ok()) << b.status().ToString();
-    bus_ = std::move(*b);
-    auth::AuthOptions ao;
-    ao.jwt_secret = std::string(40, 's');
-    ao.password_cost = auth::PasswordCost::kTest;
-    ao.revocation_sync = 0ms;
-    ao.rate_limits = {{"auth", *auth::ParseRateLimit("100000/1m")},
-                      {"login", *auth::ParseRateLimit("100000/1m")},
-                      {"api", *auth::ParseRateLimit("100000/1m")}};
-    auto a = auth::AuthService::Create(ao, *db_, Env::Default());
-    ASSERT_TRUE(a.ok()) << a.status().ToString();
-    auth_ = std::move(*a);
-    RelayOptions o;
-    o.read_timeout = 1500ms;
-    o.connect_timeout = 1000ms;
-    o.max_attempts = 3;
-    o.credentials_key_ring = "k1:" + std::string(43, 'A');
+  RelayOptions Options() override {
+    RelayOptions o = RelayHttpTest::Options();
     o.maintenance_interval = 0ms;
-    auth::AuthService* authp = auth_.get();
-    auto r = RelayService::Create(
-        o, *db_, *bus_, auth_->store(), Env::Default(),
-        [authp](const http::Request& req) { return authp->Authenticate(req); }, &metrics_);
-    ASSERT_TRUE(r.ok()) << r.status().ToString();
-    relay_ = std::move(*r);
-    http::Router router;
-    ASSERT_TRUE(auth_->AddRoutes(router).ok());
-    ASSERT_TRUE(relay_->AddRoutes(router).ok());
-    server_ = std::make_unique<http::Server>(
-        http::ServerOptions{.port = 0, .io_threads = 2, .blocking_threads = 8}, std::move(router),
-        nullptr, &metrics_);
-    server_->Use(auth_->auth_middleware());
-    server_->Use(auth_->rate_limit_middleware());
-    ASSERT_TRUE(server_->Start().ok());
-    base_ = "http://127.0.0.1:" + std::to_string(server_->port());
-    usage_sub_ =
-        *bus_->Subscribe({.pattern = "relay.usage", .start = bus::StartPosition::Earliest()});
-    Reply reg = Send("POST", "/api/v1/auth/register",
-                     R"({"email":"owner@example.com","password":"password-123","name":"O"})");
-    ASSERT_EQ(reg.status, 201) << reg.raw;
-    admin_token_ = std::string(reg.body.at("access_token").as_string());
-    Reply k = Admin("POST", "/api/v1/keys", R"({"name":"k","scopes":["relay"]})");
-    ASSERT_EQ(k.status, 201) << k.raw;
-    key_ = std::string(k.body.at("key").as_string());
+    return o;
   }
 
-  void TearDown() override {
-    if (server_) server_->Shutdown();
-    if (relay_) relay_->Stop();
-    usage_sub_.reset();
-    relay_.reset();
-    auth_.reset();
-    bus_.reset();
-  }
-
-  struct Reply {
-    int status = 0;
-    http::Headers headers;
-    std::string raw;
-    json::value body;
-  };
-
-  Reply Send(const std::string& method, const std::string& path, const std::string& body = "",
-             std::vector<std::pair<std::string, std::string>> headers = {}) {
-    http::ClientRequest req;
-    req.method = method;
-    req.url = base_ + path;
-    req.body = body;
-    req.read_timeout = 20s;
-    if (!body.empty()) req.headers.Set("content-type", "application/json");
-    for (auto& [k, v] : headers) req.headers.Set(k, v);
-    auto r = client_.SendSync(std::move(req));
-    Reply out;
-    EXPECT_TRUE(r.ok()) << r.status().ToString();
-    if (!r.ok()) return out;
-    out.status = r->status;
-    out.headers = r->headers;
-    out.raw = r->body;
-    boost::system::error_code ec;
-    out.body = json::parse(r->body, ec);
-    return out;
-  }
-  Reply Admin(const std::string& method, const std::string& path, const std::string& body = "") {
-    return Send(method, path, body, {{"authorization", "Bearer " + admin_token_}});
-  }
   // A bedrock account at the mock; `extra` is appended to the body object.
   std::string BedrockAccount(const std::string& name, const std::string& akid,
                              const std::string& secret, const std::string& url,
@@ -946,44 +863,8 @@ class BedrockRelayTest : public ::testing::Test {
     Reply r = Admin("POST", "/api/v1/relay/accounts", body);
     EXPECT_EQ(r.status, 201) << r.raw;
     EXPECT_EQ(r.raw.find(secret), std::string::npos);
-    return r.body.is_object() && r.body.as_object().contains("id")
-               ? std::string(r.body.at("id").as_string())
-               : "";
+    return r.Str("id");
   }
-  Reply Messages(const std::string& body) {
-    return Send("POST", "/v1/messages", body,
-                {{"x-api-key", key_}, {"anthropic-version", "2023-06-01"}});
-  }
-  Reply Chat(const std::string& body) {
-    return Send("POST", "/v1/chat/completions", body, {{"authorization", "Bearer " + key_}});
-  }
-  std::string AccountStatus(const std::string& id) {
-    Reply r = Admin("GET", "/api/v1/relay/accounts/" + id);
-    return r.body.is_object() ? std::string(r.body.at("status").as_string()) : "";
-  }
-  std::vector<UsageRecord> WaitUsage(size_t n, std::chrono::milliseconds timeout = 10s) {
-    auto end = std::chrono::steady_clock::now() + timeout;
-    while (usage_.size() < n && std::chrono::steady_clock::now() < end) {
-      auto d = usage_sub_->Next(100ms);
-      if (d.ok() && d->kind == bus::Delivery::Kind::kRecord) {
-        auto r = UsageRecord::FromJson(d->record->payload);
-        if (r.ok()) usage_.push_back(*r);
-      }
-    }
-    return usage_;
-  }
-
-  atrium::testing::TempDir tmp_;
-  std::unique_ptr<store::Database> db_;
-  std::unique_ptr<bus::Bus> bus_;
-  MetricsRegistry metrics_;
-  std::unique_ptr<auth::AuthService> auth_;
-  std::unique_ptr<RelayService> relay_;
-  std::unique_ptr<http::Server> server_;
-  std::unique_ptr<bus::Subscription> usage_sub_;
-  std::vector<UsageRecord> usage_;
-  http::HttpClient client_{http::ClientOptions{.threads = 2}};
-  std::string base_, admin_token_, key_;
 };
 
 // A local Bedrock: verifies every request's signature (403 InvalidSignatureException like
@@ -1057,7 +938,7 @@ constexpr const char* kStreamBody =
 constexpr const char* kPlainBody =
     R"({"model":"claude-3-5-sonnet","max_tokens":64,"messages":[{"role":"user","content":"Hi"}]})";
 
-TEST_F(BedrockRelayTest, MessagesReachBedrockSignedAndComeBackWithUsage) {
+TEST_P(BedrockRelayTest, MessagesReachBedrockSignedAndComeBackWithUsage) {
   const std::string model_path = "/model/anthropic.claude-3-5-sonnet-20240620-v1:0/";
   MockBedrock mock([&](const UpstreamRequest& r) {
     if (r.path == model_path + "invoke-with-response-stream") {
@@ -1130,7 +1011,7 @@ TEST_F(BedrockRelayTest, MessagesReachBedrockSignedAndComeBackWithUsage) {
   EXPECT_EQ(usage[2].usage.output_tokens, 5);
 }
 
-TEST_F(BedrockRelayTest, OpenAIClientsAreTranslatedBothWays) {
+TEST_P(BedrockRelayTest, OpenAIClientsAreTranslatedBothWays) {
   MockBedrock mock([&](const UpstreamRequest& r) {
     if (r.path.ends_with("/invoke-with-response-stream")) {
       return EventStreamReply(Frames(AnthropicEvents(9, 2)), 1000);
@@ -1172,7 +1053,7 @@ TEST_F(BedrockRelayTest, OpenAIClientsAreTranslatedBothWays) {
   EXPECT_FALSE(sent.as_object().contains("model"));
 }
 
-TEST_F(BedrockRelayTest, GeminiClientsAreTranslatedToo) {
+TEST_P(BedrockRelayTest, GeminiClientsAreTranslatedToo) {
   MockBedrock mock([&](const UpstreamRequest& r) {
     if (r.path.ends_with("/invoke-with-response-stream")) {
       return EventStreamReply(Frames(AnthropicEvents(7, 3)), 25);
@@ -1204,7 +1085,7 @@ TEST_F(BedrockRelayTest, GeminiClientsAreTranslatedToo) {
   EXPECT_EQ(usage[1].usage.output_tokens, 3);
 }
 
-TEST_F(BedrockRelayTest, ThrottlingExceptionFailsOverAndRateLimitsTheAccount) {
+TEST_P(BedrockRelayTest, ThrottlingExceptionFailsOverAndRateLimitsTheAccount) {
   MockBedrock mock([&](const UpstreamRequest& r) {
     bool throttled = r.headers.at("authorization").find("AKIDTHROTTLED/") != std::string::npos;
     if (r.path.ends_with("/invoke-with-response-stream")) {
@@ -1258,7 +1139,7 @@ TEST_F(BedrockRelayTest, ThrottlingExceptionFailsOverAndRateLimitsTheAccount) {
   EXPECT_TRUE(mock.failures().empty()) << mock.failures()[0];
 }
 
-TEST_F(BedrockRelayTest, ExceptionMidStreamEndsWithAnErrorEventAndBillsWhatWasSent) {
+TEST_P(BedrockRelayTest, ExceptionMidStreamEndsWithAnErrorEventAndBillsWhatWasSent) {
   MockBedrock mock([&](const UpstreamRequest&) {
     return EventStreamReply(
         Frames(AnthropicEvents(30, 0, /*finish=*/false)) +
@@ -1282,7 +1163,7 @@ TEST_F(BedrockRelayTest, ExceptionMidStreamEndsWithAnErrorEventAndBillsWhatWasSe
   EXPECT_NE(usage[0].error.find("modelStreamErrorException"), std::string::npos) << usage[0].error;
 }
 
-TEST_F(BedrockRelayTest, BadCredentialsAreRefusedAndMarkTheAccountUnauthorized) {
+TEST_P(BedrockRelayTest, BadCredentialsAreRefusedAndMarkTheAccountUnauthorized) {
   MockBedrock mock([&](const UpstreamRequest&) { return JsonReply(200, InvokeModelJson()); });
   mock.AddKey("AKIDREAL", "the-right-secret");
   std::string id = BedrockAccount("br", "AKIDREAL", "a-wrong-secret", mock.url());
@@ -1301,6 +1182,10 @@ TEST_F(BedrockRelayTest, BadCredentialsAreRefusedAndMarkTheAccountUnauthorized) 
   EXPECT_EQ(bad.status, 400);
   EXPECT_NE(bad.raw.find("credentials.region"), std::string::npos) << bad.raw;
 }
+
+INSTANTIATE_TEST_SUITE_P(Backends, BedrockRelayTest,
+                         ::testing::Values(Backend::kSqlite, Backend::kPostgres),
+                         testing::BackendName);
 
 }  // namespace
 }  // namespace atrium::relay
