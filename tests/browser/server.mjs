@@ -4,6 +4,7 @@
 import { spawn } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
+import { waitForListening } from "../listening.mjs";
 import { writeTinyBert } from "./tinybert.mjs";
 
 export async function startAtrium({ binary, webRoot, tmp, port = 0, extraArgs = [] }) {
@@ -21,22 +22,10 @@ export async function startAtrium({ binary, webRoot, tmp, port = 0, extraArgs = 
   const child = spawn(binary, args, { stdio: ["ignore", "pipe", "pipe"] });
   const log = fs.createWriteStream(path.join(tmp, "atrium.log"), { flags: "a" });
   child.stderr.pipe(log);
-  let out = "";
-  const url = await new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error("atrium serve did not print its URL in 30 s:\n" + out)), 30000);
-    child.stdout.on("data", (d) => {
-      out += d.toString();
-      log.write(d);
-      const m = /listening on (http:\/\/[^\s]+)/.exec(out);
-      if (m) {
-        clearTimeout(timer);
-        resolve(m[1]);
-      }
-    });
-    child.on("exit", (code) => {
-      clearTimeout(timer);
-      reject(new Error(`atrium serve exited with ${code} before listening; see ${path.join(tmp, "atrium.log")}`));
-    });
+  const url = await waitForListening(child, {
+    what: "atrium serve", timeoutMs: 30000, onData: (d) => log.write(d),
+  }).catch((e) => {
+    throw new Error(`${e.message}; see ${path.join(tmp, "atrium.log")}`);
   });
   return {
     url,

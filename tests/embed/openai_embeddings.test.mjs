@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import OpenAI from '../relay/node_modules/openai/index.mjs';
 import { writeTinyBert } from '../browser/tinybert.mjs';
+import { waitForListening } from '../listening.mjs';
 
 const ATRIUM = process.env.ATRIUM_BIN ?? join(process.cwd(), '../../build/bin/atrium');
 const HIDDEN = 32;  // tinybert.mjs
@@ -29,16 +30,7 @@ before(async () => {
   // ATRIUM_* variables are configuration keys to atrium: the test's own stay out of its way.
   { stdio: ['ignore', 'pipe', 'inherit'], env: Object.fromEntries(Object.entries(process.env)
     .filter(([k]) => k !== 'ATRIUM_BIN' && k !== 'ATRIUM_TEST_TMPDIR')) });
-  base = await new Promise((resolve, reject) => {
-    let out = '';
-    child.stdout.on('data', (c) => {
-      out += c;
-      const m = out.match(/listening on (http:\/\/[0-9.]+:[0-9]+)/);
-      if (m) resolve(m[1]);
-    });
-    child.on('exit', (code) => reject(new Error(`atrium embed exited with ${code}`)));
-    setTimeout(() => reject(new Error('atrium embed did not start')), 20000).unref();
-  });
+  base = await waitForListening(child, { what: 'atrium embed' });
 });
 
 after(async () => {

@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import http from 'node:http';
 import OpenAI from 'openai';
+import { waitForListening } from '../listening.mjs';
 import Anthropic from '@anthropic-ai/sdk';
 
 const ATRIUM = process.env.ATRIUM_BIN ?? join(process.cwd(), '../../build/bin/atrium');
@@ -141,16 +142,7 @@ before(async () => {
   dataDir = mkdtempSync(join(process.env.ATRIUM_TEST_TMPDIR ?? tmpdir(), 'relay-sdk-'));
   child = spawn(ATRIUM, ['serve', '--services', 'relay', '--port', '0', '--data-dir', dataDir,
     '--set', 'log.level=warn'], { stdio: ['ignore', 'pipe', 'inherit'] });
-  base = await new Promise((resolve, reject) => {
-    let out = '';
-    child.stdout.on('data', (c) => {
-      out += c;
-      const m = out.match(/listening on (http:\/\/[0-9.]+:[0-9]+)/);
-      if (m) resolve(m[1]);
-    });
-    child.on('exit', (code) => reject(new Error(`atrium exited with ${code}`)));
-    setTimeout(() => reject(new Error('atrium did not start')), 20000).unref();
-  });
+  base = await waitForListening(child);
   const session = await api('POST', '/api/v1/auth/register', { email: 'sdk@example.com', password: 'password-123', name: 'SDK' });
   const admin = session.access_token;
   relayKey = (await api('POST', '/api/v1/keys', { name: 'sdk', scopes: ['relay'] }, admin)).key;
