@@ -9,7 +9,9 @@
 // `--corpus` messages. Prints the spec's targets beside the measurements. Not a test.
 // `--idle-streams` more connections stay open during the load, held by users of a second
 // workspace (people online elsewhere: they get heartbeats, none of the load's messages), so the
-// node holds ~10,000 connections while each message fans out to the 100 members' streams.
+// node holds ~10,000 connections while each message fans out to the 100 members' streams. They
+// are opened by a second process (this binary started again in its holder mode, as remote
+// clients would be), so each costs the server's process one descriptor, not two.
 //
 // The corpus is chat-like text: 4-16 words per message drawn from a Zipf-distributed (s = 1)
 // vocabulary of 3,000 words (about 130 common English chat words at the top ranks, then
@@ -17,19 +19,26 @@
 // two words drawn by the same law from rank 20 on (people search for content words), the first
 // often shortened to a 4-6 letter prefix; they run newest first (the default), by relevance, and
 // newest first within one chat.
+#include <fcntl.h>
+#include <spawn.h>
 #include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
 #include <map>
 #include <mutex>
 #include <random>
 #include <set>
 #include <string>
 #include <thread>
+#include <tuple>
+#include <utility>
 #include <vector>
 
 #include <boost/json.hpp>
@@ -60,6 +69,8 @@ struct Args {
   int bulk = 0;
   std::string db;  // empty: SQLite in the work dir
   std::string dir = "/tmp/atrium-chat-bench";
+  // Holder mode (--hold 1): the process that keeps the idle connections open (HoldStreams).
+  bool hold = false;
 };
 
 Args Parse(int argc, char** argv) {
@@ -90,6 +101,8 @@ Args Parse(int argc, char** argv) {
       a.db = v;
     else if (k == "--dir")
       a.dir = v;
+    else if (k == "--hold")
+      a.hold = v == "1";
     else {
       std::fprintf(stderr, "unknown flag %s\n", k.c_str());
       std::exit(2);
@@ -237,6 +250,118 @@ class Vocabulary {
   std::vector<double> cdf_;
 };
 
+// Raises the soft descriptor limit to the hard one; returns the limit in force.
+unsigned long long RaiseFileLimit() {
+  rlimit lim{};
+  if (::getrlimit(RLIMIT_NOFILE, &lim) != 0) return 0;
+  if (lim.rlim_cur < lim.rlim_max) {
+    lim.rlim_cur = lim.rlim_max;
+    (void)::setrlimit(RLIMIT_NOFILE, &lim);
+  }
+  return static_cast<unsigned long long>(lim.rlim_cur);
+}
+
+// Holder mode: reads "<base url> <tokens file> <count>" on stdin, opens `count` SSE streams
+// (round robin over the tokens, one a line), reads and drops what they send, answers
+// "held <opened> <failed>" on stdout once every stream is open or has failed (at most 120 s),
+// and closes them and exits when stdin closes.
+int HoldStreams() {
+  RaiseFileLimit();
+  char line[4096];
+  if (std::fgets(line, sizeof line, stdin) == nullptr) return 1;
+  char base[2048], path[2048];
+  int count = 0;
+  if (std::sscanf(line, "%2047s %2047s %d", base, path, &count) != 3) return 1;
+  std::vector<std::string> tokens;
+  std::ifstream in(path);
+  for (std::string t; std::getline(in, t);) {
+    if (!t.empty()) tokens.push_back(t);
+  }
+  if (tokens.empty()) return 1;
+  http::HttpClient client(http::ClientOptions{.threads = 2, .max_idle_per_origin = 8});
+  auto cancel = std::make_shared<http::CancelToken>();
+  std::atomic<int> opened{0}, ended{0};
+  for (int s = 0; s < count; ++s) {
+    http::ClientRequest req{.url = std::string(base) + "/api/v1/events"};
+    req.headers.Set("authorization", "Bearer " + tokens[s % tokens.size()]);
+    req.read_timeout = std::chrono::minutes(30);
+    req.cancel = cancel;
+    req.on_headers = [&opened](int status, const http::Headers&) {
+      if (status == 200) ++opened;
+    };
+    req.on_data = [](std::string_view) { return true; };
+    client.Send(std::move(req), [&ended](Result<http::ClientResponse>) { ++ended; });
+  }
+  for (int i = 0; i < 2400 && opened + ended < count; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  std::printf("held %d %d\n", opened.load(), ended.load());
+  std::fflush(stdout);
+  while (std::fgets(line, sizeof line, stdin) != nullptr) {
+  }
+  cancel->Cancel();
+  return 0;
+}
+
+// The holder process (HoldStreams), started before this process opens anything so that it
+// inherits no descriptor but the two pipes.
+class Holder {
+ public:
+  bool Start() {
+    int to_child[2], from_child[2];
+    if (::pipe2(to_child, O_CLOEXEC) != 0 || ::pipe2(from_child, O_CLOEXEC) != 0) return false;
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, to_child[0], 0);
+    posix_spawn_file_actions_adddup2(&fa, from_child[1], 1);
+    char exe[] = "/proc/self/exe";
+    char flag[] = "--hold";
+    char one[] = "1";
+    char* argv[] = {exe, flag, one, nullptr};
+    int rc = posix_spawn(&pid_, exe, &fa, nullptr, argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    ::close(to_child[0]);
+    ::close(from_child[1]);
+    if (rc != 0) {
+      ::close(to_child[1]);
+      ::close(from_child[0]);
+      return false;
+    }
+    to_ = ::fdopen(to_child[1], "w");
+    from_ = ::fdopen(from_child[0], "r");
+    return to_ != nullptr && from_ != nullptr;
+  }
+  // Opens `count` streams; returns {opened, failed} once the holder reports.
+  std::pair<int, int> Open(const std::string& base, const std::string& tokens_file, int count) {
+    std::fprintf(to_, "%s %s %d\n", base.c_str(), tokens_file.c_str(), count);
+    std::fflush(to_);
+    char line[256];
+    int opened = 0, failed = count;
+    if (std::fgets(line, sizeof line, from_) != nullptr) {
+      (void)std::sscanf(line, "held %d %d", &opened, &failed);
+    }
+    return {opened, failed};
+  }
+  // Closes the streams (the holder exits).
+  void Stop() {
+    if (to_ != nullptr) std::fclose(to_);
+    to_ = nullptr;
+    if (from_ != nullptr) std::fclose(from_);
+    from_ = nullptr;
+    if (pid_ > 0) {
+      int status = 0;
+      ::waitpid(pid_, &status, 0);
+      pid_ = 0;
+    }
+  }
+  ~Holder() { Stop(); }
+
+ private:
+  pid_t pid_ = 0;
+  FILE* to_ = nullptr;
+  FILE* from_ = nullptr;
+};
+
 // Counts deliveries of one SSE stream and records their latency.
 struct StreamStats {
   std::mutex mu;
@@ -250,14 +375,15 @@ struct StreamStats {
 
 int main(int argc, char** argv) {
   Args args = Parse(argc, argv);
-  Env& env = Env::Default();
-  // Client and server share this process: two descriptors per SSE stream.
-  rlimit lim{};
-  if (::getrlimit(RLIMIT_NOFILE, &lim) == 0 && lim.rlim_cur < lim.rlim_max) {
-    lim.rlim_cur = lim.rlim_max;
-    (void)::setrlimit(RLIMIT_NOFILE, &lim);
+  if (args.hold) return HoldStreams();
+  Holder holder;
+  if (args.idle_streams > 0 && !holder.Start()) {
+    std::fprintf(stderr, "chat_bench: cannot start the holder process\n");
+    return 1;
   }
-  std::printf("open file limit %llu\n", static_cast<unsigned long long>(lim.rlim_cur));
+  Env& env = Env::Default();
+  // The load's streams have both ends in this process (two descriptors each), the idle ones one.
+  std::printf("open file limit %llu\n", RaiseFileLimit());
   std::string cmd = "rm -rf '" + args.dir + "' && mkdir -p '" + args.dir + "'";
   if (std::system(cmd.c_str()) != 0) return 1;
   std::string url = args.db.empty() ? "sqlite://" + args.dir + "/chat.db" : args.db;
@@ -359,29 +485,24 @@ int main(int argc, char** argv) {
     client.Send(std::move(req), [](Result<http::ClientResponse>) {});
   }
   // ---- idle connections: a second workspace's users, online but not in the load's chats ----
-  std::atomic<int> idle_opened{0}, idle_ended{0};
+  int idle_opened = 0, idle_failed = 0;
   if (args.idle_streams > 0) {
     const std::vector<std::string> idle_tokens =
         RegisterWorkspace(api, "idle", std::max(1, std::min(args.idle_users, args.idle_streams)))
             .tokens;
-    for (int s = 0; s < args.idle_streams; ++s) {
-      http::ClientRequest req{.url = api.base() + "/api/v1/events"};
-      req.headers.Set("authorization", "Bearer " + idle_tokens[s % idle_tokens.size()]);
-      req.read_timeout = std::chrono::minutes(10);
-      req.cancel = cancel;
-      req.on_headers = [&idle_opened](int status, const http::Headers&) {
-        if (status == 200) ++idle_opened;
-      };
-      req.on_data = [](std::string_view) { return true; };
-      client.Send(std::move(req), [&idle_ended](Result<http::ClientResponse>) { ++idle_ended; });
+    const std::string tokens_file = args.dir + "/idle-tokens";
+    {
+      std::ofstream out(tokens_file);
+      for (const auto& t : idle_tokens) out << t << "\n";
     }
+    std::tie(idle_opened, idle_failed) =
+        holder.Open(api.base(), tokens_file, args.idle_streams);  // waits until they are open
   }
-  for (int i = 0;
-       i < 2400 && (opened < args.streams || idle_opened + idle_ended < args.idle_streams); ++i) {
+  for (int i = 0; i < 2400 && opened < args.streams; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
-  std::printf("%d SSE streams open (+ %d idle of %d; %d failed)\n", opened.load(),
-              idle_opened.load(), args.idle_streams, idle_ended.load());
+  std::printf("%d SSE streams open (+ %d idle of %d held by a second process; %d failed)\n",
+              opened.load(), idle_opened, args.idle_streams, idle_failed);
 
   // ---- paced sends ----
   std::vector<double> send_ms;
@@ -445,9 +566,12 @@ int main(int argc, char** argv) {
   std::printf("deliveries:         %llu of %llu expected, resyncs %llu\n",
               static_cast<unsigned long long>(delivered), static_cast<unsigned long long>(expected),
               static_cast<unsigned long long>(chat->resyncs()));
-  std::printf("connections:        %zu SSE streams open at the end of the load (%d + %d idle)\n",
-              chat->open_streams(), opened.load(), idle_opened.load() - idle_ended.load());
+  std::printf(
+      "connections:        %zu SSE streams open on the server at the end of the load"
+      " (%d + %d idle opened)\n",
+      chat->open_streams(), opened.load(), idle_opened);
   cancel->Cancel();
+  holder.Stop();
 
   // ---- search over a corpus ----
   const Vocabulary vocabulary;

@@ -485,6 +485,11 @@ Result<std::vector<std::string>> ChatStore::MemberIds(store::Executor& ex,
   return out;
 }
 
+Result<std::vector<std::string>> ChatStore::ChatAudience(store::Executor& ex, const Chat& chat) {
+  if (chat.type == "public_channel") return WorkspaceUserIds(ex, chat.workspace_id);
+  return MemberIds(ex, chat.id);
+}
+
 Result<Chat> ChatStore::LoadChatView(store::Executor& ex, const Actor& a,
                                      std::string_view chat_id) {
   ASSIGN_OR_RETURN(Access acc, LoadAccess(ex, a, chat_id));
@@ -691,9 +696,8 @@ Result<WithEvents<Chat>> ChatStore::CreateChat(const Actor& a, const CreateChatR
         }
         return Status::Ok();
       },
-      [&](store::Executor&) -> Result<WithEvents<Chat>> {
-        std::vector<std::string> audience = others;
-        audience.push_back(a.user_id);
+      [&](store::Executor& ex) -> Result<WithEvents<Chat>> {
+        ASSIGN_OR_RETURN(std::vector<std::string> audience, ChatAudience(ex, chat));
         return ChatWithEvent(chat, "chat.created", std::move(audience));
       });
 }
@@ -777,7 +781,7 @@ Result<WithEvents<Chat>> ChatStore::UpdateChat(const Actor& a, std::string_view 
                       {*u.description, now, chat_id})
                   .status());
         }
-        ASSIGN_OR_RETURN(audience, MemberIds(tx, chat_id));
+        ASSIGN_OR_RETURN(audience, ChatAudience(tx, acc.chat));
         return Status::Ok();
       },
       [&](store::Executor& ex) -> Result<WithEvents<Chat>> {
@@ -792,7 +796,7 @@ Result<std::vector<Event>> ChatStore::DeleteChat(const Actor& a, std::string_vie
       [&](store::Transaction& tx) -> Status {
         ASSIGN_OR_RETURN(Access acc, LoadAccess(tx, a, chat_id));
         RETURN_IF_ERROR(acc.RequireOwner("delete it"));
-        ASSIGN_OR_RETURN(audience, MemberIds(tx, chat_id));
+        ASSIGN_OR_RETURN(audience, ChatAudience(tx, acc.chat));
         // The name and the direct pair are free again once the chat is gone.
         return tx
             .Exec(
@@ -821,7 +825,7 @@ Result<WithEvents<Chat>> ChatStore::SetArchived(const Actor& a, std::string_view
             tx.Exec("UPDATE chat_chats SET archived_at = ?, updated_at = ? WHERE id = ?",
                     {archived ? Value(now) : Value(), now, chat_id})
                 .status());
-        ASSIGN_OR_RETURN(audience, MemberIds(tx, chat_id));
+        ASSIGN_OR_RETURN(audience, ChatAudience(tx, acc.chat));
         return Status::Ok();
       },
       [&](store::Executor& ex) -> Result<WithEvents<Chat>> {
@@ -1051,7 +1055,7 @@ Result<std::vector<Event>> ChatStore::TransferOwnership(const Actor& a, std::str
         RETURN_IF_ERROR(tx.Exec("UPDATE chat_chats SET owner_id = ?, updated_at = ? WHERE id = ?",
                                 {new_owner, env_.NowMicros(), chat_id})
                             .status());
-        ASSIGN_OR_RETURN(audience, MemberIds(tx, chat_id));
+        ASSIGN_OR_RETURN(audience, ChatAudience(tx, acc.chat));
         return Status::Ok();
       },
       [&](store::Executor& ex) -> Result<std::vector<Event>> {
@@ -1563,9 +1567,15 @@ Result<std::vector<std::string>> ChatStore::MemberIdsForMember(const Actor& a,
 }
 
 Result<std::vector<std::string>> ChatStore::WorkspaceUserIds(std::string_view workspace_id) {
-  ASSIGN_OR_RETURN(
-      store::Rows rows,
-      db_.Query("SELECT user_id FROM auth_memberships WHERE workspace_id = ?", {workspace_id}));
+  return WorkspaceUserIds(db_, workspace_id);
+}
+
+Result<std::vector<std::string>> ChatStore::WorkspaceUserIds(store::Executor& ex,
+                                                             std::string_view workspace_id) {
+  ASSIGN_OR_RETURN(store::Rows rows,
+                   ex.Query("SELECT user_id FROM auth_memberships WHERE workspace_id = ?"
+                            " ORDER BY user_id",
+                            {workspace_id}));
   std::vector<std::string> out;
   for (const auto& r : rows) out.push_back(r.Text(0));
   return out;

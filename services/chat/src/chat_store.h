@@ -242,6 +242,11 @@ class ChatStore {
   Result<Message> LoadMessage(store::Executor& ex, std::string_view chat_id, int64_t message_id);
   Status LoadReactions(store::Executor& ex, std::vector<Message>& messages);
   Result<std::vector<std::string>> MemberIds(store::Executor& ex, std::string_view chat_id);
+  Result<std::vector<std::string>> WorkspaceUserIds(store::Executor& ex,
+                                                    std::string_view workspace_id);
+  // Who hears of a chat's own changes (chat.created/updated/deleted): every user of the
+  // workspace for a public channel (anyone may browse and join it), the members otherwise.
+  Result<std::vector<std::string>> ChatAudience(store::Executor& ex, const Chat& chat);
   Result<Chat> LoadChatView(store::Executor& ex, const Actor& a, std::string_view chat_id);
   Status CheckWorkspaceUsers(store::Executor& ex, const std::string& workspace_id,
                              const std::vector<std::string>& user_ids, std::string_view field);

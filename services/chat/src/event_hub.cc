@@ -197,11 +197,20 @@ void EventHub::Resume(const std::shared_ptr<Stream>& stream,
   if (last_event_id) {
     const uint64_t from = *last_event_id + 1;
     auto stats = bus_.GetTopicStats(options_.events_topic);
-    if (!stats.ok() || from < stats->first_offset || from > s.live_from) {
+    // The topic's end, not this hub's position, bounds a valid id: with several nodes the id may
+    // come from another node's hub that read the topic before this one did.
+    const uint64_t topic_end = stats.ok() ? std::max(stats->next_offset, s.live_from) : 0;
+    if (!stats.ok() || from < stats->first_offset || from > topic_end) {
       Resync(s, !stats.ok()                  ? "unavailable"
                 : from < stats->first_offset ? "too_old"
                                              : "unknown_id");
       return;
+    }
+    if (from > s.live_from) {
+      // Ahead of this hub: drop what it held below `from` and skip the rest as it arrives.
+      std::lock_guard lock(s.mu);
+      s.skip_below = from;
+      std::erase_if(s.pending, [from](const auto& held) { return held.first < from; });
     }
     if (from < s.live_from) {
       auto sub = bus_.Subscribe(
@@ -239,7 +248,7 @@ void EventHub::Resume(const std::shared_ptr<Stream>& stream,
   // Drain what the hub held meanwhile, then go live (under the stream's lock, so the hub's next
   // write lands after the held ones).
   while (!s.writer->closed()) {
-    std::deque<std::shared_ptr<const std::string>> held;
+    std::deque<std::pair<uint64_t, std::shared_ptr<const std::string>>> held;
     {
       std::lock_guard lock(s.mu);
       if (s.overflow) break;
@@ -252,8 +261,8 @@ void EventHub::Resume(const std::shared_ptr<Stream>& stream,
       }
       held.swap(s.pending);
     }
-    for (const auto& frame : held) {
-      if (!WritePatiently(s, *frame)) return;
+    for (const auto& entry : held) {
+      if (!WritePatiently(s, *entry.second)) return;
     }
   }
   bool overflow;
@@ -319,13 +328,14 @@ void EventHub::Dispatch(const bus::Record& record, bool durable) {
       for (auto it = range.first; it != range.second; ++it) {
         Stream& s = *it->second;
         std::lock_guard slock(s.mu);
+        if (durable && record.offset < s.skip_below) continue;  // the client has it already
         if (!s.live) {
           // Still replaying: hold durable events (typing/presence are not worth holding).
           if (!durable || record.offset < s.live_from) continue;
           if (s.pending.size() >= options_.max_pending_events) {
             s.overflow = true;
           } else {
-            s.pending.push_back(frame);
+            s.pending.emplace_back(record.offset, frame);
           }
           continue;
         }

@@ -11,8 +11,9 @@
 // rendered once per record. Each stream's queue is bounded (BodyStream); a stream whose queue is
 // full is closed with a `resync` event. A stream opened with Last-Event-ID first replays the
 // topic from that offset + 1 (its own subscription) while live records are held for it; then it
-// goes live. A position older than the topic's first retained offset (or from the future) gets
-// `resync`.
+// goes live. A position older than the topic's first retained offset (or beyond the topic's
+// newest record) gets `resync`. A position ahead of this hub but within the topic (an id another
+// node's hub delivered before this one read it) is served by skipping the records up to it.
 //
 // Thread-safe.
 #pragma once
@@ -55,9 +56,13 @@ class EventHub {
     std::string user_id, workspace_id;
     std::shared_ptr<http::SseWriter> writer;
     std::mutex mu;
-    bool live = false;                                       // guarded by mu
-    std::deque<std::shared_ptr<const std::string>> pending;  // guarded by mu (until live)
-    bool overflow = false;                                   // guarded by mu
+    bool live = false;  // guarded by mu
+    // Durable frames held until live, with their offsets; guarded by mu.
+    std::deque<std::pair<uint64_t, std::shared_ptr<const std::string>>> pending;
+    bool overflow = false;  // guarded by mu
+    // Durable records below this offset are not written to the stream: the client saw them
+    // (a Last-Event-ID ahead of this node's hub, given by another node). Guarded by mu.
+    uint64_t skip_below = 0;
     uint64_t live_from = 0;  // first offset the hub delivers to this stream
   };
 

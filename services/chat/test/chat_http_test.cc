@@ -23,148 +23,25 @@
 #include "atrium/auth/auth_service.h"
 #include "atrium/bus/embedded_bus.h"
 #include "atrium/chat/chat_service.h"
+#include "atrium/core/fault_env.h"
 #include "atrium/http/client.h"
 #include "atrium/http/server.h"
 #include "atrium/store/fs_blob_store.h"
+#include "chat_test_client.h"
 #include "test_db.h"
 
 namespace atrium::chat {
 namespace {
 namespace json = boost::json;
 using testing::Backend;
+using testing::ChatApi;
+using testing::Field;
+using testing::Reply;
+using testing::SseEventRead;
+using testing::SseReader;
+using testing::User;
+using testing::WaitForMatch;
 using namespace std::chrono_literals;
-
-struct Reply {
-  int status = 0;
-  json::value body;
-  std::string raw;
-
-  std::string Str(std::string_view field) const {
-    if (!body.is_object() || !body.as_object().contains(field)) return "";
-    const auto& v = body.at(field);
-    return v.is_string() ? std::string(v.as_string()) : json::serialize(v);
-  }
-  int64_t Int(std::string_view field) const {
-    if (!body.is_object() || !body.as_object().contains(field)) return -1;
-    return body.at(field).to_number<int64_t>();
-  }
-  std::string Error() const {
-    if (!body.is_object() || !body.as_object().contains("error")) return "";
-    return std::string(body.at("error").at("message").as_string());
-  }
-};
-
-struct User {
-  std::string id, token, workspace_id;
-};
-
-struct SseEventRead {
-  std::string id, event, data;
-};
-
-// A streaming SSE client over HttpClient: collects events as they arrive.
-class SseReader {
- public:
-  SseReader(http::HttpClient& client, const std::string& url,
-            std::vector<std::pair<std::string, std::string>> headers) {
-    http::ClientRequest req;
-    req.url = url;
-    for (auto& [k, v] : headers) req.headers.Set(k, v);
-    req.read_timeout = 60s;
-    req.cancel = token_;
-    req.on_headers = [this](int status, const http::Headers&) {
-      std::lock_guard lock(mu_);
-      status_ = status;
-      cv_.notify_all();
-    };
-    req.on_data = [this](std::string_view chunk) {
-      std::lock_guard lock(mu_);
-      buf_ += chunk;
-      Parse();
-      cv_.notify_all();
-      return true;
-    };
-    client.Send(std::move(req), [this](Result<http::ClientResponse> r) {
-      std::lock_guard lock(mu_);
-      if (r.ok() && status_ == 0) status_ = r->status;
-      if (r.ok() && !r->body.empty()) body_ = r->body;
-      done_ = true;
-      cv_.notify_all();
-    });
-  }
-  ~SseReader() { Close(); }
-
-  int WaitStatus() {
-    std::unique_lock lock(mu_);
-    cv_.wait_for(lock, 10s, [&] { return status_ != 0 || done_; });
-    return status_;
-  }
-  // Waits until `n` events named `name` arrived (or the timeout); returns those seen.
-  std::vector<SseEventRead> WaitFor(const std::string& name, size_t n,
-                                    std::chrono::milliseconds timeout = 20s) {
-    std::unique_lock lock(mu_);
-    cv_.wait_for(lock, timeout, [&] { return CountLocked(name) >= n || done_; });
-    std::vector<SseEventRead> out;
-    for (const auto& e : events_) {
-      if (e.event == name) out.push_back(e);
-    }
-    return out;
-  }
-  std::vector<SseEventRead> events() {
-    std::lock_guard lock(mu_);
-    return events_;
-  }
-  bool done() {
-    std::lock_guard lock(mu_);
-    return done_;
-  }
-  void Close() {
-    token_->Cancel();
-    std::unique_lock lock(mu_);
-    cv_.wait_for(lock, 10s, [&] { return done_; });
-  }
-
- private:
-  size_t CountLocked(const std::string& name) const {
-    size_t n = 0;
-    for (const auto& e : events_) n += e.event == name;
-    return n;
-  }
-  void Parse() {
-    size_t end;
-    while ((end = buf_.find("\n\n")) != std::string::npos) {
-      std::string block = buf_.substr(0, end);
-      buf_.erase(0, end + 2);
-      SseEventRead e;
-      bool any = false;
-      size_t pos = 0;
-      while (pos <= block.size()) {
-        size_t nl = block.find('\n', pos);
-        std::string line =
-            block.substr(pos, nl == std::string::npos ? std::string::npos : nl - pos);
-        pos = nl == std::string::npos ? block.size() + 1 : nl + 1;
-        if (line.empty() || line[0] == ':') continue;
-        any = true;
-        size_t colon = line.find(':');
-        std::string field = line.substr(0, colon);
-        std::string value = colon == std::string::npos ? "" : line.substr(colon + 1);
-        if (!value.empty() && value[0] == ' ') value.erase(0, 1);
-        if (field == "id") e.id = value;
-        if (field == "event") e.event = value;
-        if (field == "data") e.data += (e.data.empty() ? "" : "\n") + value;
-      }
-      if (any) events_.push_back(std::move(e));
-    }
-  }
-
-  std::shared_ptr<http::CancelToken> token_ = std::make_shared<http::CancelToken>();
-  std::mutex mu_;
-  std::condition_variable cv_;
-  int status_ = 0;                    // guarded by mu_
-  bool done_ = false;                 // guarded by mu_
-  std::string buf_, body_;            // guarded by mu_
-  std::vector<SseEventRead> events_;  // guarded by mu_
-};
 
 class ChatHttpTest : public ::testing::TestWithParam<Backend> {
  protected:
@@ -198,6 +75,8 @@ class ChatHttpTest : public ::testing::TestWithParam<Backend> {
 
   // The bus the chat service publishes to (a test may interpose on it).
   virtual bus::Bus& ChatBus() { return *bus_; }
+  // The chat service's Env (a test may give it a fake clock).
+  virtual Env& ChatEnv() { return Env::Default(); }
 
   // Creates the chat service and the HTTP server in front of it (again after StopChat, then
   // with another registry: metric callbacks are registered once per registry).
@@ -207,7 +86,7 @@ class ChatHttpTest : public ::testing::TestWithParam<Backend> {
     ChatOptions options = Options();
     if (options.blobs == nullptr) options.blobs = blobs_.get();
     auto chat = ChatService::Create(
-        options, *db_, ChatBus(), Env::Default(),
+        options, *db_, ChatBus(), ChatEnv(),
         [a](const http::Request& req) { return a->Authenticate(req); }, metrics);
     ASSERT_TRUE(chat.ok()) << chat.status().ToString();
     chat_ = std::move(*chat);
@@ -237,107 +116,44 @@ class ChatHttpTest : public ::testing::TestWithParam<Backend> {
     bus_.reset();
   }
 
+  // The chat API of the running server (its port changes when the chat restarts).
+  ChatApi Api() { return ChatApi(client_, base_); }
   Reply Send(const std::string& method, const std::string& path, const std::string& body = "",
              const std::string& token = "",
              std::vector<std::pair<std::string, std::string>> headers = {}) {
-    http::ClientRequest req;
-    req.method = method;
-    req.url = base_ + path;
-    req.body = body;
-    if (!body.empty()) req.headers.Set("content-type", "application/json");
-    if (!token.empty()) req.headers.Set("authorization", "Bearer " + token);
-    for (auto& [k, v] : headers) req.headers.Set(k, v);
-    auto r = client_.SendSync(std::move(req));
-    EXPECT_TRUE(r.ok()) << r.status().ToString();
-    Reply out;
-    if (!r.ok()) return out;
-    out.status = r->status;
-    out.raw = r->body;
-    boost::system::error_code ec;
-    out.body = json::parse(r->body, ec);
-    return out;
+    return Api().Send(method, path, body, token, std::move(headers));
   }
   Reply Post(const std::string& path, const json::value& body, const User& u) {
-    return Send("POST", path, json::serialize(body), u.token);
+    return Api().Post(path, body, u);
   }
-  Reply Get(const std::string& path, const User& u) { return Send("GET", path, "", u.token); }
-
-  User FromSession(const Reply& r) {
-    User u;
-    EXPECT_TRUE(r.body.is_object()) << r.raw;
-    if (!r.body.is_object()) return u;
-    u.id = std::string(r.body.at("user").at("id").as_string());
-    u.workspace_id = std::string(r.body.at("workspace").at("id").as_string());
-    u.token = std::string(r.body.at("access_token").as_string());
-    return u;
-  }
-
-  // A user with a workspace of its own.
+  Reply Get(const std::string& path, const User& u) { return Api().Get(path, u); }
   User Owner(const std::string& email, const std::string& name = "Owner") {
-    Reply r = Send("POST", "/api/v1/auth/register",
-                   json::serialize(json::object{
-                       {"email", email}, {"password", "password-123"}, {"name", name}}));
-    EXPECT_EQ(r.status, 201) << r.raw;
-    return FromSession(r);
+    return Api().Owner(email, name);
   }
-  // A user invited into `owner`'s workspace.
   User Member(const User& owner, const std::string& email, const std::string& name = "Member") {
-    Reply inv = Post("/api/v1/workspaces/" + owner.workspace_id + "/invites",
-                     json::object{{"role", "member"}}, owner);
-    EXPECT_EQ(inv.status, 201) << inv.raw;
-    Reply r = Send("POST", "/api/v1/auth/register",
-                   json::serialize(json::object{{"email", email},
-                                                {"password", "password-123"},
-                                                {"name", name},
-                                                {"invite_code", inv.Str("code")}}));
-    EXPECT_EQ(r.status, 201) << r.raw;
-    return FromSession(r);
+    return Api().Member(owner, email, name);
   }
-
   Reply CreateChat(const User& u, const std::string& type, const std::string& name,
                    std::vector<std::string> members) {
-    json::array m;
-    for (auto& id : members) m.emplace_back(id);
-    json::object body{{"type", type}, {"members", std::move(m)}};
-    if (!name.empty()) body["name"] = name;
-    return Post("/api/v1/chats", body, u);
+    return Api().CreateChat(u, type, name, std::move(members));
   }
   std::string ChatId(const User& u, const std::string& type, const std::string& name,
                      std::vector<std::string> members) {
-    Reply r = CreateChat(u, type, name, std::move(members));
-    EXPECT_EQ(r.status, 201) << r.raw;
-    return r.Str("id");
+    return Api().ChatId(u, type, name, std::move(members));
   }
   Reply SendMessage(const User& u, const std::string& chat, const std::string& content,
                     const std::string& key = "") {
-    json::object body{{"content", content}};
-    if (!key.empty()) body["idempotency_key"] = key;
-    return Post("/api/v1/chats/" + chat + "/messages", body, u);
+    return Api().SendMessage(u, chat, content, key);
   }
   std::vector<json::object> Messages(const User& u, const std::string& chat,
                                      const std::string& query = "") {
-    Reply r = Get("/api/v1/chats/" + chat + "/messages" + query, u);
-    EXPECT_EQ(r.status, 200) << r.raw;
-    std::vector<json::object> out;
-    if (r.status != 200) return out;
-    for (const auto& m : r.body.at("messages").as_array()) out.push_back(m.as_object());
-    return out;
+    return Api().Messages(u, chat, query);
   }
   std::unique_ptr<SseReader> Stream(const User& u, const std::string& last_event_id = "") {
-    std::vector<std::pair<std::string, std::string>> h{{"authorization", "Bearer " + u.token}};
-    if (!last_event_id.empty()) h.emplace_back("last-event-id", last_event_id);
-    auto s = std::make_unique<SseReader>(client_, base_ + "/api/v1/events", h);
-    EXPECT_EQ(s->WaitStatus(), 200);
-    EXPECT_FALSE(s->WaitFor("ready", 1).empty());
-    return s;
+    return Api().Stream(u, last_event_id);
   }
   std::vector<json::object> SearchResults(const User& u, const std::string& query) {
-    Reply r = Get("/api/v1/search/messages?" + query, u);
-    EXPECT_EQ(r.status, 200) << r.raw;
-    std::vector<json::object> out;
-    if (r.status != 200) return out;
-    for (const auto& m : r.body.at("results").as_array()) out.push_back(m.as_object());
-    return out;
+    return Api().SearchResults(u, query);
   }
   // Polls until the indexer has processed everything published so far.
   void WaitIndexed() {
@@ -462,6 +278,121 @@ TEST_P(ChatHttpTest, GroupAndChannelRules) {
   EXPECT_EQ(Send("DELETE", "/api/v1/chats/" + secret, "", c.token).status, 204);
   EXPECT_EQ(Get("/api/v1/chats/" + secret, c).status, 404);
   EXPECT_EQ(CreateChat(a, "public_channel", "Secret Plans", {}).status, 201);
+}
+
+TEST_P(ChatHttpTest, OnlyPublicChannelsAreJoinedAndDirectMembersCannotBeRemoved) {
+  User a = Owner("a@example.com");
+  User b = Member(a, "b@example.com");
+  User c = Member(a, "c@example.com");
+  User d = Member(a, "d@example.com");
+  std::string g = ChatId(a, "group", "", {b.id, c.id});
+  std::string dm = ChatId(a, "direct", "", {b.id});
+  // Groups and direct chats do not exist for non-members, so there is nothing to join.
+  Reply join_group = Post("/api/v1/chats/" + g + "/join", json::object{}, d);
+  EXPECT_EQ(join_group.status, 404) << join_group.raw;
+  EXPECT_NE(join_group.Error().find("not found"), std::string::npos) << join_group.raw;
+  EXPECT_EQ(Post("/api/v1/chats/" + dm + "/join", json::object{}, c).status, 404);
+  // A member "joining" again changes nothing.
+  Reply again = Post("/api/v1/chats/" + g + "/join", json::object{}, b);
+  EXPECT_EQ(again.status, 200) << again.raw;
+  EXPECT_EQ(again.Int("member_count"), 3);
+  // Direct chats keep their two members.
+  Reply remove = Send("DELETE", "/api/v1/chats/" + dm + "/members/" + b.id, "", a.token);
+  EXPECT_EQ(remove.status, 400) << remove.raw;
+  EXPECT_NE(remove.Error().find("members of a direct chat cannot be removed"), std::string::npos)
+      << remove.raw;
+  Reply self = Send("DELETE", "/api/v1/chats/" + dm + "/members/" + a.id, "", a.token);
+  EXPECT_EQ(self.status, 400) << self.raw;  // removing oneself is leaving
+  EXPECT_NE(self.Error().find("cannot be left"), std::string::npos) << self.raw;
+  EXPECT_EQ(Get("/api/v1/chats/" + dm, a).Int("member_count"), 2);
+  // In a group, plain members cannot remove others.
+  Reply by_member = Send("DELETE", "/api/v1/chats/" + g + "/members/" + b.id, "", c.token);
+  EXPECT_EQ(by_member.status, 403) << by_member.raw;
+  EXPECT_NE(by_member.Error().find("owner or admins"), std::string::npos) << by_member.raw;
+}
+
+// The three-member minimum is a creation rule (docs/chat.md): members may leave or be removed
+// afterwards, as in Slack's and Mattermost's group messages.
+TEST_P(ChatHttpTest, GroupsNeedThreeMembersAtCreationOnly) {
+  User a = Owner("a@example.com");
+  User b = Member(a, "b@example.com");
+  User c = Member(a, "c@example.com");
+  std::string g = ChatId(a, "group", "", {b.id, c.id});
+  EXPECT_EQ(Post("/api/v1/chats/" + g + "/leave", json::object{}, c).status, 204);
+  EXPECT_EQ(Get("/api/v1/chats/" + g, a).Int("member_count"), 2);
+  EXPECT_EQ(Send("DELETE", "/api/v1/chats/" + g + "/members/" + b.id, "", a.token).status, 204);
+  EXPECT_EQ(Get("/api/v1/chats/" + g, a).Int("member_count"), 1);
+  EXPECT_EQ(SendMessage(a, g, "still here").status, 201);
+  EXPECT_EQ(Get("/api/v1/chats/" + g, b).status, 404);  // b is out
+  // Members can be added back.
+  EXPECT_EQ(
+      Post("/api/v1/chats/" + g + "/members", json::object{{"user_ids", json::array{b.id}}}, a)
+          .status,
+      200);
+  EXPECT_EQ(Get("/api/v1/chats/" + g, b).Int("member_count"), 2);
+}
+
+TEST_P(ChatHttpTest, BrowsingPublicChannelsShowsWhichOnesAreJoined) {
+  User a = Owner("a@example.com");
+  User b = Member(a, "b@example.com");
+  std::string general = ChatId(a, "public_channel", "general", {});
+  std::string random = ChatId(b, "public_channel", "Random", {});
+  ChatId(a, "private_channel", "secret", {});  // not listed
+  ChatId(a, "group", "", {b.id, Member(a, "c@example.com").id});
+  auto browse = [&](const User& u) {
+    std::map<std::string, json::object> out;
+    Reply r = Get("/api/v1/chats/public", u);
+    EXPECT_EQ(r.status, 200) << r.raw;
+    if (r.status != 200) return out;
+    std::vector<std::string> names;
+    for (const auto& c : r.body.at("chats").as_array()) {
+      names.emplace_back(c.at("name").as_string());
+      out[std::string(c.at("id").as_string())] = c.as_object();
+    }
+    EXPECT_EQ(names, (std::vector<std::string>{"general", "Random"}));  // by name, any case
+    return out;
+  };
+  auto seen = browse(b);
+  ASSERT_EQ(seen.size(), 2u);
+  EXPECT_FALSE(seen[general].at("joined").as_bool());
+  EXPECT_FALSE(seen[general].contains("role"));
+  EXPECT_EQ(seen[general].at("member_count").as_int64(), 1);
+  EXPECT_TRUE(seen[random].at("joined").as_bool());
+  EXPECT_EQ(seen[random].at("role").as_string(), "owner");
+  ASSERT_EQ(Post("/api/v1/chats/" + general + "/join", json::object{}, b).status, 200);
+  seen = browse(b);
+  EXPECT_TRUE(seen[general].at("joined").as_bool());
+  EXPECT_EQ(seen[general].at("role").as_string(), "member");
+  EXPECT_EQ(seen[general].at("member_count").as_int64(), 2);
+  // The owner of `general` sees `random` as not joined.
+  seen = browse(a);
+  EXPECT_TRUE(seen[general].at("joined").as_bool());
+  EXPECT_FALSE(seen[random].at("joined").as_bool());
+}
+
+TEST_P(ChatHttpTest, UnarchiveMakesAChatWritableAgain) {
+  User a = Owner("a@example.com");
+  User b = Member(a, "b@example.com");
+  std::string ch = ChatId(a, "private_channel", "ops", {b.id});
+  auto sb = Stream(b);
+  Reply by_member = Post("/api/v1/chats/" + ch + "/archive", json::object{}, b);
+  EXPECT_EQ(by_member.status, 403);
+  EXPECT_NE(by_member.Error().find("only the chat's owner"), std::string::npos) << by_member.raw;
+  Reply archived = Post("/api/v1/chats/" + ch + "/archive", json::object{}, a);
+  ASSERT_EQ(archived.status, 200) << archived.raw;
+  EXPECT_EQ(archived.Str("archived"), "true");
+  EXPECT_EQ(SendMessage(b, ch, "while archived").status, 409);
+  EXPECT_EQ(Post("/api/v1/chats/" + ch + "/unarchive", json::object{}, b).status, 403);
+  Reply unarchived = Post("/api/v1/chats/" + ch + "/unarchive", json::object{}, a);
+  ASSERT_EQ(unarchived.status, 200) << unarchived.raw;
+  EXPECT_EQ(unarchived.Str("archived"), "false");
+  EXPECT_EQ(Get("/api/v1/chats/" + ch, b).Str("archived"), "false");
+  EXPECT_EQ(SendMessage(b, ch, "writable again").status, 201);
+  // Members hear of both changes.
+  auto updates = sb->WaitFor("chat.updated", 2);
+  ASSERT_EQ(updates.size(), 2u);
+  EXPECT_TRUE(json::parse(updates[0].data).at("archived").as_bool());
+  EXPECT_FALSE(json::parse(updates[1].data).at("archived").as_bool());
 }
 
 // ---- permissions ----
@@ -589,6 +520,41 @@ TEST_P(ChatHttpTest, MessagesEditDeleteReactionsThreadsPinsAndReadState) {
   EXPECT_EQ(around.back().at("seq").as_int64(), 8);
   EXPECT_EQ(Get("/api/v1/chats/" + g + "/messages?limit=101", a).status, 400);
   EXPECT_EQ(Get("/api/v1/chats/" + g + "/messages?before=3&after=1", a).status, 400);
+}
+
+TEST_P(ChatHttpTest, UnpinRemovesAMessageFromThePins) {
+  User a = Owner("a@example.com");
+  User b = Member(a, "b@example.com");
+  std::string dm = ChatId(a, "direct", "", {b.id});
+  Reply m1 = SendMessage(a, dm, "pin me");
+  Reply m2 = SendMessage(a, dm, "pin me too");
+  ASSERT_EQ(m1.status, 201);
+  ASSERT_EQ(m2.status, 201);
+  std::string pin1 = "/api/v1/chats/" + dm + "/messages/" + std::to_string(m1.Int("id")) + "/pin";
+  std::string pin2 = "/api/v1/chats/" + dm + "/messages/" + std::to_string(m2.Int("id")) + "/pin";
+  auto sa = Stream(a);
+  Reply pinned = Post(pin1, json::object{}, b);
+  ASSERT_EQ(pinned.status, 200) << pinned.raw;
+  EXPECT_EQ(pinned.Str("pinned"), "true");
+  EXPECT_EQ(pinned.Str("pinned_by"), b.id);
+  ASSERT_EQ(Post(pin2, json::object{}, a).status, 200);
+  EXPECT_EQ(Get("/api/v1/chats/" + dm + "/pins", a).body.at("messages").as_array().size(), 2u);
+  Reply unpinned = Send("DELETE", pin1, "", a.token);
+  ASSERT_EQ(unpinned.status, 200) << unpinned.raw;
+  EXPECT_EQ(unpinned.Str("pinned"), "false");
+  EXPECT_EQ(unpinned.Str("pinned_by"), "");  // absent once unpinned
+  Reply pins = Get("/api/v1/chats/" + dm + "/pins", b);
+  ASSERT_EQ(pins.body.at("messages").as_array().size(), 1u);
+  EXPECT_EQ(pins.body.at("messages").at(0).at("id").as_int64(), m2.Int("id"));
+  EXPECT_EQ(
+      Get("/api/v1/chats/" + dm + "/messages/" + std::to_string(m1.Int("id")), b).Str("pinned"),
+      "false");
+  // Unpinning again is harmless; the stream saw pin, pin, unpin.
+  EXPECT_EQ(Send("DELETE", pin1, "", a.token).Str("pinned"), "false");
+  auto updates = sa->WaitFor("message.updated", 3);
+  ASSERT_GE(updates.size(), 3u);
+  EXPECT_FALSE(json::parse(updates[2].data).at("pinned").as_bool());
+  EXPECT_EQ(json::parse(updates[2].data).at("id").as_int64(), m1.Int("id"));
 }
 
 TEST_P(ChatHttpTest, ConcurrentSendsWithOneIdempotencyKeyCreateExactlyOneMessage) {
@@ -767,28 +733,6 @@ TEST_P(ChatHttpTest, EveryStreamOfAUserReceivesEveryEvent) {
   EXPECT_EQ(chat_->open_streams(), 4u);
 }
 
-// Polls a stream until an event of `type` whose data satisfies `pred` arrived.
-std::optional<SseEventRead> WaitForMatch(SseReader& s, const std::string& type,
-                                         const std::function<bool(const json::object&)>& pred,
-                                         std::chrono::milliseconds timeout = 10s) {
-  auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (true) {
-    for (const auto& e : s.events()) {
-      if (e.event != type) continue;
-      boost::system::error_code ec;
-      json::value v = json::parse(e.data, ec);
-      if (!ec && v.is_object() && pred(v.as_object())) return e;
-    }
-    if (std::chrono::steady_clock::now() >= deadline || s.done()) return std::nullopt;
-    std::this_thread::sleep_for(10ms);
-  }
-}
-
-bool Field(const json::object& o, std::string_view k, std::string_view v) {
-  const json::value* f = o.if_contains(k);
-  return f != nullptr && f->is_string() && f->as_string() == v;
-}
-
 TEST_P(ChatHttpTest, EveryEventTypeReachesTheStreamsOfItsAudience) {
   User a = Owner("a@example.com");
   User b = Member(a, "b@example.com");
@@ -861,6 +805,47 @@ TEST_P(ChatHttpTest, EveryEventTypeReachesTheStreamsOfItsAudience) {
     if (e.event == "ready") continue;
     EXPECT_EQ(e.id.empty(), e.event == "typing" || e.event == "presence") << e.event;
   }
+}
+
+TEST_P(ChatHttpTest, PublicChannelChangesReachTheWholeWorkspace) {
+  User a = Owner("a@example.com");
+  User b = Member(a, "b@example.com");
+  User c = Member(a, "c@example.com");  // in the workspace, in none of its chats
+  User x = Owner("x@example.com");      // another workspace
+  auto sc = Stream(c);
+  auto sx = Stream(x);
+  std::string priv = ChatId(a, "private_channel", "hidden", {b.id});
+  std::string dm = ChatId(a, "direct", "", {b.id});
+  std::string pub = ChatId(a, "public_channel", "town-square", {});
+  ASSERT_EQ(Send("PATCH", "/api/v1/chats/" + pub,
+                 json::serialize(json::object{{"name", "Town Square"}}), a.token)
+                .status,
+            200);
+  auto created = WaitForMatch(*sc, "chat.created", [&](auto& o) { return Field(o, "id", pub); });
+  ASSERT_TRUE(created);
+  // Enough to show the channel and offer to join it.
+  json::value data = json::parse(created->data);
+  EXPECT_EQ(data.at("type").as_string(), "public_channel");
+  EXPECT_EQ(data.at("name").as_string(), "town-square");
+  EXPECT_FALSE(data.as_object().contains("role"));
+  EXPECT_TRUE(WaitForMatch(*sc, "chat.updated", [&](auto& o) {
+    return Field(o, "id", pub) && Field(o, "name", "Town Square");
+  }));
+  EXPECT_EQ(Post("/api/v1/chats/" + pub + "/join", json::object{}, c).status, 200);
+  ASSERT_EQ(Send("DELETE", "/api/v1/chats/" + pub, "", a.token).status, 204);
+  EXPECT_TRUE(WaitForMatch(*sc, "chat.deleted", [&](auto& o) { return Field(o, "id", pub); }));
+  // The private channel and the direct chat (created before, so their events came first) did
+  // not reach c.
+  for (const auto& e : sc->events()) {
+    EXPECT_EQ(e.data.find(priv), std::string::npos) << e.event << " " << e.data;
+    EXPECT_EQ(e.data.find(dm), std::string::npos) << e.event << " " << e.data;
+  }
+  // Another workspace hears nothing of it: its own channel is the first chat event it gets.
+  std::string mine = ChatId(x, "public_channel", "elsewhere", {});
+  auto x_created = sx->WaitFor("chat.created", 1);
+  ASSERT_EQ(x_created.size(), 1u);
+  EXPECT_EQ(json::parse(x_created[0].data).at("id").as_string(), mine);
+  for (const auto& e : sx->events()) EXPECT_EQ(e.data.find(pub), std::string::npos) << e.data;
 }
 
 // Short ephemeral intervals: typing and presence rate limits and expiry.
@@ -1262,6 +1247,93 @@ TEST_P(ChatHttpTest, SearchFindsReadableMessagesAndFollowsEditsAndDeletes) {
   EXPECT_NE(metrics.find("chat_search_index_lag_seconds"), std::string::npos);
 }
 
+// The chat service on a fake clock (the auth service keeps the real one): the test sets the time.
+class ChatClockTest : public ChatHttpTest {
+ protected:
+  static constexpr int64_t kStart = 1772445600'000000;  // 2026-03-02T10:00:00Z
+  static constexpr int64_t kSecond = 1'000'000;
+  static constexpr int64_t kHour = 3600 * kSecond;
+
+  ChatClockTest() { clock_.fake_now_micros = kStart; }
+  Env& ChatEnv() override { return clock_; }
+
+  FaultInjectionEnv clock_{Env::Default()};
+};
+
+TEST_P(ChatClockTest, TicketsExpireAfterTheirTtl) {
+  User a = Owner("a@example.com");
+  Reply t1 = Post("/api/v1/events/ticket", json::object{}, a);
+  Reply t2 = Post("/api/v1/events/ticket", json::object{}, a);
+  ASSERT_EQ(t1.status, 200) << t1.raw;
+  ASSERT_EQ(t2.status, 200) << t2.raw;
+  EXPECT_EQ(t1.Int("expires_in"), 60);
+  clock_.fake_now_micros = kStart + 59 * kSecond;  // still valid
+  {
+    SseReader s(client_, base_ + "/api/v1/events?ticket=" + t1.Str("ticket"), {});
+    EXPECT_EQ(s.WaitStatus(), 200);
+    EXPECT_EQ(s.WaitFor("ready", 1).size(), 1u);
+  }
+  clock_.fake_now_micros = kStart + 61 * kSecond;  // past the 60 s
+  SseReader expired(client_, base_ + "/api/v1/events?ticket=" + t2.Str("ticket"), {});
+  EXPECT_EQ(expired.WaitStatus(), 401);
+  // Once refused it is gone: even with the clock turned back it does not open a stream.
+  clock_.fake_now_micros = kStart;
+  SseReader again(client_, base_ + "/api/v1/events?ticket=" + t2.Str("ticket"), {});
+  EXPECT_EQ(again.WaitStatus(), 401);
+}
+
+TEST_P(ChatClockTest, SearchDateRangeIncludesFromAndExcludesTo) {
+  User a = Owner("a@example.com");
+  User b = Member(a, "b@example.com");
+  User c = Member(a, "c@example.com");
+  std::string g = ChatId(a, "group", "dates", {b.id, c.id});
+  std::vector<int64_t> ids;  // sent at 10:00, 11:00, 12:00 and 13:00
+  for (int h = 0; h < 4; ++h) {
+    clock_.fake_now_micros = kStart + h * kHour;
+    Reply r = SendMessage(a, g, "quarterly figures, part " + std::to_string(h));
+    ASSERT_EQ(r.status, 201) << r.raw;
+    EXPECT_EQ(r.Str("created_at"), "2026-03-02T1" + std::to_string(h) + ":00:00Z");
+    ids.push_back(r.Int("id"));
+  }
+  WaitIndexed();
+  auto found = [&](const std::string& range) {
+    std::vector<int64_t> out;
+    for (const auto& o : SearchResults(b, "q=quarterly" + range)) {
+      out.push_back(o.at("id").to_number<int64_t>());
+    }
+    return out;
+  };
+  using Ids = std::vector<int64_t>;
+  EXPECT_EQ(found(""), (Ids{ids[3], ids[2], ids[1], ids[0]}));
+  // `to` excludes the 12:00 message exactly at the bound, `from` drops the 10:00 one.
+  EXPECT_EQ(found("&from=2026-03-02T10:30:00Z&to=2026-03-02T12:00:00Z"), (Ids{ids[1]}));
+  // `from` is inclusive.
+  EXPECT_EQ(found("&from=2026-03-02T11:00:00Z&to=2026-03-02T12:00:01Z"), (Ids{ids[2], ids[1]}));
+  EXPECT_EQ(found("&from=2026-03-02T12:00:00Z"), (Ids{ids[3], ids[2]}));
+  EXPECT_EQ(found("&to=2026-03-02T11:00:00Z"), (Ids{ids[0]}));
+  EXPECT_EQ(found("&from=2026-03-02T13:00:01Z"), Ids{});
+  // Combined with another filter and with paging.
+  EXPECT_EQ(found("&from=2026-03-02T11:00:00Z&to=2026-03-02T13:00:00Z&sender_id=" + a.id),
+            (Ids{ids[2], ids[1]}));
+  Reply p1 =
+      Get("/api/v1/search/messages?q=quarterly&from=2026-03-02T10:00:00Z&to=2026-03-02T13:00:00Z"
+          "&limit=2",
+          b);
+  ASSERT_EQ(p1.status, 200) << p1.raw;
+  ASSERT_EQ(p1.body.at("results").as_array().size(), 2u);
+  Reply p2 =
+      Get("/api/v1/search/messages?q=quarterly&from=2026-03-02T10:00:00Z&to=2026-03-02T13:00:00Z"
+          "&limit=2&cursor=" +
+              p1.Str("next_cursor"),
+          b);
+  ASSERT_EQ(p2.status, 200) << p2.raw;
+  ASSERT_EQ(p2.body.at("results").as_array().size(), 1u);
+  EXPECT_EQ(p2.body.at("results").at(0).at("id").as_int64(), ids[0]);
+  Reply bad = Get("/api/v1/search/messages?q=quarterly&to=tomorrow", b);
+  EXPECT_EQ(bad.status, 400);
+  EXPECT_NE(bad.Error().find("to:"), std::string::npos) << bad.raw;
+}
+
 // The value of an unlabelled metric in the exposition text (-1 when absent).
 double MetricValue(const std::string& text, const std::string& name) {
   size_t pos = 0;
@@ -1560,6 +1632,9 @@ INSTANTIATE_TEST_SUITE_P(Backends, ChatSearchWindowTest,
                          ::testing::Values(Backend::kSqlite, Backend::kPostgres),
                          testing::BackendName);
 INSTANTIATE_TEST_SUITE_P(Backends, ChatAttachmentLimitTest,
+                         ::testing::Values(Backend::kSqlite, Backend::kPostgres),
+                         testing::BackendName);
+INSTANTIATE_TEST_SUITE_P(Backends, ChatClockTest,
                          ::testing::Values(Backend::kSqlite, Backend::kPostgres),
                          testing::BackendName);
 INSTANTIATE_TEST_SUITE_P(Backends, ChatSlowClientTest,

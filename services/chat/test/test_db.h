@@ -38,9 +38,11 @@ inline std::string WithDatabase(const std::string& url, const std::string& name)
 
 // Opens a migrated database for `backend`; skips the test when PostgreSQL is not configured.
 // The PostgreSQL database is per process and test binary (`tag`), its schema reset per call.
+// `url_out`, when given, receives the database's URL (to open more connections to it).
 inline std::unique_ptr<store::Database> OpenTestDatabase(Backend backend,
                                                          const atrium::testing::TempDir& tmp,
-                                                         const std::string& tag) {
+                                                         const std::string& tag,
+                                                         std::string* url_out = nullptr) {
   std::string url;
   if (backend == Backend::kPostgres) {
     std::string server = PostgresServerUrl();
@@ -59,6 +61,7 @@ inline std::unique_ptr<store::Database> OpenTestDatabase(Backend backend,
   } else {
     url = "sqlite://" + tmp.path() + "/chat.db";
   }
+  if (url_out != nullptr) *url_out = url;
   auto db = store::OpenDatabase(url, {.pool_size = 4});
   EXPECT_TRUE(db.ok()) << db.status().ToString();
   if (!db.ok()) return nullptr;
