@@ -425,9 +425,18 @@ int Serve(std::shared_ptr<const Config> config) {
   // ---- track (service "track"): experiment tracking on the database and the blob store ----
   std::unique_ptr<track::TrackService> track_service;
   if (ServiceEnabled(*config, "track")) {
+    // Live updates go through the bus (opened here when "bus" is off), so every node's SSE
+    // viewers see what any node ingested.
+    if (!message_bus) {
+      auto bus_or = OpenBus(*config, env, metrics);
+      if (!bus_or.ok()) return fail(bus_or.status().WithContext("track needs the bus"));
+      message_bus = std::move(*bus_or);
+      health.Register("bus", [b = message_bus.get()] { return BusHealth(*b); });
+    }
     auth::AuditSink* track_audit = audit_sink ? audit_sink.get() : auth->sql_audit();
-    auto service = track::TrackService::Create(track::TrackOptionsFromConfig(*config), *db, *blobs,
-                                               env, track_audit, logging->Get("track"));
+    auto service =
+        track::TrackService::Create(track::TrackOptionsFromConfig(*config), *db, *blobs, env,
+                                    track_audit, message_bus.get(), logging->Get("track"));
     if (!service.ok()) return fail(service.status().WithContext("track"));
     track_service = std::move(*service);
     track_service->Start();
@@ -490,7 +499,7 @@ int Serve(std::shared_ptr<const Config> config) {
   if (audit_indexer) audit_indexer->Stop();
   chat_service.reset();   // ends the chat streams, the hub and the search indexer
   relay_service.reset();  // stops the usage aggregator, cancels upstream calls
-  track_service.reset();  // stops the crash check
+  track_service.reset();  // stops the crash check and the live-update reader
   embeddings.reset();     // stops the encoder workers (no request can reach them any more)
   bus_api.reset();        // ends the SSE reader threads
   message_bus.reset();    // flushes and closes the WALs

@@ -910,14 +910,15 @@ Status ArtifactRoutes::Register(http::Router& router) {
 }
 
 TrackService::Impl::Impl(TrackOptions o, store::Database& d, store::BlobStore& b, Env& e,
-                         auth::AuditSink* a, std::shared_ptr<spdlog::logger> l)
+                         auth::AuditSink* a, bus::Bus* bus, std::shared_ptr<spdlog::logger> l)
     : options(o),
       db(d),
       blobs(b),
       env(e),
       audit(a),
       log(std::move(l)),
-      series(o.series_cache_points) {}
+      series(o.series_cache_points),
+      live(bus, log) {}
 
 TrackService::Impl::~Impl() = default;
 

@@ -5,6 +5,26 @@
 
 namespace atrium::track {
 
+BucketGrid ChooseBucketGrid(int64_t first, int64_t last, int64_t max_points) {
+  if (max_points < 1) max_points = 1;
+  const uint64_t n = static_cast<uint64_t>(max_points);
+  // Unsigned arithmetic: the span may exceed INT64_MAX for extreme steps.
+  const uint64_t span = static_cast<uint64_t>(last) - static_cast<uint64_t>(first) + 1;
+  const uint64_t width = (span + n - 1) / n;
+  BucketGrid grid{first, width, 0};
+  for (int64_t level : kRollupLevels) {
+    if (2 * static_cast<uint64_t>(level) <= width) grid.level = level;
+  }
+  if (first < 0) grid.level = 0;  // (steps are never negative; stay exact anyway)
+  if (grid.level == 0) return grid;
+  const uint64_t l = static_cast<uint64_t>(grid.level);
+  grid.origin = first / grid.level * grid.level;
+  const uint64_t aligned_span =
+      static_cast<uint64_t>(last) - static_cast<uint64_t>(grid.origin) + 1;
+  grid.width = ((aligned_span + n - 1) / n + l - 1) / l * l;
+  return grid;
+}
+
 std::vector<Bucket> Downsample(std::span<const SeriesPoint> points, int64_t max_points) {
   std::vector<Bucket> out;
   if (points.empty()) return out;
@@ -18,12 +38,9 @@ std::vector<Bucket> Downsample(std::span<const SeriesPoint> points, int64_t max_
     }
     return out;
   }
-  const int64_t first = points.front().step;
-  const int64_t last = points.back().step;
-  // Unsigned arithmetic: the span may exceed INT64_MAX for extreme steps.
-  const uint64_t span = static_cast<uint64_t>(last) - static_cast<uint64_t>(first) + 1;
-  const uint64_t width =
-      (span + static_cast<uint64_t>(max_points) - 1) / static_cast<uint64_t>(max_points);
+  const BucketGrid grid = ChooseBucketGrid(points.front().step, points.back().step, max_points);
+  const int64_t first = grid.origin;
+  const uint64_t width = grid.width;
   out.reserve(static_cast<size_t>(max_points));
   // One division per bucket, not per point: points only compare with the bucket's end.
   uint64_t bucket_end = 0;  // exclusive, as an offset from `first`

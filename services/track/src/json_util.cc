@@ -1,4 +1,5 @@
 // JSON and id helpers of the track handlers.
+#include <charconv>
 #include <cmath>
 #include <cstdio>
 #include <ctime>
@@ -8,6 +9,24 @@
 #include "track_impl.h"
 
 namespace atrium::track {
+
+void AppendJsonNumber(std::string& out, double d) {
+  if (std::isnan(d)) {
+    out += "\"NaN\"";
+  } else if (std::isinf(d)) {
+    out += d > 0 ? "\"Infinity\"" : "\"-Infinity\"";
+  } else {
+    char buf[32];
+    auto r = std::to_chars(buf, buf + sizeof buf, d);
+    out.append(buf, r.ptr);
+  }
+}
+
+void AppendJsonInt(std::string& out, int64_t v) {
+  char buf[24];
+  auto r = std::to_chars(buf, buf + sizeof buf, v);
+  out.append(buf, r.ptr);
+}
 
 Response Error(const Status& s) { return Response::FromStatus(s); }
 

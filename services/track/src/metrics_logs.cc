@@ -9,6 +9,7 @@
 
 #include "atrium/http/json_error.h"
 
+#include "rollup.h"
 #include "track_impl.h"
 
 namespace atrium::track {
@@ -86,22 +87,37 @@ std::optional<int64_t> QueryInt(const Request& req, std::string_view name) {
   return v;
 }
 
-void AppendNumber(std::string& out, double d) {
-  if (std::isnan(d)) {
-    out += "\"NaN\"";
-  } else if (std::isinf(d)) {
-    out += d > 0 ? "\"Infinity\"" : "\"-Infinity\"";
-  } else {
-    char buf[32];
-    auto r = std::to_chars(buf, buf + sizeof buf, d);
-    out.append(buf, r.ptr);
+// A history answer: {<extra>"key","total","downsampled","points"}. Written by hand: a tree of
+// json::objects costs several allocations per point.
+std::string HistoryJson(const std::string& key, std::string_view extra_members, int64_t total,
+                        bool downsampled, const std::vector<Bucket>& buckets) {
+  std::string out;
+  out.reserve(64 + buckets.size() * (downsampled ? 110 : 60));
+  out += "{";
+  out += extra_members;
+  out += "\"key\":" + http::JsonQuote(key) + ",\"total\":";
+  AppendJsonInt(out, total);
+  out += downsampled ? ",\"downsampled\":true,\"points\":[" : ",\"downsampled\":false,\"points\":[";
+  for (size_t i = 0; i < buckets.size(); ++i) {
+    const auto& b = buckets[i];
+    out += i == 0 ? "{\"step\":" : ",{\"step\":";
+    AppendJsonInt(out, b.step);
+    out += ",\"value\":";
+    AppendJsonNumber(out, b.value);
+    if (downsampled) {
+      out += ",\"min\":";
+      AppendJsonNumber(out, b.min);
+      out += ",\"max\":";
+      AppendJsonNumber(out, b.max);
+      out += ",\"count\":";
+      AppendJsonInt(out, b.count);
+    }
+    out += ",\"timestamp\":";
+    AppendJsonInt(out, b.ts_ms);
+    out += "}";
   }
-}
-
-void AppendInt(std::string& out, int64_t v) {
-  char buf[24];
-  auto r = std::to_chars(buf, buf + sizeof buf, v);
-  out.append(buf, r.ptr);
+  out += "]}";
+  return out;
 }
 
 }  // namespace
@@ -125,6 +141,40 @@ Result<std::string> TrackService::Impl::History(
   }
   auto points = series.Get(run_id, key_id, version);
   if (!points) {
+    // Not cached. A long range is assembled from the rollups (the same buckets as from the
+    // points, see ChooseBucketGrid) instead of loading every point.
+    const int64_t lo = min_step.value_or(0), hi = max_step.value_or(INT64_MAX);
+    ASSIGN_OR_RETURN(
+        auto ends,
+        // ORDER BY ... LIMIT 1, not MIN/MAX: PostgreSQL without statistics (a fresh series)
+        // plans MIN/MAX as a scan of the whole range.
+        db.Query("SELECT (SELECT step FROM track_points WHERE run_id = ? AND key_id = ? AND step "
+                 ">= ? AND step <= ? ORDER BY step LIMIT 1), (SELECT step FROM track_points "
+                 "WHERE run_id = ? AND key_id = ? AND step >= ? AND step <= ? ORDER BY step DESC "
+                 "LIMIT 1)",
+                 {run_id, key_id, lo, hi, run_id, key_id, lo, hi}));
+    if (ends.empty() || ends[0].IsNull(0)) return HistoryJson(key, extra_members, 0, false, {});
+    const int64_t first = ends[0].Int(0), last = ends[0].Int(1);
+    const BucketGrid grid = ChooseBucketGrid(first, last, max_points);
+    if (grid.level != 0) {
+      ASSIGN_OR_RETURN(auto rolled, ReadRollupHistory(db, run_id, key_id, first, last, grid));
+      if (rolled.total > max_points) {
+        return HistoryJson(key, extra_members, rolled.total, true, rolled.buckets);
+      }
+      // Sparse: few points over a long range; they are read as they are.
+      ASSIGN_OR_RETURN(auto rows, db.Query("SELECT step, value, ts FROM track_points WHERE "
+                                           "run_id = ? AND key_id = ? AND step >= ? AND step "
+                                           "<= ? ORDER BY step",
+                                           {run_id, key_id, first, last}));
+      std::vector<SeriesPoint> few;
+      few.reserve(rows.size());
+      for (const auto& r : rows) {
+        double v = r.IsNull(1) ? std::numeric_limits<double>::quiet_NaN() : r.Double(1);
+        few.push_back({r.Int(0), v, r.Int(2)});
+      }
+      return HistoryJson(key, extra_members, static_cast<int64_t>(few.size()), false,
+                         Downsample(few, max_points));
+    }
     // Loaded in pages so the row objects of a long series never pile up.
     auto loaded = std::make_shared<std::vector<SeriesPoint>>();
     int64_t after = -1;
@@ -158,36 +208,9 @@ Result<std::string> TrackService::Impl::History(
   std::span<const SeriesPoint> range;
   if (first != last)
     range = std::span<const SeriesPoint>(&*first, static_cast<size_t>(last - first));
-  auto buckets = Downsample(range, max_points);
-  bool downsampled = static_cast<int64_t>(range.size()) > max_points;
-  // Written by hand: a tree of json::objects costs several allocations per point.
-  std::string out;
-  out.reserve(64 + buckets.size() * (downsampled ? 110 : 60));
-  out += "{";
-  out += extra_members;
-  out += "\"key\":" + http::JsonQuote(key) + ",\"total\":";
-  AppendInt(out, static_cast<int64_t>(range.size()));
-  out += downsampled ? ",\"downsampled\":true,\"points\":[" : ",\"downsampled\":false,\"points\":[";
-  for (size_t i = 0; i < buckets.size(); ++i) {
-    const auto& b = buckets[i];
-    out += i == 0 ? "{\"step\":" : ",{\"step\":";
-    AppendInt(out, b.step);
-    out += ",\"value\":";
-    AppendNumber(out, b.value);
-    if (downsampled) {
-      out += ",\"min\":";
-      AppendNumber(out, b.min);
-      out += ",\"max\":";
-      AppendNumber(out, b.max);
-      out += ",\"count\":";
-      AppendInt(out, b.count);
-    }
-    out += ",\"timestamp\":";
-    AppendInt(out, b.ts_ms);
-    out += "}";
-  }
-  out += "]}";
-  return out;
+  return HistoryJson(key, extra_members, static_cast<int64_t>(range.size()),
+                     static_cast<int64_t>(range.size()) > max_points,
+                     Downsample(range, max_points));
 }
 
 Status TrackService::Impl::AddMetricLogRoutes(http::Router& router) {
@@ -316,12 +339,19 @@ Status TrackService::Impl::AddMetricLogRoutes(http::Router& router) {
               if (!(mx >= p.value)) mx = p.value;
             }
             const auto& lastp = b.points.back();
+            // Whether the batch only appends to the series (the common case): its rollups can
+            // then be merged without checking each chunk.
+            ASSIGN_OR_RETURN(auto prev, tx.Query("SELECT last_step FROM track_summary WHERE "
+                                                 "run_id = ? AND key_id = ?",
+                                                 {run.id, b.key_id}));
+            const bool appends = prev.empty() || prev[0].Int(0) < b.points.front().step;
             ASSIGN_OR_RETURN(
                 auto rows,
                 tx.Query(kSummaryUpsert, {run.id, b.key_id, lastp.step, DoubleOrNull(lastp.value),
                                           lastp.ts_ms, DoubleOrNull(mn), DoubleOrNull(mx),
                                           static_cast<int64_t>(b.points.size())}));
             versions[i] = rows[0].Int(0);
+            RETURN_IF_ERROR(UpdateRollups(tx, run.id, b.key_id, b.points, appends));
           }
           return tx
               .Exec(
@@ -335,16 +365,11 @@ Status TrackService::Impl::AddMetricLogRoutes(http::Router& router) {
         for (size_t i = 0; i < batches.size(); ++i) {
           series.Apply(run.id, batches[i].key_id, versions[i], batches[i].points);
         }
-        if (live.HasSubscribers(run.id)) {
-          json::array out;
-          for (const auto& b : batches) {
-            for (const auto& p : b.points)
-              out.push_back(PointJson(b.key, p.step, p.value, p.ts_ms));
-          }
-          live.Publish(run.id,
-                       http::SseEvent{.event = "metrics",
-                                      .data = json::serialize(json::object{{"points", out}})});
-        }
+        // One bus record for the batch (split only past LiveHub::kMaxRecordBytes).
+        std::vector<LiveSeries> live_series;
+        live_series.reserve(batches.size());
+        for (const auto& b : batches) live_series.push_back({b.key, b.points});
+        live.PublishMetrics(run.id, live_series);
         return JsonReply(200, json::object{{"accepted", static_cast<int64_t>(arr.size())}});
       }),
       WriteRoute(options.max_batch_bytes)));
@@ -507,16 +532,20 @@ Status TrackService::Impl::AddMetricLogRoutes(http::Router& router) {
       }),
       ReadRoute()));
 
-  RETURN_IF_ERROR(router.Add("GET", "/api/v1/runs/{id}/events", SyncHandler([this](Request& req) {
-                               TRACK_ASSIGN_OR_RESPONSE(auto run, Run(P(req), req.Param("id")));
-                               auto [resp, writer] = http::SseResponse();
-                               writer->Send(http::SseEvent{
-                                   .event = "status",
-                                   .data = json::serialize(json::object{{"status", run.status}})});
-                               live.Subscribe(run.id, writer);
-                               return std::move(resp);
-                             }),
-                             ReadRoute()));
+  RETURN_IF_ERROR(router.Add(
+      "GET", "/api/v1/runs/{id}/events", SyncHandler([this](Request& req) {
+        TRACK_ASSIGN_OR_RESPONSE(auto run, Run(P(req), req.Param("id")));
+        auto [resp, writer] = http::SseResponse();
+        // Held while the current status is read, so a change committed meanwhile comes after it.
+        auto viewer = live.Subscribe(run.id, writer, /*logs_only=*/false, /*held=*/true);
+        auto rows = db.Query("SELECT status FROM track_runs WHERE id = ?", {run.id});
+        std::string status = rows.ok() && !rows->empty() ? (*rows)[0].Text(0) : run.status;
+        writer->Send(http::SseEvent{.event = "status",
+                                    .data = json::serialize(json::object{{"status", status}})});
+        live.Release(viewer, 0);
+        return std::move(resp);
+      }),
+      ReadRoute()));
 
   // ---- logs ----
   RETURN_IF_ERROR(router.Add(
@@ -586,19 +615,11 @@ Status TrackService::Impl::AddMetricLogRoutes(http::Router& router) {
           return Status::Ok();
         });
         TRACK_RETURN_IF_ERROR(st);
-        if (live.HasSubscribers(run.id)) {
-          int64_t seq = last_seq - n;
-          for (const auto& l : parsed) {
-            ++seq;
-            live.Publish(
-                run.id, http::SseEvent{.id = std::to_string(seq),
-                                       .event = "log",
-                                       .data = json::serialize(json::object{{"seq", seq},
-                                                                            {"level", l.level},
-                                                                            {"message", l.message},
-                                                                            {"timestamp", l.ts}})});
-          }
-        }
+        std::vector<LiveLogLine> live_lines;
+        live_lines.reserve(parsed.size());
+        int64_t seq = last_seq - n;
+        for (const auto& l : parsed) live_lines.push_back({++seq, l.level, l.message, l.ts});
+        live.PublishLogs(run.id, live_lines);
         return JsonReply(200, json::object{{"accepted", n}, {"last_seq", last_seq}});
       }),
       WriteRoute(options.max_batch_bytes)));
@@ -638,18 +659,35 @@ Status TrackService::Impl::AddMetricLogRoutes(http::Router& router) {
         if (auto last = req.headers.Get("last-event-id")) {
           cursor = std::max<int64_t>(cursor, std::strtoll(std::string(*last).c_str(), nullptr, 10));
         }
-        TRACK_ASSIGN_OR_RESPONSE(auto rows,
-                                 db.Query("SELECT seq, level, message, ts FROM track_logs "
-                                          "WHERE run_id = ? AND seq > ? ORDER BY seq "
-                                          "LIMIT 10000",
-                                          {run.id, cursor}));
         auto [resp, writer] = http::SseResponse({.max_queued_bytes = 8 << 20});
-        for (const auto& r : rows) {
-          writer->Send(http::SseEvent{.id = std::to_string(r.Int("seq")),
-                                      .event = "log",
-                                      .data = json::serialize(LineJson(r))});
+        // Registered (held) before the backlog is read: a line committed after the read is
+        // delivered live, one committed before it comes from the database, and lines in both
+        // are sent once.
+        auto viewer = live.Subscribe(run.id, writer, /*logs_only=*/true, /*held=*/true);
+        int64_t sent = cursor;
+        while (true) {
+          auto rows = db.Query(
+              "SELECT seq, level, message, ts FROM track_logs WHERE run_id = ? AND seq > ? "
+              "ORDER BY seq LIMIT 10000",
+              {run.id, sent});
+          if (!rows.ok()) {
+            writer->Close();
+            return Error(rows.status());
+          }
+          for (const auto& r : *rows) {
+            if (writer->Send(http::SseEvent{.id = std::to_string(r.Int("seq")),
+                                            .event = "log",
+                                            .data = json::serialize(LineJson(r))}) ==
+                http::BodyStream::WriteResult::kFull) {
+              // A backlog larger than the stream's queue: the client resumes from its last id.
+              writer->Close(http::SseEvent{.event = "resync", .data = "{}"});
+              return std::move(resp);
+            }
+            sent = r.Int("seq");
+          }
+          if (rows->size() < 10000) break;
         }
-        live.Subscribe(run.id, writer, "log");
+        live.Release(viewer, sent);
         return std::move(resp);
       }),
       ReadRoute()));

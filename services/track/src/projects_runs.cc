@@ -514,9 +514,7 @@ Status TrackService::Impl::AddProjectRunRoutes(http::Router& router) {
         });
         TRACK_RETURN_IF_ERROR(st);
         if (status != run.status) {
-          live.Publish(run.id,
-                       http::SseEvent{.event = "status",
-                                      .data = json::serialize(json::object{{"status", status}})});
+          live.PublishStatus(run.id, status);
         }
         Audit(req, "track.run.update", "run", IdStr(run.id));
         TRACK_ASSIGN_OR_RESPONSE(auto out, RunJson(run.id));
@@ -541,9 +539,7 @@ Status TrackService::Impl::AddProjectRunRoutes(http::Router& router) {
                   "heartbeat_at = ?, exit_code = ? WHERE id = ?",
                   {status, now, now, exit_code ? store::Value(*exit_code) : store::Value(), run.id})
                 .status());
-        live.Publish(run.id,
-                     http::SseEvent{.event = "status",
-                                    .data = json::serialize(json::object{{"status", status}})});
+        live.PublishStatus(run.id, status);
         Audit(req, "track.run.finish", "run", IdStr(run.id));
         TRACK_ASSIGN_OR_RESPONSE(auto out, RunJson(run.id));
         return JsonReply(200, out);

@@ -21,6 +21,7 @@
 #include "atrium/http/sse.h"
 #include "atrium/track/downsample.h"
 #include "atrium/track/track_service.h"
+#include "live_hub.h"
 
 namespace atrium::track {
 
@@ -44,6 +45,9 @@ json::value Time(int64_t micros);
 std::string FormatTime(int64_t micros);
 // A double as JSON; non-finite values as "NaN", "Infinity", "-Infinity".
 json::value Num(double d);
+// The same, appended as JSON text (hand-written JSON of hot paths).
+void AppendJsonNumber(std::string& out, double d);
+void AppendJsonInt(std::string& out, int64_t v);
 json::value NumOrNull(const store::Row& row, std::string_view col);
 json::value ParseJsonOr(const std::string& text, json::value fallback);
 // Positive decimal id, else NotFound naming `what`.
@@ -104,24 +108,6 @@ class SeriesCache {
   uint64_t clock_ = 0;                                    // guarded by mu_
 };
 
-// Live subscribers of runs (SSE). Thread-safe.
-class LiveHub {
- public:
-  // `only_event` non-empty: that event name only (e.g. "log").
-  void Subscribe(int64_t run_id, std::shared_ptr<http::SseWriter> writer,
-                 std::string only_event = "");
-  void Publish(int64_t run_id, const http::SseEvent& event);
-  bool HasSubscribers(int64_t run_id);
-
- private:
-  std::mutex mu_;
-  struct Sub {
-    std::shared_ptr<http::SseWriter> writer;  // dropped once closed (client gone)
-    std::string only_event;
-  };
-  std::unordered_map<int64_t, std::vector<Sub>> subs_;  // guarded by mu_
-};
-
 class ArtifactRoutes;
 
 class TrackService::Impl {
@@ -129,7 +115,7 @@ class TrackService::Impl {
   ~Impl();
   // Defined in artifacts.cc, where ArtifactRoutes is complete.
   Impl(TrackOptions o, store::Database& d, store::BlobStore& b, Env& e, auth::AuditSink* a,
-       std::shared_ptr<spdlog::logger> l);
+       bus::Bus* bus, std::shared_ptr<spdlog::logger> l);
 
   TrackOptions options;
   store::Database& db;

@@ -1,5 +1,5 @@
 // TrackService: construction, configuration, schema, shared helpers, the crash check, the series
-// cache and the live hub. Handlers live in the other files of this folder.
+// cache. Handlers live in the other files of this folder; live updates in live_hub.cc.
 #include <algorithm>
 
 #include "track_impl.h"
@@ -240,6 +240,53 @@ CREATE TABLE track_model_aliases (
 )
 )sql";
 
+// Rollups of metric series (rollup.h), backfilled from the points already stored: the finest
+// level from track_points (min/max over finite values only), each coarser one from the level
+// below, then the value and timestamp at each chunk's last step. Widths: kRollupLevels.
+std::string RollupSchemaV401() {
+  std::string sql = R"sql(
+CREATE TABLE track_rollups (
+  run_id BIGINT NOT NULL,
+  key_id BIGINT NOT NULL,
+  width BIGINT NOT NULL,
+  chunk BIGINT NOT NULL,
+  first_step BIGINT NOT NULL,
+  last_step BIGINT NOT NULL,
+  last_value DOUBLE PRECISION,
+  last_ts BIGINT NOT NULL,
+  min_value DOUBLE PRECISION,
+  max_value DOUBLE PRECISION,
+  count BIGINT NOT NULL,
+  PRIMARY KEY (run_id, key_id, width, chunk)
+) WITHOUT ROWID;
+)sql";
+  const std::string insert =
+      "INSERT INTO track_rollups(run_id, key_id, width, chunk, first_step, last_step, "
+      "last_value, last_ts, min_value, max_value, count) ";
+  const std::string finest = std::to_string(kRollupLevels[0]);
+  const std::string finite =
+      "CASE WHEN value >= -1.7976931348623157e308 AND value <= "
+      "1.7976931348623157e308 THEN value END";
+  sql += insert + "SELECT run_id, key_id, " + finest + ", step / " + finest +
+         ", MIN(step), MAX(step), NULL, 0, MIN(" + finite + "), MAX(" + finite +
+         "), COUNT(*) FROM track_points GROUP BY run_id, key_id, step / " + finest + ";\n";
+  for (size_t i = 1; i < std::size(kRollupLevels); ++i) {
+    const std::string ratio = std::to_string(kRollupLevels[i] / kRollupLevels[i - 1]);
+    sql += insert + "SELECT run_id, key_id, " + std::to_string(kRollupLevels[i]) + ", chunk / " +
+           ratio +
+           ", MIN(first_step), MAX(last_step), NULL, 0, MIN(min_value), MAX(max_value), "
+           "SUM(count) FROM track_rollups WHERE width = " +
+           std::to_string(kRollupLevels[i - 1]) + " GROUP BY run_id, key_id, chunk / " + ratio +
+           ";\n";
+  }
+  const std::string at_last =
+      " FROM track_points p WHERE p.run_id = track_rollups.run_id AND p.key_id = "
+      "track_rollups.key_id AND p.step = track_rollups.last_step)";
+  sql += "UPDATE track_rollups SET last_value = (SELECT p.value" + at_last +
+         ", last_ts = (SELECT p.ts" + at_last;
+  return sql;
+}
+
 std::string ReplaceAll(std::string s, std::string_view from, std::string_view to) {
   size_t pos = 0;
   while ((pos = s.find(from, pos)) != std::string::npos) {
@@ -261,7 +308,11 @@ std::vector<store::Migration> TrackMigrations() {
   return {store::Migration{.version = 400,
                            .name = "track_schema",
                            .sqlite_sql = kSchemaV400,
-                           .postgres_sql = PostgresOf(kSchemaV400)}};
+                           .postgres_sql = PostgresOf(kSchemaV400)},
+          store::Migration{.version = 401,
+                           .name = "track_rollups",
+                           .sqlite_sql = RollupSchemaV401(),
+                           .postgres_sql = PostgresOf(RollupSchemaV401())}};
 }
 
 // ---- SeriesCache ----
@@ -339,44 +390,6 @@ void SeriesCache::EvictLocked() {
     }
     total_points_ -= victim->second.points->size();
     entries_.erase(victim);
-  }
-}
-
-// ---- LiveHub ----
-
-void LiveHub::Subscribe(int64_t run_id, std::shared_ptr<http::SseWriter> writer,
-                        std::string only_event) {
-  std::lock_guard lock(mu_);
-  auto& list = subs_[run_id];
-  std::erase_if(list, [](const Sub& s) { return s.writer->closed(); });
-  list.push_back(Sub{std::move(writer), std::move(only_event)});
-}
-
-bool LiveHub::HasSubscribers(int64_t run_id) {
-  std::lock_guard lock(mu_);
-  auto it = subs_.find(run_id);
-  return it != subs_.end() && !it->second.empty();
-}
-
-void LiveHub::Publish(int64_t run_id, const http::SseEvent& event) {
-  std::vector<std::shared_ptr<http::SseWriter>> targets;
-  {
-    std::lock_guard lock(mu_);
-    auto it = subs_.find(run_id);
-    if (it == subs_.end()) return;
-    auto& list = it->second;
-    std::erase_if(list, [](const Sub& s) { return s.writer->closed(); });
-    for (auto& s : list) {
-      if (!s.only_event.empty() && s.only_event != event.event) continue;
-      targets.push_back(s.writer);
-    }
-    if (list.empty()) subs_.erase(it);
-  }
-  for (auto& t : targets) {
-    // A client too slow to keep up is told to resync and dropped.
-    if (t->Send(event) == http::BodyStream::WriteResult::kFull) {
-      t->Close(http::SseEvent{.event = "resync", .data = "{}"});
-    }
   }
 }
 
@@ -465,10 +478,7 @@ Result<int> TrackService::MarkCrashedRuns() {
                                               "end_time = ? WHERE status = 'running' AND "
                                               "heartbeat_at < ? RETURNING id",
                                               {now, cutoff}));
-  for (const auto& r : rows) {
-    impl_->live.Publish(r.Int(0),
-                        http::SseEvent{.event = "status", .data = R"({"status":"crashed"})"});
-  }
+  for (const auto& r : rows) impl_->live.PublishStatus(r.Int(0), "crashed");
   if (!rows.empty() && impl_->log) impl_->log->info("marked {} run(s) crashed", rows.size());
   return static_cast<int>(rows.size());
 }
@@ -506,12 +516,13 @@ void TrackService::Stop() {
 Result<std::unique_ptr<TrackService>> TrackService::Create(TrackOptions options,
                                                            store::Database& db,
                                                            store::BlobStore& blobs, Env& env,
-                                                           auth::AuditSink* audit,
+                                                           auth::AuditSink* audit, bus::Bus* bus,
                                                            std::shared_ptr<spdlog::logger> log) {
   if (options.crash_check_interval.count() <= 0) {
     return InvalidArgument("track.crash_check_interval must be positive");
   }
-  auto impl = std::make_unique<Impl>(options, db, blobs, env, audit, std::move(log));
+  auto impl = std::make_unique<Impl>(options, db, blobs, env, audit, bus, std::move(log));
+  RETURN_IF_ERROR(impl->live.Start());
   return std::unique_ptr<TrackService>(new TrackService(std::move(impl)));
 }
 

@@ -1,5 +1,6 @@
 // HTTP tests of run files, artifacts (dedup, aliases, finalize, external references), lineage,
 // sweeps and the model registry, on SQLite and PostgreSQL.
+#include <cmath>
 #include <set>
 
 #include "track_fixture.h"
@@ -395,6 +396,184 @@ TEST_P(TrackArtifactsTest, ModelRegistryStagesAndAliases) {
   EXPECT_EQ(Get("/api/v1/registry/models").body.at("models").as_array().size(), 1u);
   EXPECT_EQ(Send("DELETE", "/api/v1/registry/models/resnet").status, 204);
   EXPECT_EQ(Get("/api/v1/registry/models/resnet").status, 404);
+}
+
+TEST_P(TrackArtifactsTest, FinishedSweepSuggestsNothingAndCannotResume) {
+  std::string project = CreateProject("fin");
+  Reply r = Post(
+      "/api/v1/sweeps",
+      json::object{
+          {"project_id", project},
+          {"config",
+           json::object{
+               {"method", "random"},
+               {"parameters", json::object{{"lr", json::object{{"min", 0.1}, {"max", 1.0}}}}}}}});
+  ASSERT_EQ(r.status, 201) << r.raw;
+  std::string sweep = "/api/v1/sweeps/" + r.Str("id");
+  r = Post(sweep + "/suggest", json::object{});
+  ASSERT_EQ(r.status, 200) << r.raw;
+  EXPECT_FALSE(r.body.at("done").as_bool());
+  r = Post(sweep + "/finish", json::object{});
+  ASSERT_EQ(r.status, 200) << r.raw;
+  EXPECT_EQ(r.Str("status"), "finished");
+  r = Post(sweep + "/suggest", json::object{});
+  ASSERT_EQ(r.status, 200) << r.raw;
+  EXPECT_TRUE(r.body.at("done").as_bool());
+  EXPECT_EQ(r.Str("reason"), "finished");
+  EXPECT_FALSE(r.body.as_object().contains("params"));
+  EXPECT_EQ(Post(sweep + "/resume", json::object{}).status, 409);
+  EXPECT_EQ(Post(sweep + "/pause", json::object{}).status, 409);
+  EXPECT_EQ(Get(sweep).Str("status"), "finished");
+  EXPECT_EQ(Get(sweep).body.at("suggestion_count").as_int64(), 1);
+}
+
+// The server's TPE reads the metric of the sweep's finished runs: after a few rounds its
+// suggestions gather near the optimum, while the same sweep whose runs never finish (no
+// observations: the bounds only) keeps drawing across the whole range.
+TEST_P(TrackArtifactsTest, BayesSweepConcentratesNearTheOptimumOfFinishedRuns) {
+  std::string project = CreateProject("tpe");
+  auto create = [&] {
+    Reply r =
+        Post("/api/v1/sweeps",
+             json::object{
+                 {"project_id", project},
+                 {"config",
+                  json::object{
+                      {"method", "bayes"},
+                      {"n_startup", 5},
+                      {"seed", 7},
+                      {"metric", json::object{{"name", "val/loss"}, {"goal", "minimize"}}},
+                      {"parameters", json::object{{"x", json::object{{"distribution", "uniform"},
+                                                                     {"min", 0},
+                                                                     {"max", 10}}}}}}}});
+    EXPECT_EQ(r.status, 201) << r.raw;
+    return r.Str("id");
+  };
+  const std::string fed = create(), starved = create();
+  constexpr double kOptimum = 7.3;
+  // Suggests, runs the trial (loss = (x - 7.3)^2) and finishes it when `finish`; returns x.
+  auto trial = [&](const std::string& sweep, bool finish) {
+    Reply r = Post("/api/v1/sweeps/" + sweep + "/suggest", json::object{});
+    EXPECT_EQ(r.status, 200) << r.raw;
+    double x = r.body.at("params").at("x").to_number<double>();
+    EXPECT_GE(x, 0);
+    EXPECT_LE(x, 10);
+    std::string run = CreateRun(project, json::object{{"sweep_id", sweep},
+                                                      {"suggestion_id", r.Str("suggestion_id")},
+                                                      {"config", r.body.at("params")}});
+    EXPECT_EQ(LogPoints(run, json::array{json::object{{"key", "val/loss"},
+                                                      {"step", 0},
+                                                      {"value", (x - kOptimum) * (x - kOptimum)}}})
+                  .status,
+              200);
+    if (finish) {
+      EXPECT_EQ(Post("/api/v1/runs/" + run + "/finish", json::object{}).status, 200);
+    }
+    return x;
+  };
+  for (int i = 0; i < 25; ++i) {
+    trial(fed, true);
+    trial(starved, false);  // running runs are not observations
+  }
+  double fed_error = 0, starved_error = 0;
+  constexpr int kProbe = 10;
+  for (int i = 0; i < kProbe; ++i) {
+    fed_error += std::abs(trial(fed, true) - kOptimum) / kProbe;
+    starved_error += std::abs(trial(starved, false) - kOptimum) / kProbe;
+  }
+  // Uniform draws on [0, 10] are on average 2.9 away from 7.3.
+  EXPECT_LT(fed_error, 1.0) << "TPE mean distance " << fed_error;
+  EXPECT_GT(starved_error, 1.5) << "bounds-only mean distance " << starved_error;
+  // The best run of the fed sweep is close to the optimum.
+  Reply stats = Get("/api/v1/sweeps/" + fed + "/stats");
+  ASSERT_EQ(stats.status, 200) << stats.raw;
+  EXPECT_LT(stats.body.at("best").at("value").to_number<double>(), 0.05) << stats.raw;
+}
+
+TEST_P(TrackArtifactsTest, RegistryVersionsLinkArtifactVersionsAndModelsUpdate) {
+  std::string project = CreateProject("regart");
+  std::string run = CreateRun(project);
+  std::string sha = PutBlob("weights v1");
+  Reply r = Post("/api/v1/artifacts", json::object{{"project_id", project},
+                                                   {"name", "clf"},
+                                                   {"type", "model"},
+                                                   {"files", json::array{File("w.bin", sha)}}});
+  ASSERT_EQ(r.status, 201) << r.raw;
+  std::string version_id = std::string(r.body.at("version").at("id").as_string());
+  // Bob's artifact version, in his workspace.
+  std::string bob_project = CreateProject("bobs", &bob_);
+  Reply bob_blob = Send("PUT", "/api/v1/blobs", "bob weights", &bob_, "application/octet-stream");
+  ASSERT_EQ(bob_blob.status, 200) << bob_blob.raw;
+  r = Post("/api/v1/artifacts",
+           json::object{{"project_id", bob_project},
+                        {"name", "clf"},
+                        {"type", "model"},
+                        {"files", json::array{File("w.bin", bob_blob.Str("sha256"))}}},
+           &bob_);
+  ASSERT_EQ(r.status, 201) << r.raw;
+  std::string bob_version_id = std::string(r.body.at("version").at("id").as_string());
+
+  ASSERT_EQ(
+      Post("/api/v1/registry/models", json::object{{"name", "clf"},
+                                                   {"description", "first"},
+                                                   {"tags", json::object{{"team", "vision"}}}})
+          .status,
+      201);
+  r = Post(
+      "/api/v1/registry/models/clf/versions",
+      json::object{{"run_id", run}, {"artifact_version_id", version_id}, {"description", "v1"}});
+  ASSERT_EQ(r.status, 201) << r.raw;
+  EXPECT_EQ(r.body.at("version").as_int64(), 1);
+  EXPECT_EQ(r.Str("artifact_version_id"), version_id);
+  EXPECT_EQ(r.Str("run_id"), run);
+  // Another workspace's artifact version does not exist for alice.
+  r = Post("/api/v1/registry/models/clf/versions",
+           json::object{{"artifact_version_id", bob_version_id}});
+  EXPECT_EQ(r.status, 404) << r.raw;
+  EXPECT_NE(r.raw.find("artifact_version_id"), std::string::npos) << r.raw;
+  EXPECT_EQ(
+      Post("/api/v1/registry/models/clf/versions", json::object{{"artifact_version_id", "999999"}})
+          .status,
+      404);
+  r = Post("/api/v1/registry/models/clf/versions", json::object{{"description", "v2"}});
+  ASSERT_EQ(r.status, 201) << r.raw;
+  EXPECT_TRUE(r.body.at("artifact_version_id").is_null());
+
+  // PATCH: description and tags change, the name and the versions stay.
+  r = Send("PATCH", "/api/v1/registry/models/clf",
+           json::serialize(json::object{{"description", "classifier"},
+                                        {"tags", json::object{{"team", "ml"}, {"tier", "1"}}}}));
+  ASSERT_EQ(r.status, 200) << r.raw;
+  EXPECT_EQ(r.Str("description"), "classifier");
+  EXPECT_EQ(r.body.at("tags").at("team").as_string(), "ml");
+  EXPECT_EQ(r.body.at("tags").at("tier").as_string(), "1");
+  EXPECT_EQ(r.body.at("latest_version").as_int64(), 2);
+  EXPECT_EQ(Get("/api/v1/registry/models/clf").Str("description"), "classifier");
+  r = Send("PATCH", "/api/v1/registry/models/clf",
+           json::serialize(json::object{{"description", "only the description"}}));
+  ASSERT_EQ(r.status, 200) << r.raw;
+  EXPECT_EQ(r.body.at("tags").at("tier").as_string(), "1");
+  EXPECT_EQ(Send("PATCH", "/api/v1/registry/models/nope",
+                 json::serialize(json::object{{"description", "x"}}))
+                .status,
+            404);
+  EXPECT_EQ(Send("PATCH", "/api/v1/registry/models/clf",
+                 json::serialize(json::object{{"description", "x"}}), &bob_)
+                .status,
+            404);
+
+  // GET versions: every version in order, with its links.
+  r = Get("/api/v1/registry/models/clf/versions");
+  ASSERT_EQ(r.status, 200) << r.raw;
+  const auto& versions = r.body.at("versions").as_array();
+  ASSERT_EQ(versions.size(), 2u);
+  EXPECT_EQ(versions[0].at("version").as_int64(), 1);
+  EXPECT_EQ(versions[0].at("artifact_version_id").as_string(), version_id);
+  EXPECT_EQ(versions[0].at("run_id").as_string(), run);
+  EXPECT_EQ(versions[0].at("description").as_string(), "v1");
+  EXPECT_EQ(versions[1].at("version").as_int64(), 2);
+  EXPECT_EQ(versions[1].at("stage").as_string(), "none");
+  EXPECT_EQ(Get("/api/v1/registry/models/clf/versions", &bob_).status, 404);
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, TrackArtifactsTest,

@@ -1,6 +1,7 @@
 // The HTTP test fixture of the track service: a real http::Server (port 0) with the auth and
-// track routes on a fresh SQLite or PostgreSQL (fixture `pg`) database, two users in two
-// workspaces, and helpers to call the API.
+// track routes on a fresh SQLite or PostgreSQL (fixture `pg`) database, an embedded bus for live
+// updates (as `atrium serve` has), two users in two workspaces, and helpers to call the API and
+// read SSE streams.
 #pragma once
 
 #include <gtest/gtest.h>
@@ -10,10 +11,16 @@
 #include <spdlog/spdlog.h>
 #include <boost/json.hpp>
 
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
 #include <memory>
+#include <mutex>
 #include <string>
+#include <thread>
 
 #include "atrium/auth/auth_service.h"
+#include "atrium/bus/embedded_bus.h"
 #include "atrium/core/env.h"
 #include "atrium/core/testing.h"
 #include "atrium/http/client.h"
@@ -96,6 +103,63 @@ struct User {
   std::string token, workspace_id, user_id;
 };
 
+// An SSE stream read in the background; the text received so far can be waited on.
+class SseStream {
+ public:
+  SseStream(http::HttpClient& client, const std::string& url, const std::string& token) {
+    http::ClientRequest req;
+    req.url = url;
+    req.headers.Set("authorization", "Bearer " + token);
+    req.cancel = cancel_;
+    req.on_data = [this](std::string_view chunk) {
+      std::lock_guard lock(mu_);
+      text_ += chunk;
+      cv_.notify_all();
+      return true;
+    };
+    client.Send(std::move(req), [this](Result<http::ClientResponse>) {
+      std::lock_guard lock(mu_);
+      done_ = true;
+      cv_.notify_all();
+    });
+  }
+  ~SseStream() {
+    cancel_->Cancel();
+    std::unique_lock lock(mu_);
+    cv_.wait_for(lock, std::chrono::seconds(5), [this] { return done_; });
+  }
+  SseStream(const SseStream&) = delete;
+  SseStream& operator=(const SseStream&) = delete;
+
+  // Whether `needle` arrived within `timeout`.
+  bool WaitFor(const std::string& needle,
+               std::chrono::milliseconds timeout = std::chrono::seconds(5)) {
+    std::unique_lock lock(mu_);
+    return cv_.wait_for(lock, timeout, [&] { return text_.find(needle) != std::string::npos; });
+  }
+  std::string text() {
+    std::lock_guard lock(mu_);
+    return text_;
+  }
+  // Occurrences of `needle` so far.
+  size_t Count(const std::string& needle) {
+    std::lock_guard lock(mu_);
+    size_t n = 0;
+    for (size_t pos = text_.find(needle); pos != std::string::npos;
+         pos = text_.find(needle, pos + needle.size())) {
+      ++n;
+    }
+    return n;
+  }
+
+ private:
+  std::shared_ptr<http::CancelToken> cancel_ = std::make_shared<http::CancelToken>();
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::string text_;   // guarded by mu_
+  bool done_ = false;  // guarded by mu_
+};
+
 class TrackHttpTest : public ::testing::TestWithParam<Backend> {
  protected:
   // Options tests may change before SetUp runs (override ConfigureOptions).
@@ -116,20 +180,20 @@ class TrackHttpTest : public ::testing::TestWithParam<Backend> {
     auto blobs = store::FsBlobStore::Create(Env::Default(), tmp_.path() + "/blobs");
     ASSERT_TRUE(blobs.ok());
     blobs_ = std::move(*blobs);
+    auto bus = bus::OpenEmbeddedBus(Env::Default(), {.data_dir = tmp_.path() + "/bus"});
+    ASSERT_TRUE(bus.ok()) << bus.status().ToString();
+    bus_ = std::move(*bus);
     TrackOptions o;
     ConfigureOptions(o);
-    auto t = TrackService::Create(o, *db_, *blobs_, Env::Default(), auth_->sql_audit(), logger);
+    auto t = TrackService::Create(o, *db_, *blobs_, Env::Default(), auth_->sql_audit(), bus_.get(),
+                                  logger);
     ASSERT_TRUE(t.ok()) << t.status().ToString();
     track_ = std::move(*t);
     http::Router router;
     ASSERT_TRUE(auth_->AddRoutes(router).ok());
     ASSERT_TRUE(track_->AddRoutes(router).ok());
-    server_ = std::make_unique<http::Server>(
-        http::ServerOptions{
-            .port = 0, .io_threads = 2, .blocking_threads = 4, .max_body_bytes = 64 << 20},
-        std::move(router), logger);
-    server_->Use(auth_->auth_middleware());
-    ASSERT_TRUE(server_->Start().ok());
+    server_ = StartServer(std::move(router));
+    ASSERT_NE(server_, nullptr);
     base_ = "http://127.0.0.1:" + std::to_string(server_->port());
     alice_ = Register("alice@example.com");
     bob_ = Register("bob@example.com");
@@ -140,11 +204,30 @@ class TrackHttpTest : public ::testing::TestWithParam<Backend> {
     track_.reset();
   }
 
+  // A server on port 0 with the fixture's auth middleware; null when it does not start.
+  std::unique_ptr<http::Server> StartServer(http::Router router) {
+    auto logger =
+        std::make_shared<spdlog::logger>("http", std::make_shared<spdlog::sinks::null_sink_mt>());
+    auto server = std::make_unique<http::Server>(
+        http::ServerOptions{
+            .port = 0, .io_threads = 2, .blocking_threads = 4, .max_body_bytes = 64 << 20},
+        std::move(router), logger);
+    server->Use(auth_->auth_middleware());
+    if (!server->Start().ok()) return nullptr;
+    return server;
+  }
+
   Reply Send(const std::string& method, const std::string& path, const std::string& body = "",
              const User* user = nullptr, std::string content_type = "application/json") {
+    return SendTo(base_, method, path, body, user, std::move(content_type));
+  }
+  // The same against another server (`base`: "http://127.0.0.1:port").
+  Reply SendTo(const std::string& base, const std::string& method, const std::string& path,
+               const std::string& body = "", const User* user = nullptr,
+               std::string content_type = "application/json") {
     http::ClientRequest req;
     req.method = method;
-    req.url = base_ + path;
+    req.url = base + path;
     req.body = body;
     req.max_response_bytes = 64 << 20;
     if (!body.empty()) req.headers.Set("content-type", content_type);
@@ -181,6 +264,26 @@ class TrackHttpTest : public ::testing::TestWithParam<Backend> {
     return u;
   }
 
+  // A new user who joins `admin`'s workspace as a member (invite, then register with the code).
+  User JoinWorkspace(const User& admin, const std::string& email) {
+    Reply inv = Send("POST", "/api/v1/workspaces/" + admin.workspace_id + "/invites",
+                     json::serialize(json::object{{"role", "member"}}), &admin);
+    EXPECT_EQ(inv.status, 201) << inv.raw;
+    Reply r = Send(
+        "POST", "/api/v1/auth/register",
+        json::serialize(json::object{
+            {"email", email}, {"password", "password-123"}, {"invite_code", inv.body.at("code")}}),
+        &anonymous_);
+    EXPECT_EQ(r.status, 201) << r.raw;
+    User u;
+    if (r.status != 201) return u;
+    u.token = json::value_to<std::string>(r.body.at("access_token"));
+    u.workspace_id = json::value_to<std::string>(r.body.at("workspace").at("id"));
+    u.user_id = json::value_to<std::string>(r.body.at("user").at("id"));
+    EXPECT_EQ(u.workspace_id, admin.workspace_id);
+    return u;
+  }
+
   std::string CreateProject(const std::string& name, const User* user = nullptr) {
     Reply r = Post("/api/v1/projects", json::object{{"name", name}}, user);
     EXPECT_EQ(r.status, 201) << r.raw;
@@ -202,6 +305,7 @@ class TrackHttpTest : public ::testing::TestWithParam<Backend> {
   std::unique_ptr<store::Database> db_;
   std::unique_ptr<auth::AuthService> auth_;
   std::unique_ptr<store::FsBlobStore> blobs_;
+  std::unique_ptr<bus::Bus> bus_;  // outlives track_
   std::unique_ptr<TrackService> track_;
   std::unique_ptr<http::Server> server_;
   http::HttpClient client_;

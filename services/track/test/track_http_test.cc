@@ -4,6 +4,8 @@
 #include <cmath>
 #include <condition_variable>
 #include <mutex>
+#include <optional>
+#include <set>
 #include <thread>
 
 #include <arpa/inet.h>
@@ -11,6 +13,7 @@
 #include <sys/socket.h>
 
 #include "atrium/auth/audit.h"
+#include "atrium/track/downsample.h"
 #include "track_fixture.h"
 
 namespace atrium::track::testing {
@@ -576,6 +579,311 @@ TEST_P(TrackHttpTest, SearchWithFilterOrderAndCursor) {
   EXPECT_EQ(r.status, 400);
   EXPECT_NE(r.raw.find("position 15"), std::string::npos) << r.raw;
   EXPECT_EQ(search("", "params.lr sideways").status, 400);
+}
+
+// Keyset pagination: runs created between two page requests (sorting before the page already
+// read, after it, or lacking the sort key) make no run of the first pages come again and skip
+// none, for every kind of sort key; the pages keep the order of a one-page search.
+TEST_P(TrackHttpTest, SearchPagesNeitherSkipNorRepeatWhenRunsAreInserted) {
+  std::string project = CreateProject("pages");
+  int created = 0;
+  // A run with every sort key (`high` sorts it first in the orders below) or with none.
+  auto add_run = [&](bool with_keys, bool high) {
+    int n = created++;
+    json::object body{{"name", (high ? "a" : "m") + std::to_string(1000 + n)}};
+    if (with_keys) {
+      double lr = high ? 100.0 + n : 0.001 * (n % 7);  // repeated values: ties broken by id
+      body["config"] = json::object{{"lr", lr}, {"opt", n % 2 == 0 ? "adam" : "sgd"}};
+      body["tags"] =
+          json::object{{"dataset", high ? "zz" + std::to_string(n) : "d" + std::to_string(n % 3)}};
+    }
+    std::string run = CreateRun(project, body);
+    if (with_keys) {
+      double loss = high ? -1.0 * n : 0.5 + (n % 5) * 0.1;
+      EXPECT_EQ(
+          LogPoints(run, json::array{json::object{{"key", "loss"}, {"step", 0}, {"value", loss}}})
+              .status,
+          200);
+    }
+    return run;
+  };
+  for (int i = 0; i < 14; ++i) add_run(i % 5 != 4, false);
+  auto ids = [](const Reply& r) {
+    std::vector<std::string> out;
+    for (const auto& run : r.body.at("runs").as_array()) out.emplace_back(run.at("id").as_string());
+    return out;
+  };
+  const std::vector<json::value> orders = {
+      nullptr,  // start_time desc
+      json::value("name asc"),
+      json::value("params.lr desc"),
+      json::value("metrics.loss asc"),
+      json::value("tags.dataset desc"),
+      json::value("params.opt, tags.dataset asc, metrics.loss desc"),
+      json::array{"status", "end_time desc", "params.lr asc"}};
+  for (const auto& order : orders) {
+    SCOPED_TRACE("order_by " + json::serialize(order));
+    json::object body{{"project_id", project}, {"limit", 4}};
+    if (!order.is_null()) body["order_by"] = order;
+    Reply r = Post("/api/v1/runs/search", body);
+    ASSERT_EQ(r.status, 200) << r.raw;
+    std::vector<std::string> before = ids(r);  // (first page only)
+    body["limit"] = 1000;
+    std::vector<std::string> existing = ids(Post("/api/v1/runs/search", body));
+    body["limit"] = 4;
+    std::vector<std::string> paged;
+    std::string cursor;
+    for (int page = 0; page < 100; ++page) {
+      if (!cursor.empty()) body["cursor"] = cursor;
+      r = Post("/api/v1/runs/search", body);
+      ASSERT_EQ(r.status, 200) << r.raw;
+      for (auto& id : ids(r)) paged.push_back(id);
+      if (r.body.at("next_cursor").is_null()) break;
+      cursor = std::string(r.body.at("next_cursor").as_string());
+      // Between the first requests: a run sorting first, one sorting like the others, one
+      // lacking every key.
+      if (page < 4) {
+        add_run(true, true);
+        add_run(true, false);
+        add_run(false, false);
+      }
+    }
+    EXPECT_TRUE(r.body.at("next_cursor").is_null()) << "more than 100 pages";
+    EXPECT_EQ(std::vector<std::string>(paged.begin(), paged.begin() + 4), before);
+    // Nothing repeated, nothing that existed before skipped.
+    std::set<std::string> seen(paged.begin(), paged.end());
+    EXPECT_EQ(seen.size(), paged.size());
+    for (const auto& id : existing) EXPECT_EQ(seen.count(id), 1u) << "run " << id << " skipped";
+    // The pages follow the order of a one-page search over what exists now.
+    body.erase("cursor");
+    body["limit"] = 1000;
+    std::vector<std::string> now = ids(Post("/api/v1/runs/search", body));
+    size_t at = 0;
+    for (const auto& id : paged) {
+      while (at < now.size() && now[at] != id) ++at;
+      ASSERT_LT(at, now.size()) << "run " << id << " out of order";
+    }
+  }
+  // Ordering by a tag: missing tags last, ties by id (newest first).
+  Reply r = Post("/api/v1/runs/search", json::object{{"project_id", project},
+                                                     {"filter", "name like 'm%'"},
+                                                     {"order_by", "tags.dataset asc"},
+                                                     {"limit", 1000}});
+  ASSERT_EQ(r.status, 200) << r.raw;
+  std::string last_tag;
+  bool missing_seen = false;
+  for (const auto& run : r.body.at("runs").as_array()) {
+    const auto* tag = run.at("tags").as_object().if_contains("dataset");
+    if (tag == nullptr) {
+      missing_seen = true;
+      continue;
+    }
+    EXPECT_FALSE(missing_seen) << "a run with the tag after one without";
+    EXPECT_LE(last_tag, std::string(tag->as_string()));
+    last_tag = std::string(tag->as_string());
+  }
+  EXPECT_TRUE(missing_seen);
+  // A cursor belongs to its search's order; garbage is 400.
+  r = Post("/api/v1/runs/search",
+           json::object{{"project_id", project}, {"order_by", "name"}, {"limit", 2}});
+  std::string name_cursor = std::string(r.body.at("next_cursor").as_string());
+  r = Post(
+      "/api/v1/runs/search",
+      json::object{{"project_id", project}, {"order_by", "params.lr"}, {"cursor", name_cursor}});
+  EXPECT_EQ(r.status, 400);
+  EXPECT_NE(r.raw.find("order_by"), std::string::npos) << r.raw;
+  EXPECT_EQ(
+      Post("/api/v1/runs/search", json::object{{"project_id", project}, {"cursor", "12"}}).status,
+      400);
+}
+
+TEST_P(TrackHttpTest, PrivateProjectsAreHiddenFromOtherMembersOfTheWorkspace) {
+  User carol = JoinWorkspace(alice_, "carol@example.com");
+  std::string project = CreateProject("mine");
+  std::string run = CreateRun(project);
+  ASSERT_EQ(
+      LogPoints(run, json::array{json::object{{"key", "loss"}, {"step", 0}, {"value", 1}}}).status,
+      200);
+  Reply r = Send("PUT", "/api/v1/blobs", "weights", nullptr, "application/octet-stream");
+  ASSERT_EQ(r.status, 200) << r.raw;
+  r = Post(
+      "/api/v1/artifacts",
+      json::object{
+          {"project_id", project},
+          {"name", "model"},
+          {"type", "model"},
+          {"files", json::array{json::object{{"path", "w.bin"}, {"sha256", r.Str("sha256")}}}}});
+  ASSERT_EQ(r.status, 201) << r.raw;
+  std::string artifact = std::string(r.body.at("artifact").at("id").as_string());
+  std::string version = std::string(r.body.at("version").at("id").as_string());
+  // While the project is shared, carol (same workspace) sees it.
+  EXPECT_EQ(Get("/api/v1/runs/" + run, &carol).status, 200);
+  EXPECT_EQ(Get("/api/v1/artifacts/" + artifact, &carol).status, 200);
+  ASSERT_EQ(Send("PATCH", "/api/v1/projects/" + project,
+                 json::serialize(json::object{{"visibility", "private"}}))
+                .status,
+            200);
+  // Private: 404 (never 403) for her, on the project, its runs and its artifacts.
+  EXPECT_EQ(Get("/api/v1/projects/" + project, &carol).status, 404);
+  EXPECT_EQ(Get("/api/v1/runs/" + run, &carol).status, 404);
+  EXPECT_EQ(Get("/api/v1/runs/" + run + "/metrics/loss", &carol).status, 404);
+  EXPECT_TRUE(Get("/api/v1/runs", &carol).body.at("runs").as_array().empty());
+  EXPECT_EQ(Post("/api/v1/runs/search", json::object{{"project_id", project}}, &carol).status, 404);
+  EXPECT_EQ(Get("/api/v1/artifacts/" + artifact, &carol).status, 404);
+  EXPECT_EQ(Get("/api/v1/artifact-versions/" + version, &carol).status, 404);
+  EXPECT_EQ(Get("/api/v1/artifact-versions/" + version + "/files/w.bin", &carol).status, 404);
+  EXPECT_TRUE(Get("/api/v1/artifacts", &carol).body.at("artifacts").as_array().empty());
+  EXPECT_EQ(Post("/api/v1/metrics/compare",
+                 json::object{{"run_ids", json::array{run}}, {"keys", json::array{"loss"}}}, &carol)
+                .status,
+            404);
+  // The creator still sees everything.
+  EXPECT_EQ(Get("/api/v1/runs/" + run).status, 200);
+  EXPECT_EQ(Get("/api/v1/artifacts/" + artifact).status, 200);
+}
+
+TEST_P(TrackHttpTest, CompareWithARunTheCallerCannotSeeIs404) {
+  std::string mine = CreateRun(CreateProject("cmp"));
+  std::string theirs = CreateRun(CreateProject("cmp", &bob_), {}, &bob_);
+  for (const auto& [run, user] : {std::pair{mine, &alice_}, std::pair{theirs, &bob_}}) {
+    ASSERT_EQ(
+        LogPoints(run, json::array{json::object{{"key", "loss"}, {"step", 0}, {"value", 1}}}, user)
+            .status,
+        200);
+  }
+  json::object body{{"run_ids", json::array{mine}}, {"keys", json::array{"loss"}}};
+  EXPECT_EQ(Post("/api/v1/metrics/compare", body).status, 200);
+  body["run_ids"] = json::array{mine, theirs};
+  Reply r = Post("/api/v1/metrics/compare", body);
+  EXPECT_EQ(r.status, 404) << r.raw;
+  EXPECT_NE(r.raw.find(theirs), std::string::npos) << r.raw;
+  body["run_ids"] = json::array{mine, "999999"};
+  EXPECT_EQ(Post("/api/v1/metrics/compare", body).status, 404);
+  // Bob's own request works.
+  body["run_ids"] = json::array{theirs};
+  EXPECT_EQ(Post("/api/v1/metrics/compare", body, &bob_).status, 200);
+}
+
+// Long ranges are answered from the rollups kept at ingest: the answer must be exactly what
+// downsampling every stored point gives, after appends, rewritten steps, filled-in gaps,
+// non-finite values, step ranges that cut chunks, for sparse series, and for rollups rebuilt
+// by migration 401 from points stored before it.
+TEST_P(TrackHttpTest, LongHistoriesFromRollupsMatchDownsamplingEveryPoint) {
+  std::string run = CreateRun(CreateProject("rollups"));
+  auto value = [](int64_t step, int round) {
+    if (step % 9973 == 0) return json::value("NaN");
+    if (step % 31337 == 5) return json::value(round == 0 ? "Infinity" : "-Infinity");
+    return json::value(std::sin(static_cast<double>(step) * 0.001 + round) * 10 +
+                       static_cast<double>(step % 17));
+  };
+  // Two keys per batch: `loss` is checked against the rollups written at ingest, `acc` against
+  // the ones the migration rebuilds.
+  auto batch = [&](int64_t from, int64_t to, int round, int64_t skip_from = -1,
+                   int64_t skip_to = -1) {
+    json::array pts;
+    for (int64_t s = from; s < to; ++s) {
+      if (s >= skip_from && s < skip_to) continue;
+      for (const char* key : {"loss", "acc"}) {
+        pts.push_back(json::object{
+            {"key", key}, {"step", s}, {"value", value(s, round)}, {"timestamp", 1000 + s}});
+      }
+    }
+    Reply r = LogPoints(run, std::move(pts));
+    ASSERT_EQ(r.status, 200) << r.raw.substr(0, 300);
+  };
+  // Appends (one with a gap), then a rewrite across chunk boundaries and the gap filled in.
+  for (int64_t s = 0; s < 240000; s += 40000) batch(s, s + 40000, 0, 70010, 70990);
+  batch(5000, 5300, 1);
+  batch(70010, 70990, 2);
+  // Sparse points far away.
+  for (const char* key : {"loss", "acc"}) {
+    ASSERT_EQ(
+        LogPoints(run, json::array{json::object{{"key", key}, {"step", 5'000'000}, {"value", 1}},
+                                   json::object{{"key", key}, {"step", 9'000'000}, {"value", 2}}})
+            .status,
+        200);
+  }
+
+  auto same = [](const json::value& got, double want) {
+    if (std::isnan(want)) return got.is_string() && got.as_string() == "NaN";
+    if (std::isinf(want)) {
+      return got.is_string() && got.as_string() == (want > 0 ? "Infinity" : "-Infinity");
+    }
+    return got.is_number() && D(got) == want;
+  };
+  struct Query {
+    int64_t max_points;
+    std::optional<int64_t> min_step, max_step;
+  };
+  // With max_points up to 300 these ranges are long enough for the rollups (ChooseBucketGrid);
+  // the last two are answered from the points (and load the series into the cache).
+  const std::vector<Query> queries = {
+      {300, {}, {}},     {100, {}, 239999},           {77, 3, 200000},        {200, 70001, 180123},
+      {50, 100, 239000}, {300, 5'000'000, 9'000'000}, {1000, 239990, 239999}, {100000, {}, 239999}};
+  auto check = [&](const std::string& key) {
+    // Every stored point, through the full scan.
+    std::vector<SeriesPoint> all;
+    std::string cursor;
+    for (int page = 0; page < 100; ++page) {
+      Reply r = Get("/api/v1/runs/" + run + "/metric-points?key=" + key + "&limit=10000" +
+                    (cursor.empty() ? "" : "&cursor=" + cursor));
+      ASSERT_EQ(r.status, 200) << r.raw;
+      for (const auto& p : r.body.at("points").as_array()) {
+        const auto& v = p.at("value");
+        double d = v.is_string() ? (v.as_string() == "NaN"        ? std::nan("")
+                                    : v.as_string() == "Infinity" ? INFINITY
+                                                                  : -INFINITY)
+                                 : D(v);
+        all.push_back({p.at("step").as_int64(), d, p.at("timestamp").as_int64()});
+      }
+      if (r.body.at("next_cursor").is_null()) break;
+      cursor = std::string(r.body.at("next_cursor").as_string());
+    }
+    ASSERT_EQ(all.size(), 240002u);
+    for (const auto& q : queries) {
+      std::string path = "/api/v1/runs/" + run + "/metrics/" + key +
+                         "?max_points=" + std::to_string(q.max_points) +
+                         (q.min_step ? "&min_step=" + std::to_string(*q.min_step) : "") +
+                         (q.max_step ? "&max_step=" + std::to_string(*q.max_step) : "");
+      SCOPED_TRACE(path);
+      std::vector<SeriesPoint> range;
+      for (const auto& p : all) {
+        if ((!q.min_step || p.step >= *q.min_step) && (!q.max_step || p.step <= *q.max_step)) {
+          range.push_back(p);
+        }
+      }
+      if (q.max_points <= 300) {
+        ASSERT_NE(ChooseBucketGrid(range.front().step, range.back().step, q.max_points).level, 0);
+      }
+      auto want = Downsample(range, q.max_points);
+      Reply r = Get(path);
+      ASSERT_EQ(r.status, 200) << r.raw.substr(0, 300);
+      EXPECT_EQ(r.body.at("total").as_int64(), static_cast<int64_t>(range.size()));
+      const bool downsampled = static_cast<int64_t>(range.size()) > q.max_points;
+      EXPECT_EQ(r.body.at("downsampled").as_bool(), downsampled);
+      const auto& got = r.body.at("points").as_array();
+      ASSERT_EQ(got.size(), want.size());
+      for (size_t i = 0; i < want.size(); ++i) {
+        const auto& g = got[i];
+        ASSERT_EQ(g.at("step").as_int64(), want[i].step) << i;
+        EXPECT_TRUE(same(g.at("value"), want[i].value)) << i << " " << json::serialize(g);
+        EXPECT_EQ(g.at("timestamp").as_int64(), want[i].ts_ms) << i;
+        if (downsampled) {
+          EXPECT_TRUE(same(g.at("min"), want[i].min)) << i << " " << json::serialize(g);
+          EXPECT_TRUE(same(g.at("max"), want[i].max)) << i << " " << json::serialize(g);
+          EXPECT_EQ(g.at("count").as_int64(), want[i].count) << i;
+        }
+      }
+    }
+  };
+  check("loss");
+  // Migration 401 on a database whose points predate it: the rollups are rebuilt from them.
+  ASSERT_TRUE(db_->ExecScript("DROP TABLE track_rollups").ok());
+  auto migrations = TrackMigrations();
+  ASSERT_EQ(migrations.back().version, 401);
+  Status st = db_->ExecScript(migrations.back().SqlFor(db_->dialect()));
+  ASSERT_TRUE(st.ok()) << st.ToString();
+  check("acc");
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, TrackHttpTest,

@@ -8,7 +8,12 @@
 // mutation is recorded through the AuditSink. A background thread marks runs without a heartbeat
 // for `heartbeat_timeout` as crashed (Start/Stop).
 //
-// Thread-safe. The Database, BlobStore, Env and AuditSink must outlive the service, and the
+// Live updates (SSE) travel through the bus: every committed metric batch, log batch and status
+// change is published on the memory topic `track.live`, and each instance forwards that topic to
+// its own SSE viewers, so a viewer on one node sees what another node ingested. Without a bus the
+// live updates stay inside the process.
+//
+// Thread-safe. The Database, BlobStore, Env, AuditSink and Bus must outlive the service, and the
 // service must outlive the Router/Server it registered routes on.
 #pragma once
 
@@ -31,6 +36,10 @@ class logger;
 
 namespace atrium::auth {
 class AuditSink;
+}
+
+namespace atrium::bus {
+class Bus;
 }
 
 namespace atrium::track {
@@ -57,11 +66,13 @@ std::vector<store::Migration> TrackMigrations();
 
 class TrackService {
  public:
-  // `db` must be migrated with TrackMigrations(). `audit` may be null (no audit records); `log`
-  // may be null.
+  // `db` must be migrated with TrackMigrations(). `audit` may be null (no audit records). `bus`
+  // carries live updates between the nodes that share `db`; null keeps them in this process
+  // (one node only). Fails with the bus's error when its topic cannot be created or read.
+  // `log` may be null.
   static Result<std::unique_ptr<TrackService>> Create(
       TrackOptions options, store::Database& db, store::BlobStore& blobs, Env& env,
-      auth::AuditSink* audit, std::shared_ptr<spdlog::logger> log = nullptr);
+      auth::AuditSink* audit, bus::Bus* bus, std::shared_ptr<spdlog::logger> log = nullptr);
   ~TrackService();
   TrackService(const TrackService&) = delete;
   TrackService& operator=(const TrackService&) = delete;
@@ -69,7 +80,8 @@ class TrackService {
   // Registers every route of the module (scopes track:read / track:write).
   Status AddRoutes(http::Router& router);
 
-  // Starts / stops the background crash check. Stop is idempotent and also run by the destructor.
+  // Starts / stops the background crash check. Stop is idempotent and also run by the destructor
+  // (which also stops the live updates).
   void Start();
   void Stop();
   // Runs one crash check now; returns how many runs became crashed.
