@@ -84,7 +84,9 @@ using std::chrono::milliseconds;
 // The client whose I/O thread this is (SendSync refuses to block there).
 thread_local const void* t_current_client = nullptr;
 
-constexpr size_t kChunkBufferSize = 64 * 1024;
+// Response body read buffer: small enough for the allocator's thread cache (one per request),
+// never zero-filled.
+constexpr size_t kChunkBufferSize = 16 * 1024;
 constexpr size_t kHeaderLimit = 64 * 1024;
 constexpr size_t kRedirectBodyLimit = 1 << 20;  // larger redirect bodies close the connection
 
@@ -163,7 +165,7 @@ struct HttpClient::Impl::Job {
   ProxySpec proxy;
   CancelToken::CallbackId cancel_id = 0;
   bool finished = false;
-  std::vector<char> chunk;  // read buffer for response bodies
+  std::unique_ptr<char[]> chunk;  // read buffer for response bodies, kChunkBufferSize bytes
 };
 
 // The result of one request/response exchange on one connection.
@@ -476,11 +478,11 @@ asio::awaitable<HttpClient::Impl::Outcome> HttpClient::Impl::Exchange(
         " bytes exceeds max_response_bytes (" + std::to_string(limit) + ") for " + request.url));
   }
 
-  if (job->chunk.empty()) job->chunk.resize(kChunkBufferSize);
+  if (!job->chunk) job->chunk = std::make_unique_for_overwrite<char[]>(kChunkBufferSize);
   std::string& accumulated = outcome.response.body;
   while (!parser->is_done()) {
-    parser->get().body().data = job->chunk.data();
-    parser->get().body().size = job->chunk.size();
+    parser->get().body().data = job->chunk.get();
+    parser->get().body().size = kChunkBufferSize;
     deadline = limits.OpDeadline(limits.read_timeout);
     connection->tcp().expires_at(deadline);
     co_await http::async_read_some(stream, buffer, *parser,
@@ -498,9 +500,9 @@ asio::awaitable<HttpClient::Impl::Outcome> HttpClient::Impl::Exchange(
           client_internal::OperationError(ec, control, limits, limits.read_timeout, deadline,
                                           "reading response body from " + request.url));
     }
-    size_t n = job->chunk.size() - parser->get().body().size;
+    size_t n = kChunkBufferSize - parser->get().body().size;
     if (n == 0) continue;
-    std::string_view data(job->chunk.data(), n);
+    std::string_view data(job->chunk.get(), n);
     if (streaming) {
       if (!request.on_data(data)) co_return Outcome::Fail(Cancelled("request aborted by on_data"));
       if (control.aborted) co_return Outcome::Fail(Cancelled(control.abort_reason));

@@ -502,7 +502,8 @@ class Server::State : public std::enable_shared_from_this<Server::State> {
     auto reply = std::make_shared<internal::ReplyState>(req);
     auto entered = std::make_shared<std::atomic<size_t>>(0);
     Request& request = *req;
-    bool blocking = match.route != nullptr && match.route->options.blocking;
+    bool blocking = match.route != nullptr && match.route->options.blocking &&
+                    !(match.route->options.run_inline && match.route->options.run_inline(*req));
     auto run = [self, &request, reply, entered, match = std::move(match)]() mutable {
       self->RunChain(request, match, reply, *entered);
     };

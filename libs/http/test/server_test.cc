@@ -3,10 +3,12 @@
 
 #include <gtest/gtest.h>
 
+#include <any>
 #include <atomic>
 #include <filesystem>
 #include <fstream>
 #include <future>
+#include <mutex>
 #include <thread>
 
 #include <boost/asio/connect.hpp>
@@ -357,6 +359,40 @@ TEST_F(ServerTest, ResponderDroppedWithoutSendIs500) {
   Start(std::move(r));
   TestClient c(port());
   EXPECT_EQ(c.Do(bhttp::verb::get, "/forgot").result_int(), 500);
+}
+
+TEST_F(ServerTest, RunInlineKeepsABlockingRouteOnItsIoThread) {
+  Router r;
+  std::mutex mu;
+  std::thread::id predicate_thread, handler_thread;
+  RouteOptions opts{.blocking = true};
+  opts.run_inline = [&](Request& req) {
+    std::lock_guard lock(mu);
+    predicate_thread = std::this_thread::get_id();
+    if (!req.headers.Has("x-cached")) return false;
+    req.principal = std::string("prepared");  // what the predicate found travels along
+    return true;
+  };
+  ASSERT_TRUE(r.Add("GET", "/work", SyncHandler([&](Request& req) {
+                      std::lock_guard lock(mu);
+                      handler_thread = std::this_thread::get_id();
+                      const auto* p = std::any_cast<std::string>(&req.principal);
+                      return Response::Text(200, p != nullptr ? *p : "none");
+                    }),
+                    opts)
+                  .ok());
+  Start(std::move(r));
+  TestClient c(port());
+  auto inline_res = c.Do(bhttp::verb::get, "/work", "", {{"x-cached", "1"}});
+  EXPECT_EQ(inline_res.body(), "prepared");
+  {
+    std::lock_guard lock(mu);
+    EXPECT_EQ(handler_thread, predicate_thread);  // the I/O thread
+  }
+  auto pooled = c.Do(bhttp::verb::get, "/work");
+  EXPECT_EQ(pooled.body(), "none");
+  std::lock_guard lock(mu);
+  EXPECT_NE(handler_thread, predicate_thread);  // a worker of the blocking pool
 }
 
 TEST_F(ServerTest, GracefulShutdownFinishesInFlightRequest) {
