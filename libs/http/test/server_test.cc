@@ -425,6 +425,45 @@ TEST_F(ServerTest, GracefulShutdownFinishesInFlightRequest) {
   EXPECT_TRUE(ec);
 }
 
+TEST_F(ServerTest, AStreamCompleteBeforeItsFirstWriteKeepsTheConnection) {
+  Router r;
+  ASSERT_TRUE(r.Add("GET", "/short", Handler([](Request&, Responder responder) {
+                      auto stream = std::make_shared<BodyStream>();
+                      Response res;
+                      res.headers.Set("content-type", "text/event-stream");
+                      res.stream = stream;
+                      (void)stream->Write("data: one\n\n");
+                      (void)stream->Write("data: two\n\n");
+                      stream->Close();
+                      responder.Send(std::move(res));
+                    }))
+                  .ok());
+  ASSERT_TRUE(r.Add("GET", "/long", Handler([](Request&, Responder responder) {
+                      auto stream = std::make_shared<BodyStream>();
+                      Response res;
+                      res.stream = stream;
+                      responder.Send(std::move(res));
+                      std::thread([stream] {
+                        std::this_thread::sleep_for(50ms);
+                        (void)stream->Write("late");
+                        stream->Close();
+                      }).detach();
+                    }))
+                  .ok());
+  Start(std::move(r));
+  TestClient c(port());
+  for (int i = 0; i < 2; ++i) {  // the same connection serves both
+    auto res = c.Do(bhttp::verb::get, "/short");
+    EXPECT_EQ(res.result_int(), 200);
+    EXPECT_TRUE(res.chunked());
+    EXPECT_TRUE(res.keep_alive());
+    EXPECT_EQ(res.body(), "data: one\n\ndata: two\n\n");
+  }
+  auto late = c.Do(bhttp::verb::get, "/long");  // still running when written: the stream ends it
+  EXPECT_EQ(late.body(), "late");
+  EXPECT_FALSE(late.keep_alive());
+}
+
 TEST_F(ServerTest, SseStreamIsReadByAClient) {
   Router r;
   std::shared_ptr<SseWriter> writer;

@@ -122,7 +122,9 @@ Status RelayService::Impl::Init() {
                                .ca_file = options.ca_file,
                                .insecure_skip_verify = options.insecure_skip_verify,
                                .max_idle_per_origin = 64,
-                               .user_agent = "atrium-relay"}));
+                               .user_agent = "atrium-relay",
+                               // A model request's upstream call stays on its I/O thread.
+                               .run_on_server_threads = true}));
   RETURN_IF_ERROR(bus.CreateTopic(options.usage_topic,
                                   bus::TopicOptions{.durability = bus::Durability::kSync}));
   RETURN_IF_ERROR(bus.CreateTopic(options.events_topic,
