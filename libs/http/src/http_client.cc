@@ -89,9 +89,11 @@ using std::chrono::milliseconds;
 // The client whose I/O thread this is (SendSync refuses to block there).
 thread_local const void* t_current_client = nullptr;
 
-// Response body read buffer: small enough for the allocator's thread cache (one per request),
-// never zero-filled.
+// Response body read buffers: small enough for the allocator's thread cache (one per request),
+// never zero-filled. Streamed bodies (SSE events, a few hundred bytes each, and a buffer per open
+// stream for as long as it runs) get the smaller one.
 constexpr size_t kChunkBufferSize = 16 * 1024;
+constexpr size_t kStreamChunkBufferSize = 4 * 1024;
 constexpr size_t kHeaderLimit = 64 * 1024;
 constexpr size_t kRedirectBodyLimit = 1 << 20;  // larger redirect bodies close the connection
 
@@ -198,7 +200,8 @@ struct HttpClient::Impl::Job {
   ProxySpec proxy;
   CancelToken::CallbackId cancel_id = 0;
   bool finished = false;
-  std::unique_ptr<char[]> chunk;  // read buffer for response bodies, kChunkBufferSize bytes
+  std::unique_ptr<char[]> chunk;  // read buffer for response bodies, chunk_size bytes
+  size_t chunk_size = 0;
 };
 
 // The result of one request/response exchange on one connection.
@@ -510,11 +513,15 @@ asio::awaitable<HttpClient::Impl::Outcome> HttpClient::Impl::Exchange(
         " bytes exceeds max_response_bytes (" + std::to_string(limit) + ") for " + request.url));
   }
 
-  if (!job->chunk) job->chunk = std::make_unique_for_overwrite<char[]>(kChunkBufferSize);
+  const size_t chunk_size = streaming ? kStreamChunkBufferSize : kChunkBufferSize;
+  if (!job->chunk || job->chunk_size != chunk_size) {
+    job->chunk = std::make_unique_for_overwrite<char[]>(chunk_size);
+    job->chunk_size = chunk_size;
+  }
   std::string& accumulated = outcome.response.body;
   while (!parser->is_done()) {
     parser->get().body().data = job->chunk.get();
-    parser->get().body().size = kChunkBufferSize;
+    parser->get().body().size = chunk_size;
     deadline = limits.OpDeadline(limits.read_timeout);
     connection->tcp().expires_at(deadline);
     co_await http::async_read_some(stream, buffer, *parser,
@@ -532,7 +539,7 @@ asio::awaitable<HttpClient::Impl::Outcome> HttpClient::Impl::Exchange(
           client_internal::OperationError(ec, control, limits, limits.read_timeout, deadline,
                                           "reading response body from " + request.url));
     }
-    size_t n = kChunkBufferSize - parser->get().body().size;
+    size_t n = chunk_size - parser->get().body().size;
     if (n == 0) continue;
     std::string_view data(job->chunk.get(), n);
     if (streaming) {
