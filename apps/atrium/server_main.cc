@@ -417,6 +417,9 @@ int Serve(std::shared_ptr<const Config> config) {
         &metrics, logging->Get("relay"));
     if (!service.ok()) return fail(service.status().WithContext("relay"));
     relay_service = std::move(*service);
+    relay_service->SetCachedAuthenticator([authenticator](const http::Request& req) {
+      return authenticator->AuthenticateCached(req);
+    });
     // `local` relay accounts serve /v1/embeddings from the embed engine when it runs.
     if (embeddings) relay_service->SetEmbeddingProvider(embeddings.get());
   }

@@ -62,9 +62,13 @@ class AuthService::Impl {
        std::shared_ptr<store::RedisClient> redis);
 
   Result<Principal> Authenticate(const http::Request& req);
+  // Authenticate from memory only (see AuthService::AuthenticateCached).
+  std::optional<Result<Principal>> AuthenticateCached(const http::Request& req);
   // Records an audit event; failures are logged, never returned (the request already happened).
   void Audit(const http::Request* req, const Principal* p, AuditRecord r);
   Result<ApiKey> LookupKey(const std::string& secret);
+  // The cached key of this hash while fresh, else nullopt.
+  std::optional<ApiKey> CachedKeyByHash(const std::string& hash);
   void ForgetKey(const std::string& key_id);
 
   AuthOptions options;

@@ -241,16 +241,20 @@ void AuthService::Impl::Audit(const http::Request* req, const Principal* p, Audi
   }
 }
 
+std::optional<ApiKey> AuthService::Impl::CachedKeyByHash(const std::string& hash) {
+  auto steady = env.SteadyNow();
+  std::lock_guard lock(key_cache_mu);
+  auto it = key_cache.find(hash);
+  if (it != key_cache.end() && steady - it->second.fetched < options.api_key_cache_ttl) {
+    return it->second.key;
+  }
+  return std::nullopt;
+}
+
 Result<ApiKey> AuthService::Impl::LookupKey(const std::string& secret) {
   std::string hash = Sha256Hex(secret);
+  if (auto cached = CachedKeyByHash(hash)) return *std::move(cached);
   auto steady = env.SteadyNow();
-  {
-    std::lock_guard lock(key_cache_mu);
-    auto it = key_cache.find(hash);
-    if (it != key_cache.end() && steady - it->second.fetched < options.api_key_cache_ttl) {
-      return it->second.key;
-    }
-  }
   auto key = store.FindApiKeyByHash(hash);
   if (!key.ok()) {
     if (key.status().code() == StatusCode::kNotFound) return Unauthenticated("invalid API key");
@@ -267,15 +271,44 @@ void AuthService::Impl::ForgetKey(const std::string& key_id) {
   std::erase_if(key_cache, [&](const auto& kv) { return kv.second.key.id == key_id; });
 }
 
+namespace {
+
+// Whether the key's last-used time is due for its (throttled) update.
+bool TouchDue(const ApiKey& key, int64_t now) { return now - key.last_used_at > 60'000'000; }
+
+// The principal of a valid key, or why the key is refused.
+Result<Principal> KeyPrincipal(const ApiKey& key, int64_t now) {
+  if (!key.enabled) return Unauthenticated("API key is disabled");
+  if (key.expires_at != 0 && key.expires_at <= now) return Unauthenticated("API key expired");
+  return Principal{.user_id = key.owner_id,
+                   .workspace_id = key.workspace_id,
+                   .role = "key",
+                   .key_id = key.id,
+                   .scopes = key.scopes,
+                   .key_rpm = key.rpm,
+                   .tier = key.tier};
+}
+
+}  // namespace
+
+std::optional<Result<Principal>> AuthService::Impl::AuthenticateCached(const http::Request& req) {
+  auto cred = ExtractCredential(req);
+  if (!cred) return Result<Principal>(Unauthenticated("authentication required"));
+  if (!cred->is_key) return std::nullopt;  // access tokens consult the revocation list
+  auto key = CachedKeyByHash(Sha256Hex(cred->value));
+  int64_t now = env.NowMicros();
+  if (!key || TouchDue(*key, now)) return std::nullopt;
+  return KeyPrincipal(*key, now);
+}
+
 Result<Principal> AuthService::Impl::Authenticate(const http::Request& req) {
   auto cred = ExtractCredential(req);
   if (!cred) return Unauthenticated("authentication required");
   int64_t now = env.NowMicros();
   if (cred->is_key) {
     ASSIGN_OR_RETURN(ApiKey key, LookupKey(cred->value));
-    if (!key.enabled) return Unauthenticated("API key is disabled");
-    if (key.expires_at != 0 && key.expires_at <= now) return Unauthenticated("API key expired");
-    if (now - key.last_used_at > 60'000'000) {
+    auto principal = KeyPrincipal(key, now);
+    if (principal.ok() && TouchDue(key, now)) {
       // Throttled to once a minute per key and node; best effort.
       if (store.TouchApiKey(key.id, now).ok()) {
         std::lock_guard lock(key_cache_mu);
@@ -283,13 +316,7 @@ Result<Principal> AuthService::Impl::Authenticate(const http::Request& req) {
         if (it != key_cache.end()) it->second.key.last_used_at = now;
       }
     }
-    return Principal{.user_id = key.owner_id,
-                     .workspace_id = key.workspace_id,
-                     .role = "key",
-                     .key_id = key.id,
-                     .scopes = key.scopes,
-                     .key_rpm = key.rpm,
-                     .tier = key.tier};
+    return principal;
   }
   ASSIGN_OR_RETURN(JwtClaims claims, jwt.Verify(cred->value, now / 1'000'000));
   ASSIGN_OR_RETURN(bool revoked,
@@ -423,6 +450,10 @@ std::shared_ptr<http::Middleware> AuthService::rate_limit_middleware() {
 
 Result<Principal> AuthService::Authenticate(const http::Request& request) {
   return impl_->Authenticate(request);
+}
+
+std::optional<Result<Principal>> AuthService::AuthenticateCached(const http::Request& request) {
+  return impl_->AuthenticateCached(request);
 }
 
 Status AuthService::RevokeAccessToken(const std::string& jti, int64_t expires_at_micros) {

@@ -553,6 +553,36 @@ TEST_P(AuthHttpTest, ApiKeysAreShownOnceAndAcceptedFromEveryCarrier) {
   EXPECT_EQ(Send("DELETE", "/api/v1/keys/" + id, "", Bearer(s.access)).status, 404);
 }
 
+TEST_P(AuthHttpTest, CachedAuthenticationAnswersOnlyFromMemory) {
+  Session s = Register("cached@example.com");
+  Reply created =
+      Send("POST", "/api/v1/keys", R"({"name":"c","scopes":["relay"]})", Bearer(s.access));
+  ASSERT_EQ(created.status, 201) << created.raw;
+  std::string key = json::value_to<std::string>(created.body.at("key"));
+  std::string id = json::value_to<std::string>(created.body.at("id"));
+  http::Request with_key;
+  with_key.headers.Set("x-api-key", key);
+  // Not read yet: the cached path declines (the caller goes to the database).
+  EXPECT_FALSE(auth_->AuthenticateCached(with_key).has_value());
+  ASSERT_TRUE(auth_->Authenticate(with_key).ok());  // reads it, touches last-used, caches it
+  auto cached = auth_->AuthenticateCached(with_key);
+  ASSERT_TRUE(cached.has_value());
+  ASSERT_TRUE(cached->ok()) << cached->status().ToString();
+  EXPECT_EQ((*cached)->key_id, id);
+  EXPECT_EQ((*cached)->workspace_id, s.workspace_id);
+  // No credentials: refused at once. Access tokens need the revocation list: declined.
+  auto none = auth_->AuthenticateCached(http::Request{});
+  ASSERT_TRUE(none.has_value());
+  EXPECT_EQ(none->status().code(), StatusCode::kUnauthenticated);
+  http::Request with_token;
+  with_token.headers.Set("authorization", "Bearer " + s.access);
+  EXPECT_FALSE(auth_->AuthenticateCached(with_token).has_value());
+  // A deleted key leaves the cache with it.
+  ASSERT_EQ(Send("DELETE", "/api/v1/keys/" + id, "", Bearer(s.access)).status, 204);
+  EXPECT_FALSE(auth_->AuthenticateCached(with_key).has_value());
+  EXPECT_EQ(auth_->Authenticate(with_key).status().code(), StatusCode::kUnauthenticated);
+}
+
 TEST_P(AuthHttpTest, AuditLogIsQueryableByAdminsWithCursors) {
   Session s = Register("audit@example.com");
   for (int i = 0; i < 3; ++i) CreateKey(s, {"embed"});

@@ -1,10 +1,13 @@
 // HttpClient implementation. One io_context per I/O thread; each request runs as a coroutine on
 // one of them, and each context has its own connection pool, so no pool state is shared between
-// threads. See atrium/http/client.h for the contract and docs/http-client.md for a guide.
+// threads. With run_on_server_threads, a request started on an http::Server I/O thread runs on
+// that thread's io_context instead, with a pool of its own there (see "Server threads" below).
+// See atrium/http/client.h for the contract and docs/http-client.md for a guide.
 #include "atrium/http/client.h"
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/execution_context.hpp>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
@@ -22,6 +25,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <condition_variable>
 #include <deque>
 #include <exception>
 #include <future>
@@ -33,6 +37,7 @@
 
 #include "client_connection.h"
 #include "client_url.h"
+#include "io_thread.h"
 
 namespace atrium::http {
 
@@ -84,7 +89,11 @@ using std::chrono::milliseconds;
 // The client whose I/O thread this is (SendSync refuses to block there).
 thread_local const void* t_current_client = nullptr;
 
-constexpr size_t kChunkBufferSize = 64 * 1024;
+// Response body read buffers: small enough for the allocator's thread cache (one per request),
+// never zero-filled. Streamed bodies (SSE events, a few hundred bytes each, and a buffer per open
+// stream for as long as it runs) get the smaller one.
+constexpr size_t kChunkBufferSize = 16 * 1024;
+constexpr size_t kStreamChunkBufferSize = 4 * 1024;
 constexpr size_t kHeaderLimit = 64 * 1024;
 constexpr size_t kRedirectBodyLimit = 1 << 20;  // larger redirect bodies close the connection
 
@@ -99,16 +108,38 @@ bool IsRedirect(unsigned status) {
   return status == 301 || status == 302 || status == 303 || status == 307 || status == 308;
 }
 
-// One I/O thread's world: its io_context, its pool and its requests. Touched only on its thread
-// (after construction).
+// One client's world on one I/O thread: the io_context, its pool and its requests. Touched only
+// on that thread (after construction), except `live`.
 struct IoContext {
-  asio::io_context io{1};
-  asio::executor_work_guard<asio::io_context::executor_type> work = asio::make_work_guard(io);
-  asio::steady_timer sweep_timer{io};
+  explicit IoContext(asio::io_context& context) : io(context), sweep_timer(context) {}
+  asio::io_context& io;
+  asio::steady_timer sweep_timer;
   bool stopping = false;
   // Idle connections per pool key, oldest first.
   std::map<std::string, std::deque<std::unique_ptr<Connection>>> idle;
   std::unordered_set<std::shared_ptr<RequestControl>> active;
+  // Requests started here whose coroutine has not ended (for a server thread's context, the
+  // client's destructor waits for none to be left).
+  std::atomic<int> live{0};
+
+  // Ends the pool and aborts the requests (on the context's thread, or with it not running).
+  void Stop(const char* why) {
+    stopping = true;
+    for (const auto& control : active) control->Abort(why);
+    for (auto& [key, connections] : idle) {
+      for (auto& connection : connections) connection->Close();
+    }
+    idle.clear();
+    sweep_timer.cancel();
+  }
+};
+
+// A thread of the client's own.
+struct OwnedThread {
+  asio::io_context io{1};
+  asio::executor_work_guard<asio::io_context::executor_type> work = asio::make_work_guard(io);
+  std::shared_ptr<IoContext> context = std::make_shared<IoContext>(io);
+  std::thread thread;
 };
 
 }  // namespace
@@ -135,8 +166,15 @@ class HttpClient::Impl {
   static asio::awaitable<Outcome> Exchange(std::shared_ptr<Job> job, Connection* connection,
                                            bool reused, TargetUrl target, std::string method,
                                            Headers headers, std::string body);
-  static asio::awaitable<void> SweepLoop(Impl* impl, IoContext* context);
+  static asio::awaitable<void> SweepLoop(Impl* impl, std::shared_ptr<IoContext> context);
+  // This client's context on the server I/O thread running `io` (the calling thread), made on
+  // first use.
+  std::shared_ptr<IoContext> ServerThreadContext(asio::io_context& io);
+  // Stops this client's contexts on server threads and waits until their requests have ended.
+  void StopServerThreadContexts();
   static void Finish(const std::shared_ptr<Job>& job, Result<ClientResponse> result);
+  // After a request's coroutine has ended (its `done` has run).
+  static void JobEnded(IoContext& context);
 
   std::unique_ptr<Connection> TakeIdle(IoContext& context, const std::string& key);
   void ReleaseIdle(IoContext& context, std::unique_ptr<Connection> connection);
@@ -145,8 +183,7 @@ class HttpClient::Impl {
   const ClientOptions options_;
   Status init_status_;
   asio::ssl::context ssl_context_{asio::ssl::context::tls_client};
-  std::vector<std::unique_ptr<IoContext>> contexts_;
-  std::vector<std::thread> threads_;
+  std::vector<std::unique_ptr<OwnedThread>> owned_;
   std::atomic<size_t> next_context_{0};
   std::atomic<uint64_t> opened_{0};
   std::atomic<uint64_t> reused_{0};
@@ -155,7 +192,7 @@ class HttpClient::Impl {
 
 struct HttpClient::Impl::Job {
   Impl* impl = nullptr;
-  IoContext* context = nullptr;
+  std::shared_ptr<IoContext> context;
   ClientRequest request;
   std::function<void(Result<ClientResponse>)> done;
   std::shared_ptr<RequestControl> control = std::make_shared<RequestControl>();
@@ -163,7 +200,8 @@ struct HttpClient::Impl::Job {
   ProxySpec proxy;
   CancelToken::CallbackId cancel_id = 0;
   bool finished = false;
-  std::vector<char> chunk;  // read buffer for response bodies
+  std::unique_ptr<char[]> chunk;  // read buffer for response bodies, chunk_size bytes
+  size_t chunk_size = 0;
 };
 
 // The result of one request/response exchange on one connection.
@@ -195,10 +233,10 @@ HttpClient::Impl::Impl(ClientOptions options) : options_(std::move(options)) {
     }
   }
   int threads = std::max(1, options_.threads);
-  for (int i = 0; i < threads; ++i) contexts_.push_back(std::make_unique<IoContext>());
-  for (auto& context : contexts_) {
-    asio::co_spawn(context->io, SweepLoop(this, context.get()), asio::detached);
-    threads_.emplace_back([this, io = &context->io] {
+  for (int i = 0; i < threads; ++i) owned_.push_back(std::make_unique<OwnedThread>());
+  for (auto& owned : owned_) {
+    asio::co_spawn(owned->io, SweepLoop(this, owned->context), asio::detached);
+    owned->thread = std::thread([this, io = &owned->io] {
       t_current_client = this;
       io->run();
     });
@@ -206,38 +244,37 @@ HttpClient::Impl::Impl(ClientOptions options) : options_(std::move(options)) {
 }
 
 HttpClient::Impl::~Impl() {
-  for (auto& context : contexts_) {
-    asio::post(context->io, [c = context.get()] {
-      c->stopping = true;
-      for (const auto& control : c->active) control->Abort("HTTP client shut down");
-      for (auto& [key, connections] : c->idle) {
-        for (auto& connection : connections) connection->Close();
-      }
-      c->idle.clear();
-      c->sweep_timer.cancel();
-    });
-    context->work.reset();
+  StopServerThreadContexts();
+  for (auto& owned : owned_) {
+    asio::post(owned->io, [c = owned->context] { c->Stop("HTTP client shut down"); });
+    owned->work.reset();
   }
-  for (auto& thread : threads_) thread.join();
+  for (auto& owned : owned_) owned->thread.join();
 }
 
 void HttpClient::Impl::Send(ClientRequest request,
                             std::function<void(Result<ClientResponse>)> done) {
   auto job = std::make_shared<Job>();
   job->impl = this;
-  job->context = contexts_[next_context_.fetch_add(1) % contexts_.size()].get();
+  asio::io_context* server_io =
+      options_.run_on_server_threads ? internal::CurrentServerIoContext() : nullptr;
+  job->context = server_io != nullptr ? ServerThreadContext(*server_io)
+                                      : owned_[next_context_.fetch_add(1) % owned_.size()]->context;
   job->request = std::move(request);
   job->done = std::move(done);
+  job->context->live.fetch_add(1);
   asio::co_spawn(job->context->io, Run(job), [job](std::exception_ptr e) {
-    if (!e || job->finished) return;
-    std::string what = "unexpected exception";
-    try {
-      std::rethrow_exception(e);
-    } catch (const std::exception& ex) {
-      what = ex.what();
-    } catch (...) {
+    if (e && !job->finished) {
+      std::string what = "unexpected exception";
+      try {
+        std::rethrow_exception(e);
+      } catch (const std::exception& ex) {
+        what = ex.what();
+      } catch (...) {
+      }
+      Finish(job, Internal("HTTP client: " + what));
     }
-    Finish(job, Internal("HTTP client: " + what));
+    JobEnded(*job->context);  // last: the client may be destroyed right after
   });
 }
 
@@ -476,11 +513,15 @@ asio::awaitable<HttpClient::Impl::Outcome> HttpClient::Impl::Exchange(
         " bytes exceeds max_response_bytes (" + std::to_string(limit) + ") for " + request.url));
   }
 
-  if (job->chunk.empty()) job->chunk.resize(kChunkBufferSize);
+  const size_t chunk_size = streaming ? kStreamChunkBufferSize : kChunkBufferSize;
+  if (!job->chunk || job->chunk_size != chunk_size) {
+    job->chunk = std::make_unique_for_overwrite<char[]>(chunk_size);
+    job->chunk_size = chunk_size;
+  }
   std::string& accumulated = outcome.response.body;
   while (!parser->is_done()) {
-    parser->get().body().data = job->chunk.data();
-    parser->get().body().size = job->chunk.size();
+    parser->get().body().data = job->chunk.get();
+    parser->get().body().size = chunk_size;
     deadline = limits.OpDeadline(limits.read_timeout);
     connection->tcp().expires_at(deadline);
     co_await http::async_read_some(stream, buffer, *parser,
@@ -498,9 +539,9 @@ asio::awaitable<HttpClient::Impl::Outcome> HttpClient::Impl::Exchange(
           client_internal::OperationError(ec, control, limits, limits.read_timeout, deadline,
                                           "reading response body from " + request.url));
     }
-    size_t n = job->chunk.size() - parser->get().body().size;
+    size_t n = chunk_size - parser->get().body().size;
     if (n == 0) continue;
-    std::string_view data(job->chunk.data(), n);
+    std::string_view data(job->chunk.get(), n);
     if (streaming) {
       if (!request.on_data(data)) co_return Outcome::Fail(Cancelled("request aborted by on_data"));
       if (control.aborted) co_return Outcome::Fail(Cancelled(control.abort_reason));
@@ -522,7 +563,7 @@ asio::awaitable<HttpClient::Impl::Outcome> HttpClient::Impl::Exchange(
   co_return outcome;
 }
 
-asio::awaitable<void> HttpClient::Impl::SweepLoop(Impl* impl, IoContext* context) {
+asio::awaitable<void> HttpClient::Impl::SweepLoop(Impl* impl, std::shared_ptr<IoContext> context) {
   auto period = std::max<Clock::duration>(impl->options_.idle_timeout / 2, std::chrono::seconds(1));
   while (!context->stopping) {
     beast::error_code ec;
@@ -578,6 +619,128 @@ void HttpClient::Impl::Prune(IoContext& context) {
     });
     it = it->second.empty() ? context.idle.erase(it) : std::next(it);
   }
+}
+
+// ---- Server threads (ClientOptions::run_on_server_threads) ----
+//
+// A client's contexts on io_contexts it does not own live in one registry, by (io_context,
+// client). Two things end them:
+//  - the io_context goes away: ServerThreadClients, an Asio service of that io_context, has its
+//    shutdown() called first thing in the io_context's destruction (while its scheduler and
+//    reactor still exist, and with nothing running it), and stops every client context there;
+//  - the client goes away: its destructor posts a stop to each of its contexts and waits until
+//    every request it started there has ended (JobEnded) or the io_context has gone.
+// The server must therefore keep running its I/O threads, or be destroyed, while a client that
+// used them is destroyed (http::Server::Shutdown destroys its io_contexts).
+namespace {
+
+struct ServerThreadEntry {
+  std::shared_ptr<IoContext> context;
+  bool closing = false;  // the client is being destroyed
+};
+
+std::mutex& RegistryMutex() {
+  static std::mutex mu;
+  return mu;
+}
+std::condition_variable& RegistryChanged() {
+  static std::condition_variable cv;
+  return cv;
+}
+// Guarded by RegistryMutex().
+std::map<std::pair<asio::io_context*, const void*>, ServerThreadEntry>& Registry() {
+  static std::map<std::pair<asio::io_context*, const void*>, ServerThreadEntry> entries;
+  return entries;
+}
+
+class ServerThreadClients : public asio::execution_context::service {
+ public:
+  static inline asio::execution_context::id id;
+  explicit ServerThreadClients(asio::execution_context& owner)
+      : asio::execution_context::service(owner), io_(static_cast<asio::io_context&>(owner)) {}
+
+ private:
+  void shutdown() override {
+    std::vector<std::shared_ptr<IoContext>> stopped;
+    {
+      std::lock_guard lock(RegistryMutex());
+      auto& entries = Registry();
+      for (auto it = entries.lower_bound({&io_, nullptr});
+           it != entries.end() && it->first.first == &io_;) {
+        stopped.push_back(std::move(it->second.context));
+        it = entries.erase(it);
+      }
+    }
+    for (auto& context : stopped) context->Stop("the server's I/O thread is shutting down");
+    RegistryChanged().notify_all();
+  }
+
+  asio::io_context& io_;
+};
+
+}  // namespace
+
+void HttpClient::Impl::JobEnded(IoContext& context) {
+  if (context.live.fetch_sub(1) != 1 || !context.stopping) return;
+  // The last request of a stopped context: a destructor may be waiting for it.
+  std::lock_guard lock(RegistryMutex());
+  auto& entries = Registry();
+  for (auto it = entries.begin(); it != entries.end(); ++it) {
+    if (it->second.context.get() == &context && it->second.closing) {
+      entries.erase(it);
+      break;
+    }
+  }
+  RegistryChanged().notify_all();
+}
+
+std::shared_ptr<IoContext> HttpClient::Impl::ServerThreadContext(asio::io_context& io) {
+  {
+    std::lock_guard lock(RegistryMutex());
+    auto it = Registry().find({&io, this});
+    if (it != Registry().end()) return it->second.context;
+  }
+  // First use on this thread (the only thread that can ask for this key): the service first, so
+  // that it exists before the entry it must clean up.
+  asio::use_service<ServerThreadClients>(io);
+  auto context = std::make_shared<IoContext>(io);
+  {
+    std::lock_guard lock(RegistryMutex());
+    Registry()[{&io, this}] = ServerThreadEntry{context};
+  }
+  asio::co_spawn(io, SweepLoop(this, context), asio::detached);
+  return context;
+}
+
+void HttpClient::Impl::StopServerThreadContexts() {
+  std::unique_lock lock(RegistryMutex());
+  auto& entries = Registry();
+  bool any = false;
+  for (auto& [key, entry] : entries) {
+    if (key.second != this) continue;
+    any = true;
+    entry.closing = true;
+    // Posted under the lock: the io_context cannot be destroyed meanwhile (its shutdown() takes
+    // the lock first).
+    asio::post(*key.first, [context = entry.context] {
+      context->Stop("HTTP client shut down");
+      if (context->live.load() != 0) return;  // JobEnded finishes the entry
+      std::lock_guard inner(RegistryMutex());
+      auto& all = Registry();
+      for (auto it = all.begin(); it != all.end(); ++it) {
+        if (it->second.context == context && it->second.closing) {
+          all.erase(it);
+          break;
+        }
+      }
+      RegistryChanged().notify_all();
+    });
+  }
+  if (!any) return;
+  RegistryChanged().wait(lock, [&] {
+    return std::none_of(entries.begin(), entries.end(),
+                        [this](const auto& kv) { return kv.first.second == this; });
+  });
 }
 
 // ---- HttpClient ----

@@ -6,9 +6,11 @@
 #include <limits>
 #include <random>
 #include <set>
+#include <sstream>
 #include <thread>
 #include <unordered_map>
 
+#include <fmt/format.h>
 #include <spdlog/spdlog.h>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -30,6 +32,7 @@
 #include "atrium/core/metrics.h"
 #include "atrium/http/body_stream.h"
 #include "atrium/http/json_error.h"
+#include "io_thread.h"
 #include "reply_slot.h"
 
 namespace atrium::http {
@@ -141,6 +144,7 @@ class Server::State : public std::enable_shared_from_this<Server::State> {
   }
 
   void RunIo(net::io_context& ioc) {
+    internal::ServerIoThreadScope scope(ioc);  // clients may run requests on this thread
     while (true) {
       try {
         ioc.run();
@@ -502,7 +506,8 @@ class Server::State : public std::enable_shared_from_this<Server::State> {
     auto reply = std::make_shared<internal::ReplyState>(req);
     auto entered = std::make_shared<std::atomic<size_t>>(0);
     Request& request = *req;
-    bool blocking = match.route != nullptr && match.route->options.blocking;
+    bool blocking = match.route != nullptr && match.route->options.blocking &&
+                    !(match.route->options.run_inline && match.route->options.run_inline(*req));
     auto run = [self, &request, reply, entered, match = std::move(match)]() mutable {
       self->RunChain(request, match, reply, *entered);
     };
@@ -554,8 +559,10 @@ class Server::State : public std::enable_shared_from_this<Server::State> {
     // Recorded before the write so that a client that got its answer sees it in /metrics.
     self->Record(request, res.status, Clock::now() - start, res.body.size());
     if (res.stream && !head) {
-      ok = co_await WriteStream(self, conn, res, version);
-      keep_alive = false;  // a streamed response ends the connection
+      // A stream that is complete before its first write keeps the connection; one still
+      // running ends it (its disconnect watch reads from the socket).
+      keep_alive = keep_alive && !self->stopping_;
+      ok = co_await WriteStream(self, conn, res, version, keep_alive);
     } else {
       // HEAD of a streaming route: nobody will drain the stream, so its producer is told now.
       if (res.stream) res.stream->CloseFromServer(BodyStream::CloseReason::kClientGone);
@@ -630,16 +637,39 @@ class Server::State : public std::enable_shared_from_this<Server::State> {
     body->CloseFromServer(BodyStream::CloseReason::kClientGone);
   }
 
+  // Writes a streamed (chunked) response. `keep_alive` in: what the request allows; out: whether
+  // the connection stays open.
   static net::awaitable<bool> WriteStream(std::shared_ptr<State> self, std::shared_ptr<Conn> conn,
-                                          Response& res, unsigned version) {
+                                          Response& res, unsigned version, bool& keep_alive) {
     const ServerOptions& opt = self->options_;
     std::shared_ptr<BodyStream> body = res.stream;
     bhttp::response<bhttp::empty_body> head;
     head.version(version);
     head.result(static_cast<unsigned>(res.status));
     for (const auto& [k, v] : res.headers.fields()) head.insert(k, v);
-    head.keep_alive(false);
     head.chunked(true);
+    if (body->closed() && body->close_reason() == BodyStream::CloseReason::kProducer) {
+      // Complete already (a short answer, relayed whole): head, chunks and the last chunk in
+      // one write, and no disconnect watch, so the connection can serve the next request.
+      auto drained = body->Drain();
+      head.keep_alive(keep_alive);
+      std::ostringstream os;
+      os << head.base();
+      std::string out = std::move(os).str();
+      for (const auto& c : drained.chunks) {
+        if (c.empty()) continue;
+        out += fmt::format("{:x}\r\n", c.size());
+        out += c;
+        out += "\r\n";
+      }
+      out += "0\r\n\r\n";
+      conn->stream.expires_after(opt.write_timeout);
+      auto [wec, wn] = co_await net::async_write(conn->stream, net::buffer(out), kNoThrow);
+      body->CloseFromServer(BodyStream::CloseReason::kClientGone);
+      co_return !wec;
+    }
+    keep_alive = false;
+    head.keep_alive(false);
     bhttp::response_serializer<bhttp::empty_body> sr{head};
     conn->stream.expires_after(opt.write_timeout);
     auto [ec, n] = co_await bhttp::async_write_header(conn->stream, sr, kNoThrow);

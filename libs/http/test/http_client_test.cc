@@ -6,11 +6,15 @@
 #include <chrono>
 #include <future>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "atrium/core/testing.h"
+#include "atrium/http/handler.h"
+#include "atrium/http/router.h"
+#include "atrium/http/server.h"
 #include "client_test_certs.h"
 #include "client_test_servers.h"
 
@@ -578,6 +582,113 @@ TEST_F(HttpClientTest, ManyConcurrentRequestsOnSeveralThreads) {
     ASSERT_TRUE(response.ok()) << response.status().ToString();
     EXPECT_EQ(response->body, "GET /n" + std::to_string(i) + " ");
   }
+}
+
+// ---- run_on_server_threads: requests started by an http::Server handler ----
+
+// A server whose GET /relay forwards to `upstream_url` with `client` and answers with what came
+// back, plus the threads involved.
+struct RelayingServer {
+  RelayingServer(HttpClient& client, std::string upstream_url) {
+    Router router;
+    EXPECT_TRUE(router
+                    .Add("GET", "/relay",
+                         Handler([this, &client, upstream_url](Request&, Responder responder) {
+                           auto handler_thread = std::this_thread::get_id();
+                           ClientRequest up;
+                           up.url = upstream_url;
+                           up.read_timeout = 5s;
+                           client.Send(std::move(up), [this, responder,
+                                                       handler_thread](Result<ClientResponse> r) {
+                             {
+                               std::lock_guard lock(mu);
+                               same_thread = std::this_thread::get_id() == handler_thread;
+                               ++done_calls;
+                               last_status = r.ok() ? Status() : r.status();
+                             }
+                             responder.Send(r.ok() ? Response::Text(200, r->body)
+                                                   : Response::FromStatus(r.status()));
+                           });
+                         }))
+                    .ok());
+    server = std::make_unique<Server>(ServerOptions{.port = 0, .io_threads = 1}, std::move(router));
+    EXPECT_TRUE(server->Start().ok());
+    url = "http://127.0.0.1:" + std::to_string(server->port()) + "/relay";
+  }
+
+  std::mutex mu;
+  bool same_thread = false;
+  int done_calls = 0;
+  Status last_status;
+  std::string url;
+  std::unique_ptr<Server> server;  // last: stops first
+};
+
+TEST_F(HttpClientTest, ServerThreadRequestsStayOnTheServersThreadAndPool) {
+  TestHttpServer upstream(Echo);
+  HttpClient client(ClientOptions{.run_on_server_threads = true});
+  RelayingServer relay(client, upstream.Url("/up"));
+  HttpClient outside;
+  for (int i = 0; i < 3; ++i) {
+    auto r = outside.SendSync(Get(relay.url));
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    EXPECT_EQ(r->body, "GET /up ");
+  }
+  std::lock_guard lock(relay.mu);
+  EXPECT_TRUE(relay.same_thread);                 // `done` ran on the handler's I/O thread
+  EXPECT_EQ(upstream.connections_accepted(), 1);  // that thread's pool kept the connection
+  EXPECT_EQ(client.stats().connections_reused, 2u);
+}
+
+TEST_F(HttpClientTest, WithoutTheOptionServerThreadRequestsUseTheClientsThreads) {
+  TestHttpServer upstream(Echo);
+  HttpClient client;
+  RelayingServer relay(client, upstream.Url("/up"));
+  HttpClient outside;
+  ASSERT_TRUE(outside.SendSync(Get(relay.url)).ok());
+  std::lock_guard lock(relay.mu);
+  EXPECT_FALSE(relay.same_thread);
+}
+
+TEST_F(HttpClientTest, DestroyingTheClientCancelsItsRequestsOnServerThreads) {
+  TestHttpServer upstream(Silent);
+  auto client = std::make_unique<HttpClient>(ClientOptions{.run_on_server_threads = true});
+  RelayingServer relay(*client, upstream.Url("/stall"));
+  HttpClient outside;
+  std::promise<Result<ClientResponse>> answered;
+  ClientRequest call = Get(relay.url);
+  call.read_timeout = 10s;
+  outside.Send(std::move(call),
+               [&answered](Result<ClientResponse> r) { answered.set_value(std::move(r)); });
+  for (int i = 0; i < 200 && upstream.connections_accepted() == 0; ++i) {
+    std::this_thread::sleep_for(10ms);
+  }
+  ASSERT_EQ(upstream.connections_accepted(), 1);
+  client.reset();  // waits for the request on the server's thread to end
+  {
+    std::lock_guard lock(relay.mu);
+    EXPECT_EQ(relay.done_calls, 1);
+    EXPECT_EQ(relay.last_status.code(), StatusCode::kCancelled);
+  }
+  auto r = answered.get_future().get();
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->status, 499);
+}
+
+TEST_F(HttpClientTest, ClientOutlivesTheServerWhoseThreadItUsed) {
+  TestHttpServer upstream(Echo);
+  auto client = std::make_unique<HttpClient>(ClientOptions{.run_on_server_threads = true});
+  {
+    RelayingServer relay(*client, upstream.Url("/up"));
+    HttpClient outside;
+    ASSERT_TRUE(outside.SendSync(Get(relay.url)).ok());
+    relay.server->Shutdown();  // destroys its io_context with the client's idle connection on it
+  }
+  // The client still works from other threads, and is destroyed without waiting on anything.
+  auto r = client->SendSync(Get(upstream.Url("/after")));
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->body, "GET /after ");
+  client.reset();
 }
 
 }  // namespace

@@ -3,10 +3,12 @@
 
 #include <gtest/gtest.h>
 
+#include <any>
 #include <atomic>
 #include <filesystem>
 #include <fstream>
 #include <future>
+#include <mutex>
 #include <thread>
 
 #include <boost/asio/connect.hpp>
@@ -359,6 +361,40 @@ TEST_F(ServerTest, ResponderDroppedWithoutSendIs500) {
   EXPECT_EQ(c.Do(bhttp::verb::get, "/forgot").result_int(), 500);
 }
 
+TEST_F(ServerTest, RunInlineKeepsABlockingRouteOnItsIoThread) {
+  Router r;
+  std::mutex mu;
+  std::thread::id predicate_thread, handler_thread;
+  RouteOptions opts{.blocking = true};
+  opts.run_inline = [&](Request& req) {
+    std::lock_guard lock(mu);
+    predicate_thread = std::this_thread::get_id();
+    if (!req.headers.Has("x-cached")) return false;
+    req.principal = std::string("prepared");  // what the predicate found travels along
+    return true;
+  };
+  ASSERT_TRUE(r.Add("GET", "/work", SyncHandler([&](Request& req) {
+                      std::lock_guard lock(mu);
+                      handler_thread = std::this_thread::get_id();
+                      const auto* p = std::any_cast<std::string>(&req.principal);
+                      return Response::Text(200, p != nullptr ? *p : "none");
+                    }),
+                    opts)
+                  .ok());
+  Start(std::move(r));
+  TestClient c(port());
+  auto inline_res = c.Do(bhttp::verb::get, "/work", "", {{"x-cached", "1"}});
+  EXPECT_EQ(inline_res.body(), "prepared");
+  {
+    std::lock_guard lock(mu);
+    EXPECT_EQ(handler_thread, predicate_thread);  // the I/O thread
+  }
+  auto pooled = c.Do(bhttp::verb::get, "/work");
+  EXPECT_EQ(pooled.body(), "none");
+  std::lock_guard lock(mu);
+  EXPECT_NE(handler_thread, predicate_thread);  // a worker of the blocking pool
+}
+
 TEST_F(ServerTest, GracefulShutdownFinishesInFlightRequest) {
   Router r;
   std::promise<void> entered;
@@ -387,6 +423,45 @@ TEST_F(ServerTest, GracefulShutdownFinishesInFlightRequest) {
   boost::system::error_code ec;
   s.connect(tcp::endpoint(net::ip::make_address("127.0.0.1"), p), ec);
   EXPECT_TRUE(ec);
+}
+
+TEST_F(ServerTest, AStreamCompleteBeforeItsFirstWriteKeepsTheConnection) {
+  Router r;
+  ASSERT_TRUE(r.Add("GET", "/short", Handler([](Request&, Responder responder) {
+                      auto stream = std::make_shared<BodyStream>();
+                      Response res;
+                      res.headers.Set("content-type", "text/event-stream");
+                      res.stream = stream;
+                      (void)stream->Write("data: one\n\n");
+                      (void)stream->Write("data: two\n\n");
+                      stream->Close();
+                      responder.Send(std::move(res));
+                    }))
+                  .ok());
+  ASSERT_TRUE(r.Add("GET", "/long", Handler([](Request&, Responder responder) {
+                      auto stream = std::make_shared<BodyStream>();
+                      Response res;
+                      res.stream = stream;
+                      responder.Send(std::move(res));
+                      std::thread([stream] {
+                        std::this_thread::sleep_for(50ms);
+                        (void)stream->Write("late");
+                        stream->Close();
+                      }).detach();
+                    }))
+                  .ok());
+  Start(std::move(r));
+  TestClient c(port());
+  for (int i = 0; i < 2; ++i) {  // the same connection serves both
+    auto res = c.Do(bhttp::verb::get, "/short");
+    EXPECT_EQ(res.result_int(), 200);
+    EXPECT_TRUE(res.chunked());
+    EXPECT_TRUE(res.keep_alive());
+    EXPECT_EQ(res.body(), "data: one\n\ndata: two\n\n");
+  }
+  auto late = c.Do(bhttp::verb::get, "/long");  // still running when written: the stream ends it
+  EXPECT_EQ(late.body(), "late");
+  EXPECT_FALSE(late.keep_alive());
 }
 
 TEST_F(ServerTest, SseStreamIsReadByAClient) {

@@ -94,6 +94,17 @@ void BudgetLedger::Commit(Reservation& r, double cost) {
   if (s.total.start == 0) s.total.spent += cost;
 }
 
+bool BudgetLedger::NeedsLoad(const std::string& key_id, const KeyBudget& budget) {
+  if (!budget.any()) return false;
+  int64_t now = env_.NowMicros();
+  std::lock_guard lock(mu_);
+  auto it = keys_.find(key_id);
+  if (it == keys_.end()) return true;
+  const KeyState& s = it->second;
+  return s.day.start != DayStart(now) || s.week.start != WeekStart(now) ||
+         s.month.start != MonthStart(now) || s.total.start != 0;
+}
+
 BudgetLedger::Spent BudgetLedger::SpentOf(const std::string& key_id) {
   std::lock_guard lock(mu_);
   KeyState& s = keys_[key_id];

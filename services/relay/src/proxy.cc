@@ -718,7 +718,9 @@ class ProxyCall : public std::enable_shared_from_this<ProxyCall> {
 // Authenticates (in the API's error shape) and starts a ProxyCall.
 void HandleProxy(RelayService::Impl& s, ApiFormat format, Operation op, Request& req,
                  Responder responder) {
-  auto principal = s.authenticate(req);
+  // On the I/O thread PrepareInline has left the principal here; on the pool it is read now.
+  const auto* prepared = std::any_cast<auth::Principal>(&req.principal);
+  auto principal = prepared != nullptr ? Result<auth::Principal>(*prepared) : s.authenticate(req);
   if (!principal.ok()) {
     Response r = ApiError(format, 401, principal.status().message(),
                           format == ApiFormat::kGemini ? "" : "authentication_error");
@@ -812,8 +814,11 @@ Response ListModels(RelayService::Impl& s, Request& req) {
 
 Status RelayService::Impl::AddProxyRoutes(http::Router& router) {
   // Blocking: authentication and the key policy may read the database; the upstream call itself
-  // is asynchronous, so a worker is held only for that part.
-  http::RouteOptions opts{.max_body_bytes = options.max_request_bytes, .blocking = true};
+  // is asynchronous, so a worker is held only for that part. When everything is cached (the
+  // common case) the request stays on its I/O thread.
+  http::RouteOptions opts{.max_body_bytes = options.max_request_bytes,
+                          .blocking = true,
+                          .run_inline = [this](Request& req) { return PrepareInline(req); }};
   auto route = [this](ApiFormat format, Operation op) {
     return http::Handler([this, format, op](Request& req, Responder responder) {
       HandleProxy(*this, format, op, req, std::move(responder));

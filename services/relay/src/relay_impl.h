@@ -58,6 +58,12 @@ class RelayService::Impl {
   void StartAggregator();
   void StopAggregator();
   Result<KeyPolicy> PolicyFor(const auth::Principal& p);
+  // The principal's policy when cached and fresh (API keys), else nullopt; never reads the
+  // database.
+  std::optional<KeyPolicy> CachedPolicyFor(const auth::Principal& p);
+  // RouteOptions::run_inline of the model routes: true when the request's principal, its key
+  // policy and its budget windows are all in memory; leaves the principal in req.principal.
+  bool PrepareInline(http::Request& req);
   std::shared_ptr<const PriceTable> prices() const;
   // Publishes a usage record (sync topic; errors are logged and counted).
   void PublishUsage(const UsageRecord& record);
@@ -102,6 +108,7 @@ class RelayService::Impl {
   auth::IdentityStore& identities;
   Env& env;
   Authenticator authenticate;
+  CachedAuthenticator authenticate_cached;  // optional
   MetricsRegistry* metrics;
   std::shared_ptr<spdlog::logger> log;
   AccountStore accounts;

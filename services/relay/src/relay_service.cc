@@ -44,6 +44,9 @@ void DefineRelayConfig(ConfigSchema& schema) {
                       "\"cache_write\",\"cache_read\"}}} in $ per million tokens");
   schema.DefineString("relay.aggregator", "relay-usage-aggregator",
                       "Durable bus consumer aggregating usage into SQL; empty: none on this node");
+  schema.DefineInt("relay.aggregator_linger_ms", 100,
+                   "How long the usage aggregator gathers records into one transaction",
+                   {.min = 0, .max = 10000});
   schema.DefineInt("relay.probe_interval_seconds", 60,
                    "First recovery probe of an unauthorized/errored account after this long, "
                    "doubling after each failed probe; 0: no probes",
@@ -72,6 +75,7 @@ Result<RelayOptions> RelayOptionsFromConfig(const Config& config) {
   o.credentials_key_ring = config.GetString("relay.credentials_key");
   o.pricing_file = config.GetString("relay.pricing_file");
   o.aggregator_name = config.GetString("relay.aggregator");
+  o.aggregator_linger = std::chrono::milliseconds(config.GetInt("relay.aggregator_linger_ms"));
   o.ca_file = config.GetString("relay.ca_file");
   o.oauth_token_url = config.GetString("relay.oauth_token_url");
   o.oauth_refresh_margin =
@@ -118,7 +122,9 @@ Status RelayService::Impl::Init() {
                                .ca_file = options.ca_file,
                                .insecure_skip_verify = options.insecure_skip_verify,
                                .max_idle_per_origin = 64,
-                               .user_agent = "atrium-relay"}));
+                               .user_agent = "atrium-relay",
+                               // A model request's upstream call stays on its I/O thread.
+                               .run_on_server_threads = true}));
   RETURN_IF_ERROR(bus.CreateTopic(options.usage_topic,
                                   bus::TopicOptions{.durability = bus::Durability::kSync}));
   RETURN_IF_ERROR(bus.CreateTopic(options.events_topic,
@@ -169,16 +175,31 @@ std::shared_ptr<const PriceTable> RelayService::Impl::prices() const {
   return prices_;
 }
 
-Result<KeyPolicy> RelayService::Impl::PolicyFor(const auth::Principal& p) {
+std::optional<KeyPolicy> RelayService::Impl::CachedPolicyFor(const auth::Principal& p) {
   if (!p.is_api_key()) return KeyPolicy{};
   auto now = env.SteadyNow();
-  {
-    std::lock_guard lock(policy_mu_);
-    auto it = policies_.find(p.key_id);
-    if (it != policies_.end() && now - it->second.fetched < options.key_cache_ttl) {
-      return it->second.policy;
-    }
+  std::lock_guard lock(policy_mu_);
+  auto it = policies_.find(p.key_id);
+  if (it != policies_.end() && now - it->second.fetched < options.key_cache_ttl) {
+    return it->second.policy;
   }
+  return std::nullopt;
+}
+
+bool RelayService::Impl::PrepareInline(http::Request& req) {
+  if (!authenticate_cached) return false;
+  auto principal = authenticate_cached(req);
+  // Refused credentials are answered on the pool: the full check may read the database.
+  if (!principal || !principal->ok()) return false;
+  auto policy = CachedPolicyFor(**principal);
+  if (!policy || ledger.NeedsLoad(policy->key_id, policy->budget)) return false;
+  req.principal = std::move(**principal);
+  return true;
+}
+
+Result<KeyPolicy> RelayService::Impl::PolicyFor(const auth::Principal& p) {
+  if (auto cached = CachedPolicyFor(p)) return *std::move(cached);
+  auto now = env.SteadyNow();
   auto key = identities.FindApiKey(p.workspace_id, p.key_id);
   if (!key.ok()) return Unavailable("the key's limits cannot be read: " + key.status().message());
   KeyPolicy policy;
@@ -256,7 +277,7 @@ void RelayService::Impl::AggregatorLoop() {
       }
       consumer = std::move(*opened);
     }
-    // A batch: the first record waits, the rest is what is already there (up to 512).
+    // A batch: the first record waits, then what arrives within the linger (up to 512).
     std::vector<bus::Delivery> batch;
     auto d = consumer->Next(std::chrono::milliseconds(200));
     if (!d.ok()) {
@@ -267,8 +288,11 @@ void RelayService::Impl::AggregatorLoop() {
       continue;
     }
     batch.push_back(std::move(*d));
-    while (batch.size() < 512) {
-      auto more = consumer->Next(std::chrono::milliseconds(0));
+    const auto linger_end = env.SteadyNow() + options.aggregator_linger;
+    while (batch.size() < 512 && !aggregator_stop_) {
+      auto left =
+          std::chrono::duration_cast<std::chrono::milliseconds>(linger_end - env.SteadyNow());
+      auto more = consumer->Next(std::max(left, std::chrono::milliseconds(0)));
       if (!more.ok()) break;
       batch.push_back(std::move(*more));
     }
@@ -341,6 +365,10 @@ Result<std::unique_ptr<RelayService>> RelayService::Create(RelayOptions options,
 
 void RelayService::SetEmbeddingProvider(infer::EmbeddingProvider* provider) {
   impl_->embeddings = provider;
+}
+
+void RelayService::SetCachedAuthenticator(CachedAuthenticator authenticator) {
+  impl_->authenticate_cached = std::move(authenticator);
 }
 
 Status RelayService::AddRoutes(http::Router& router) {

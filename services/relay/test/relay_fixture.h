@@ -138,6 +138,9 @@ class RelayHttpTest : public ::testing::TestWithParam<Backend> {
     ASSERT_TRUE(r.ok()) << r.status().ToString();
     relay_ = std::move(*r);
     relay_->SetEmbeddingProvider(&embeddings_);
+    // As in atrium serve: requests whose key and policy are cached stay on the I/O thread.
+    relay_->SetCachedAuthenticator(
+        [authp](const http::Request& req) { return authp->AuthenticateCached(req); });
     http::Router router;
     ASSERT_TRUE(auth_->AddRoutes(router).ok());
     ASSERT_TRUE(relay_->AddRoutes(router).ok());

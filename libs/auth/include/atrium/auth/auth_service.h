@@ -28,6 +28,7 @@
 #include <chrono>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "atrium/auth/audit.h"
@@ -103,6 +104,10 @@ class AuthService {
   // Resolves the credentials of a request (no scope check). Unauthenticated (401) for missing or
   // invalid credentials, Unavailable (503) when revocation cannot be checked.
   Result<Principal> Authenticate(const http::Request& request);
+  // The same answer from memory only, for handlers on an I/O thread: nullopt when it needs the
+  // database or Redis (an API key not cached or due for its last-used update, an access token,
+  // whose revocation is checked). Never blocks.
+  std::optional<Result<Principal>> AuthenticateCached(const http::Request& request);
   // Revokes one access token (by its jti) until `expires_at_micros`, on every node: through the
   // database and, when the service was given Redis, through Redis at once.
   Status RevokeAccessToken(const std::string& jti, int64_t expires_at_micros);

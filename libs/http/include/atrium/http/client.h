@@ -118,6 +118,13 @@ struct ClientOptions {
   std::chrono::milliseconds idle_timeout{60'000};
   // Sent when the request has no User-Agent header; empty sends none.
   std::string user_agent = "atrium-http-client";
+  // A request sent from an I/O thread of an Atrium http::Server (a handler, or a callback of this
+  // client there) runs on that thread's event loop, with a connection pool of its own, instead of
+  // on one of the client's threads: no thread switch on the way out or back (`done`, on_headers
+  // and on_data run on that server thread). Requests from other threads use the client's
+  // threads as usual. The server must be running or already shut down when the client is
+  // destroyed, and the client must not be destroyed on one of the server's I/O threads.
+  bool run_on_server_threads = false;
 };
 
 class HttpClient {

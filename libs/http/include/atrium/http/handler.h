@@ -92,6 +92,12 @@ struct RouteOptions {
   size_t max_body_bytes = 0;
   // Run on the blocking worker pool (database calls, file I/O) instead of the I/O thread.
   bool blocking = false;
+  // For a blocking route: called on the I/O thread before dispatch; when it returns true the
+  // middleware chain and the handler run there instead, sparing two thread switches. For
+  // handlers that block only on a cache miss: the predicate answers whether everything the
+  // request needs is in memory (it may leave what it found in Request::principal). It must not
+  // block.
+  std::function<bool(Request&)> run_inline;
   // Time to produce a response before the server answers 504; 0 = no limit.
   std::chrono::milliseconds timeout{0};
   // Authentication requirement for the auth middleware: empty = public route.

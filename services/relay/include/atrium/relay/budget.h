@@ -57,6 +57,8 @@ class BudgetLedger {
   // Ends a reservation with the request's real cost (0 for a request that failed unbilled).
   void Commit(Reservation& reservation, double cost);
   Spent SpentOf(const std::string& key_id);
+  // Whether Reserve would read the key's spending (a window not loaded or rolled over) first.
+  bool NeedsLoad(const std::string& key_id, const KeyBudget& budget);
 
   // Period starts (UTC) for `now_micros`: midnight, Monday midnight, the 1st of the month.
   static int64_t DayStart(int64_t now_micros);

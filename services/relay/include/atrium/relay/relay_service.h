@@ -36,6 +36,7 @@
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -79,6 +80,9 @@ struct RelayOptions {
   std::string usage_topic = "relay.usage";
   // Durable consumer that aggregates usage into SQL; empty: none on this node.
   std::string aggregator_name = "relay-usage-aggregator";
+  // How long the aggregator gathers records after the first of a batch: one transaction and one
+  // persisted consumer position per batch instead of per record under steady traffic.
+  std::chrono::milliseconds aggregator_linger{100};
   int client_threads = 2;
   std::string ca_file;                // extra trusted CAs for upstreams
   bool insecure_skip_verify = false;  // tests only
@@ -117,6 +121,10 @@ Result<RelayOptions> RelayOptionsFromConfig(const Config& config);
 
 // Resolves the credentials of a request (AuthService::Authenticate in the composition root).
 using Authenticator = std::function<Result<auth::Principal>(const http::Request&)>;
+// The same from memory only (AuthService::AuthenticateCached): nullopt when the answer needs
+// I/O. With it, model requests whose key and key policy are cached run on the I/O thread.
+using CachedAuthenticator =
+    std::function<std::optional<Result<auth::Principal>>(const http::Request&)>;
 
 // Progress of the usage aggregator.
 struct AggregatorState {
@@ -137,6 +145,8 @@ class RelayService {
   // Binds `local` accounts to the embed engine (null: local accounts answer 503). Call before
   // serving; the provider must outlive the service.
   void SetEmbeddingProvider(infer::EmbeddingProvider* provider);
+  // Lets cached requests skip the blocking pool (see CachedAuthenticator). Call before AddRoutes.
+  void SetCachedAuthenticator(CachedAuthenticator authenticator);
   Status AddRoutes(http::Router& router);
   // Stops the aggregator and cancels upstream requests in flight. Idempotent.
   void Stop();
