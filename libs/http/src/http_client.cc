@@ -20,6 +20,7 @@
 #include <boost/beast/http/error.hpp>
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/read.hpp>
+#include <boost/beast/http/span_body.hpp>
 #include <boost/beast/http/string_body.hpp>
 #include <boost/beast/http/write.hpp>
 
@@ -159,13 +160,19 @@ class HttpClient::Impl {
 
   static asio::awaitable<void> Run(std::shared_ptr<Job> job);
   static asio::awaitable<Result<ClientResponse>> Perform(std::shared_ptr<Job> job);
-  static asio::awaitable<Outcome> ExchangeWithRetry(std::shared_ptr<Job> job, TargetUrl target,
-                                                    std::string method, Headers headers,
-                                                    std::string body);
+  // The request's method, headers and body are passed by reference: they stay in Perform's
+  // frame (or the job's request) while these run, and are never copied per attempt, so a large
+  // body held for the life of a long stream exists once.
+  static asio::awaitable<Outcome> ExchangeWithRetry(std::shared_ptr<Job> job,
+                                                    const TargetUrl& target,
+                                                    const std::string& method,
+                                                    const Headers& headers,
+                                                    const std::string& body);
   template <bool kTls>
   static asio::awaitable<Outcome> Exchange(std::shared_ptr<Job> job, Connection* connection,
-                                           bool reused, TargetUrl target, std::string method,
-                                           Headers headers, std::string body);
+                                           bool reused, const TargetUrl& target,
+                                           const std::string& method, const Headers& headers,
+                                           const std::string& body);
   static asio::awaitable<void> SweepLoop(Impl* impl, std::shared_ptr<IoContext> context);
   // This client's context on the server I/O thread running `io` (the calling thread), made on
   // first use.
@@ -328,12 +335,15 @@ asio::awaitable<Result<ClientResponse>> HttpClient::Impl::Perform(std::shared_pt
   job->proxy = *proxy;
   std::string url = request.url;
   std::string method = request.method.empty() ? "GET" : request.method;
-  std::string body = request.body;
-  Headers headers = request.headers;
+  // The request's own headers and body, until a redirect changes them.
+  const Headers* headers = &request.headers;
+  const std::string* body = &request.body;
+  Headers redirect_headers;
+  const std::string no_body;
   for (int redirects = 0;; ++redirects) {
     auto target = client_internal::ParseTargetUrl(url);
     if (!target.ok()) co_return target.status();
-    Outcome outcome = co_await ExchangeWithRetry(job, *target, method, headers, body);
+    Outcome outcome = co_await ExchangeWithRetry(job, *target, method, *headers, *body);
     if (!outcome.status.ok()) co_return outcome.status;
     if (!outcome.redirect_location) co_return std::move(outcome.response);
 
@@ -346,25 +356,29 @@ asio::awaitable<Result<ClientResponse>> HttpClient::Impl::Perform(std::shared_pt
     auto next_target = client_internal::ParseTargetUrl(*next);
     if (!next_target.ok()) co_return next_target.status();
     int status = outcome.response.status;
+    if (headers != &redirect_headers) {
+      redirect_headers = *headers;
+      headers = &redirect_headers;
+    }
     if (status == 303 || ((status == 301 || status == 302) && EqualsIgnoreCase(method, "POST"))) {
       if (!EqualsIgnoreCase(method, "HEAD")) method = "GET";
-      body.clear();
-      headers.Remove("Content-Type");
+      body = &no_body;
+      redirect_headers.Remove("Content-Type");
     }
     if (next_target->tls != target->tls || next_target->host != target->host ||
         next_target->port != target->port) {
       // Credentials are for the origin they were given to.
-      headers.Remove("Authorization");
-      headers.Remove("Cookie");
-      headers.Remove("Host");
+      redirect_headers.Remove("Authorization");
+      redirect_headers.Remove("Cookie");
+      redirect_headers.Remove("Host");
     }
     url = std::move(*next);
   }
 }
 
 asio::awaitable<HttpClient::Impl::Outcome> HttpClient::Impl::ExchangeWithRetry(
-    std::shared_ptr<Job> job, TargetUrl target, std::string method, Headers headers,
-    std::string body) {
+    std::shared_ptr<Job> job, const TargetUrl& target, const std::string& method,
+    const Headers& headers, const std::string& body) {
   Impl* impl = job->impl;
   IoContext& context = *job->context;
   std::string key = std::string(target.tls ? "https://" : "http://") + target.Authority() + "|" +
@@ -416,8 +430,8 @@ asio::awaitable<HttpClient::Impl::Outcome> HttpClient::Impl::ExchangeWithRetry(
 
 template <bool kTls>
 asio::awaitable<HttpClient::Impl::Outcome> HttpClient::Impl::Exchange(
-    std::shared_ptr<Job> job, Connection* connection, bool reused, TargetUrl target,
-    std::string method, Headers headers, std::string body) {
+    std::shared_ptr<Job> job, Connection* connection, bool reused, const TargetUrl& target,
+    const std::string& method, const Headers& headers, const std::string& body) {
   auto& stream = [connection]() -> auto& {
     if constexpr (kTls) {
       return connection->tls();
@@ -432,7 +446,10 @@ asio::awaitable<HttpClient::Impl::Outcome> HttpClient::Impl::Exchange(
   const ClientOptions& options = job->impl->options_;
   bool plain_via_http_proxy = job->proxy.kind == ProxyKind::kHttp && !target.tls;
 
-  http::request<http::string_body> message;
+  // The body is sent from the caller's string (span_body), not copied; the message is dropped once
+  // written, so a long response does not keep a second copy of the request's head.
+  std::optional<http::request<http::span_body<const char>>> request_message(std::in_place);
+  auto& message = *request_message;
   message.version(11);
   message.method_string(method);
   message.target(plain_via_http_proxy ? target.AbsoluteForm() : target.target);
@@ -448,7 +465,7 @@ asio::awaitable<HttpClient::Impl::Outcome> HttpClient::Impl::Exchange(
     message.set(http::field::proxy_authorization,
                 "Basic " + Base64Encode(job->proxy.user + ":" + job->proxy.password));
   }
-  message.body() = std::move(body);
+  message.body() = http::span_body<const char>::value_type(body.data(), body.size());
   message.prepare_payload();
   bool idempotent = IsIdempotent(method);
 
@@ -457,6 +474,7 @@ asio::awaitable<HttpClient::Impl::Outcome> HttpClient::Impl::Exchange(
   connection->tcp().expires_at(deadline);
   size_t written =
       co_await http::async_write(stream, message, asio::redirect_error(asio::use_awaitable, ec));
+  request_message.reset();
   if (ec || control.aborted) {
     Outcome outcome = Outcome::Fail(client_internal::OperationError(
         ec, control, limits, limits.read_timeout, deadline, "sending request to " + request.url));
