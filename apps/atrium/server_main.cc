@@ -312,6 +312,16 @@ int Serve(std::shared_ptr<const Config> config) {
         std::make_unique<bus::BusHttpApi>(*message_bus, bus::BusHttpOptions{.metrics = &metrics});
     health.Register("bus", [b = message_bus.get()] { return BusHealth(*b); });
   }
+  // Chat, relay and track need the bus even when the "bus" service (its HTTP API) is off: the
+  // first of them opens it.
+  auto need_bus = [&](const char* service) -> Status {
+    if (message_bus) return Status::Ok();
+    auto bus_or = OpenBus(*config, env, metrics);
+    if (!bus_or.ok()) return bus_or.status().WithContext(std::string(service) + " needs the bus");
+    message_bus = std::move(*bus_or);
+    health.Register("bus", [b = message_bus.get()] { return BusHealth(*b); });
+    return Status::Ok();
+  };
 
   // Scale-out: shared rate-limit buckets in Redis when redis.url is set.
   std::shared_ptr<auth::RateLimiter> limiter;
@@ -373,12 +383,7 @@ int Serve(std::shared_ptr<const Config> config) {
   // ---- chat (service "chat"): needs the bus for its events, opened here when "bus" is off ----
   std::unique_ptr<chat::ChatService> chat_service;
   if (ServiceEnabled(*config, "chat")) {
-    if (!message_bus) {
-      auto bus_or = OpenBus(*config, env, metrics);
-      if (!bus_or.ok()) return fail(bus_or.status().WithContext("chat needs the bus"));
-      message_bus = std::move(*bus_or);
-      health.Register("bus", [b = message_bus.get()] { return BusHealth(*b); });
-    }
+    if (Status s = need_bus("chat"); !s.ok()) return fail(s);
     auth::AuthService* authenticator = auth.get();
     chat::ChatOptions chat_options = chat::ChatOptionsFromConfig(*config);
     chat_options.blobs = blobs.get();  // attachments share the content-addressed blob store
@@ -395,12 +400,7 @@ int Serve(std::shared_ptr<const Config> config) {
   // ---- relay (service "relay"): LLM API gateway; usage records go through the bus ----
   std::unique_ptr<relay::RelayService> relay_service;
   if (ServiceEnabled(*config, "relay")) {
-    if (!message_bus) {
-      auto bus_or = OpenBus(*config, env, metrics);
-      if (!bus_or.ok()) return fail(bus_or.status().WithContext("relay needs the bus"));
-      message_bus = std::move(*bus_or);
-      health.Register("bus", [b = message_bus.get()] { return BusHealth(*b); });
-    }
+    if (Status s = need_bus("relay"); !s.ok()) return fail(s);
     auto relay_options = relay::RelayOptionsFromConfig(*config);
     if (!relay_options.ok()) return fail(relay_options.status().WithContext("relay"));
     // Without relay.credentials_key the auth master key ring seals upstream credentials (else
@@ -430,12 +430,7 @@ int Serve(std::shared_ptr<const Config> config) {
   if (ServiceEnabled(*config, "track")) {
     // Live updates go through the bus (opened here when "bus" is off), so every node's SSE
     // viewers see what any node ingested.
-    if (!message_bus) {
-      auto bus_or = OpenBus(*config, env, metrics);
-      if (!bus_or.ok()) return fail(bus_or.status().WithContext("track needs the bus"));
-      message_bus = std::move(*bus_or);
-      health.Register("bus", [b = message_bus.get()] { return BusHealth(*b); });
-    }
+    if (Status s = need_bus("track"); !s.ok()) return fail(s);
     auth::AuditSink* track_audit = audit_sink ? audit_sink.get() : auth->sql_audit();
     auto service =
         track::TrackService::Create(track::TrackOptionsFromConfig(*config), *db, *blobs, env,

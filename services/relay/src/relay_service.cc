@@ -266,6 +266,8 @@ void RelayService::Impl::StopAggregator() {
 
 void RelayService::Impl::AggregatorLoop() {
   std::unique_ptr<bus::Consumer> consumer;
+  // When the previous batch ended: records arriving within the linger of it mean steady traffic.
+  auto last_batch = env.SteadyNow() - std::chrono::hours(1);
   while (!aggregator_stop_) {
     if (consumer == nullptr) {
       auto opened = bus.OpenConsumer(
@@ -277,7 +279,10 @@ void RelayService::Impl::AggregatorLoop() {
       }
       consumer = std::move(*opened);
     }
-    // A batch: the first record waits, then what arrives within the linger (up to 512).
+    // A batch: the first record waits, then what is already there; under steady traffic (the
+    // previous batch ended less than a linger ago) also what arrives within the linger, so that
+    // a busy relay commits one transaction per batch, and a quiet one counts a lone request at
+    // once (up to 512 records).
     std::vector<bus::Delivery> batch;
     auto d = consumer->Next(std::chrono::milliseconds(200));
     if (!d.ok()) {
@@ -288,7 +293,9 @@ void RelayService::Impl::AggregatorLoop() {
       continue;
     }
     batch.push_back(std::move(*d));
-    const auto linger_end = env.SteadyNow() + options.aggregator_linger;
+    const auto first_at = env.SteadyNow();
+    const bool steady = first_at - last_batch < options.aggregator_linger;
+    const auto linger_end = steady ? first_at + options.aggregator_linger : first_at;
     while (batch.size() < 512 && !aggregator_stop_) {
       auto left =
           std::chrono::duration_cast<std::chrono::milliseconds>(linger_end - env.SteadyNow());
@@ -320,6 +327,7 @@ void RelayService::Impl::AggregatorLoop() {
       end = std::max<uint64_t>(end, it->record->offset + 1);
     }
     aggregated_offset = end;
+    last_batch = env.SteadyNow();
   }
   if (consumer) consumer->Close();
 }
