@@ -107,6 +107,8 @@ with atrium_track.init(project="demo", name="baseline", config={"lr": 0.01, "mod
     d = tempfile.mkdtemp()
     open(os.path.join(d, "train.csv"), "w").write("x,y\\n1,2\\n")
     run.log_artifact(d, name="mnist-sample", type="dataset", aliases=["production"])
+    open(os.path.join(d, "notes.txt"), "w").write("first run")
+    run.save(os.path.join(d, "notes.txt"))
 print(run.id)
 `;
   const { spawnSync } = await import("node:child_process");
@@ -552,6 +554,18 @@ try {
     await box.fill("");
     await box.press("Enter");
     await pageA.getByRole("link", { name: "bigger-lr" }).waitFor();
+    // The column chooser: "Ended" is not shown by default; choosing it adds its header, and
+    // dropping "group" removes that one.
+    const table = pageA;
+    assert((await table.getByRole("button", { name: "Ended", exact: true }).count()) === 0, "Ended hidden by default");
+    await pageA.getByText(/^Columns \(/).click();
+    await pageA.getByLabel("end_time", { exact: true }).check();
+    await table.getByRole("button", { name: "Ended", exact: true }).waitFor();
+    if (await pageA.getByLabel("group", { exact: true }).isChecked()) {
+      await pageA.getByLabel("group", { exact: true }).uncheck();
+      await table.getByRole("button", { name: "Group", exact: true }).waitFor({ state: "detached" });
+    }
+    await pageA.getByText(/^Columns \(/).click();
     // Sort by a column header (server-side order_by).
     await pageA.getByRole("button", { name: "loss", exact: true }).click();
     await pageA.locator('th[aria-sort="ascending"]').waitFor();
@@ -582,6 +596,8 @@ try {
     await pageA.mouse.up();
     await pageA.getByRole("button", { name: "Reset zoom of loss" }).waitFor();
     await pageA.getByText("lr is high").waitFor();
+    // The file the SDK saved, listed with a download link.
+    await pageA.getByRole("link", { name: "notes.txt" }).waitFor();
     await checkLabels(pageA, "run");
     await shot(pageA, "track-run");
     {
