@@ -4,7 +4,10 @@
 
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
 #include <future>
+#include <string>
 
 #include "atrium/core/metrics.h"
 #include "atrium/core/testing.h"
@@ -25,7 +28,10 @@ class RedisTierTest : public ::testing::Test {
     auto redis = store::RedisClient::Connect({.url = url});
     ASSERT_TRUE(redis.ok()) << redis.status().ToString();
     redis_ = std::move(*redis);
-    ASSERT_TRUE(redis_->Command({"FLUSHDB"}).ok());
+    // A prefix of this process and test, never FLUSHDB: the Redis fixture is shared with the
+    // suites ctest runs at the same time (the auth rate limiter's buckets live there too).
+    prefix_ = "test:embed:" + std::to_string(::getpid()) + ":" +
+              ::testing::UnitTest::GetInstance()->current_test_info()->name() + ":";
   }
 
   Result<std::vector<CachedVector>> Run(ModelScheduler& scheduler,
@@ -42,12 +48,12 @@ class RedisTierTest : public ::testing::Test {
   }
 
   std::shared_ptr<store::RedisClient> redis_;
+  std::string prefix_;
 };
 
 TEST_F(RedisTierTest, ASecondReplicaIsServedFromRedis) {
   MetricsRegistry metrics;
-  auto tier =
-      std::make_shared<RedisTier>(redis_, std::chrono::seconds(60), "test:embed:", &metrics);
+  auto tier = std::make_shared<RedisTier>(redis_, std::chrono::seconds(60), prefix_, &metrics);
   FakeModel model_a, model_b;
   ResultCache cache_a(CachePolicy::kLru, 1 << 20), cache_b(CachePolicy::kArc, 1 << 20);
   cache_a.SetSecondTier(tier);
@@ -68,7 +74,7 @@ TEST_F(RedisTierTest, ASecondReplicaIsServedFromRedis) {
   EXPECT_EQ(*(*second)[1], *(*first)[0]);
   EXPECT_NE(metrics.ExpositionText().find("embed_cache_tier_hits_total 2"), std::string::npos);
 
-  auto keys = redis_->Command({"KEYS", "test:embed:*"});
+  auto keys = redis_->Command({"KEYS", prefix_ + "*"});
   ASSERT_TRUE(keys.ok());
   EXPECT_EQ(keys->elements.size(), 3u);
   auto one_ttl = redis_->Command({"TTL", keys->elements[0].str});
@@ -79,7 +85,7 @@ TEST_F(RedisTierTest, ASecondReplicaIsServedFromRedis) {
 
 TEST_F(RedisTierTest, UnknownKeysAreMisses) {
   MetricsRegistry metrics;
-  RedisTier tier(redis_, std::chrono::seconds(60), "test:embed:", &metrics);
+  RedisTier tier(redis_, std::chrono::seconds(60), prefix_, &metrics);
   auto missing = tier.GetMany({"never-stored"});
   ASSERT_EQ(missing.size(), 1u);
   EXPECT_EQ(missing[0], nullptr);
