@@ -438,13 +438,16 @@ TEST_F(ServerTest, AStreamCompleteBeforeItsFirstWriteKeepsTheConnection) {
                       responder.Send(std::move(res));
                     }))
                   .ok());
-  ASSERT_TRUE(r.Add("GET", "/long", Handler([](Request&, Responder responder) {
+  // The long stream writes only once the client has seen its head: still running when written.
+  std::promise<void> head_seen;
+  std::shared_future<void> seen = head_seen.get_future().share();
+  ASSERT_TRUE(r.Add("GET", "/long", Handler([seen](Request&, Responder responder) {
                       auto stream = std::make_shared<BodyStream>();
                       Response res;
                       res.stream = stream;
                       responder.Send(std::move(res));
-                      std::thread([stream] {
-                        std::this_thread::sleep_for(50ms);
+                      std::thread([stream, seen] {
+                        seen.wait();
                         (void)stream->Write("late");
                         stream->Close();
                       }).detach();
@@ -459,9 +462,17 @@ TEST_F(ServerTest, AStreamCompleteBeforeItsFirstWriteKeepsTheConnection) {
     EXPECT_TRUE(res.keep_alive());
     EXPECT_EQ(res.body(), "data: one\n\ndata: two\n\n");
   }
-  auto late = c.Do(bhttp::verb::get, "/long");  // still running when written: the stream ends it
-  EXPECT_EQ(late.body(), "late");
-  EXPECT_FALSE(late.keep_alive());
+  c.SendRaw("GET /long HTTP/1.1\r\nHost: localhost\r\n\r\n");
+  std::string got;
+  char buf[1024];
+  while (got.find("\r\n\r\n") == std::string::npos) {
+    size_t n = c.socket().read_some(net::buffer(buf));
+    got.append(buf, n);
+  }
+  head_seen.set_value();
+  got += c.ReadToEof();  // the stream ends the connection
+  EXPECT_NE(got.find("Connection: close\r\n"), std::string::npos) << got;
+  EXPECT_NE(got.find("4\r\nlate\r\n0\r\n\r\n"), std::string::npos) << got;
 }
 
 TEST_F(ServerTest, SseStreamIsReadByAClient) {
