@@ -17,7 +17,7 @@ namespace {
 
 constexpr size_t kMaxPointsPerBatch = 100000;
 constexpr size_t kMaxLinesPerBatch = 100000;
-constexpr size_t kRowsPerInsert = 200;  // 5 params each: well under SQLite's 32766 limit
+constexpr size_t kRowsPerInsert = 1000;  // 5 params each: well under SQLite's 32766 limit
 
 bool ValidKey(std::string_view k) {
   if (k.empty() || k.size() > 256) return false;
