@@ -652,11 +652,6 @@ void HttpClient::Impl::Prune(IoContext& context) {
 // used them is destroyed (http::Server::Shutdown destroys its io_contexts).
 namespace {
 
-struct ServerThreadEntry {
-  std::shared_ptr<IoContext> context;
-  bool closing = false;  // the client is being destroyed
-};
-
 std::mutex& RegistryMutex() {
   static std::mutex mu;
   return mu;
@@ -666,9 +661,18 @@ std::condition_variable& RegistryChanged() {
   return cv;
 }
 // Guarded by RegistryMutex().
-std::map<std::pair<asio::io_context*, const void*>, ServerThreadEntry>& Registry() {
-  static std::map<std::pair<asio::io_context*, const void*>, ServerThreadEntry> entries;
+std::map<std::pair<asio::io_context*, const void*>, std::shared_ptr<IoContext>>& Registry() {
+  static std::map<std::pair<asio::io_context*, const void*>, std::shared_ptr<IoContext>> entries;
   return entries;
+}
+
+// Removes the entry of a stopped context once its last request has ended, and wakes the
+// destructor waiting for it. Only a destructor stops a context that is still registered (an
+// io_context going away removes its entries itself), so a stopped entry is a closing one.
+void EraseStoppedEntry(const IoContext& context) {
+  std::lock_guard lock(RegistryMutex());
+  std::erase_if(Registry(), [&](const auto& kv) { return kv.second.get() == &context; });
+  RegistryChanged().notify_all();
 }
 
 class ServerThreadClients : public asio::execution_context::service {
@@ -685,7 +689,7 @@ class ServerThreadClients : public asio::execution_context::service {
       auto& entries = Registry();
       for (auto it = entries.lower_bound({&io_, nullptr});
            it != entries.end() && it->first.first == &io_;) {
-        stopped.push_back(std::move(it->second.context));
+        stopped.push_back(std::move(it->second));
         it = entries.erase(it);
       }
     }
@@ -699,24 +703,15 @@ class ServerThreadClients : public asio::execution_context::service {
 }  // namespace
 
 void HttpClient::Impl::JobEnded(IoContext& context) {
-  if (context.live.fetch_sub(1) != 1 || !context.stopping) return;
   // The last request of a stopped context: a destructor may be waiting for it.
-  std::lock_guard lock(RegistryMutex());
-  auto& entries = Registry();
-  for (auto it = entries.begin(); it != entries.end(); ++it) {
-    if (it->second.context.get() == &context && it->second.closing) {
-      entries.erase(it);
-      break;
-    }
-  }
-  RegistryChanged().notify_all();
+  if (context.live.fetch_sub(1) == 1 && context.stopping) EraseStoppedEntry(context);
 }
 
 std::shared_ptr<IoContext> HttpClient::Impl::ServerThreadContext(asio::io_context& io) {
   {
     std::lock_guard lock(RegistryMutex());
     auto it = Registry().find({&io, this});
-    if (it != Registry().end()) return it->second.context;
+    if (it != Registry().end()) return it->second;
   }
   // First use on this thread (the only thread that can ask for this key): the service first, so
   // that it exists before the entry it must clean up.
@@ -724,7 +719,7 @@ std::shared_ptr<IoContext> HttpClient::Impl::ServerThreadContext(asio::io_contex
   auto context = std::make_shared<IoContext>(io);
   {
     std::lock_guard lock(RegistryMutex());
-    Registry()[{&io, this}] = ServerThreadEntry{context};
+    Registry()[{&io, this}] = context;
   }
   asio::co_spawn(io, SweepLoop(this, context), asio::detached);
   return context;
@@ -734,24 +729,14 @@ void HttpClient::Impl::StopServerThreadContexts() {
   std::unique_lock lock(RegistryMutex());
   auto& entries = Registry();
   bool any = false;
-  for (auto& [key, entry] : entries) {
+  for (auto& [key, context] : entries) {
     if (key.second != this) continue;
     any = true;
-    entry.closing = true;
     // Posted under the lock: the io_context cannot be destroyed meanwhile (its shutdown() takes
     // the lock first).
-    asio::post(*key.first, [context = entry.context] {
+    asio::post(*key.first, [context] {
       context->Stop("HTTP client shut down");
-      if (context->live.load() != 0) return;  // JobEnded finishes the entry
-      std::lock_guard inner(RegistryMutex());
-      auto& all = Registry();
-      for (auto it = all.begin(); it != all.end(); ++it) {
-        if (it->second.context == context && it->second.closing) {
-          all.erase(it);
-          break;
-        }
-      }
-      RegistryChanged().notify_all();
+      if (context->live.load() == 0) EraseStoppedEntry(*context);  // else JobEnded does
     });
   }
   if (!any) return;
