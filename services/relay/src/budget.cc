@@ -1,5 +1,6 @@
 #include "atrium/relay/budget.h"
 
+#include <algorithm>
 #include <ctime>
 
 #include <fmt/format.h>
@@ -27,19 +28,23 @@ int64_t BudgetLedger::MonthStart(int64_t now) {
   return static_cast<int64_t>(timegm(&tm)) * 1'000'000;
 }
 
+std::array<std::pair<BudgetLedger::Window*, int64_t>, 4> BudgetLedger::WindowsAt(KeyState& s,
+                                                                                 int64_t now) {
+  return {{{&s.day, DayStart(now)},
+           {&s.week, WeekStart(now)},
+           {&s.month, MonthStart(now)},
+           {&s.total, 0}}};
+}
+
 Status BudgetLedger::RefreshLocked(const std::string& key_id, KeyState& s, int64_t now) {
-  auto refresh = [&](Window& w, int64_t start) -> Status {
-    if (w.start == start) return Status::Ok();
+  for (auto [w, start] : WindowsAt(s, now)) {
+    if (w->start == start) continue;
     auto spent = loader_ ? loader_(key_id, start) : Result<double>(0.0);
     if (!spent.ok()) return Unavailable("key spending cannot be read: " + spent.status().message());
-    w.start = start;
-    w.spent = *spent;
-    return Status::Ok();
-  };
-  RETURN_IF_ERROR(refresh(s.day, DayStart(now)));
-  RETURN_IF_ERROR(refresh(s.week, WeekStart(now)));
-  RETURN_IF_ERROR(refresh(s.month, MonthStart(now)));
-  return refresh(s.total, 0);
+    w->start = start;
+    w->spent = *spent;
+  }
+  return Status::Ok();
 }
 
 Result<BudgetLedger::Reservation> BudgetLedger::Reserve(const std::string& key_id,
@@ -85,13 +90,11 @@ void BudgetLedger::Commit(Reservation& r, double cost) {
   s.reserved -= r.estimate;
   if (s.reserved < 1e-12) s.reserved = 0;
   if (s.in_flight > 0) --s.in_flight;
-  int64_t now = env_.NowMicros();
   // Windows that rolled over meanwhile are reloaded on the next Reserve (the aggregates include
   // this cost by then or soon after).
-  if (s.day.start == DayStart(now)) s.day.spent += cost;
-  if (s.week.start == WeekStart(now)) s.week.spent += cost;
-  if (s.month.start == MonthStart(now)) s.month.spent += cost;
-  if (s.total.start == 0) s.total.spent += cost;
+  for (auto [w, start] : WindowsAt(s, env_.NowMicros())) {
+    if (w->start == start) w->spent += cost;
+  }
 }
 
 bool BudgetLedger::NeedsLoad(const std::string& key_id, const KeyBudget& budget) {
@@ -100,9 +103,9 @@ bool BudgetLedger::NeedsLoad(const std::string& key_id, const KeyBudget& budget)
   std::lock_guard lock(mu_);
   auto it = keys_.find(key_id);
   if (it == keys_.end()) return true;
-  const KeyState& s = it->second;
-  return s.day.start != DayStart(now) || s.week.start != WeekStart(now) ||
-         s.month.start != MonthStart(now) || s.total.start != 0;
+  auto windows = WindowsAt(it->second, now);
+  return std::any_of(windows.begin(), windows.end(),
+                     [](const auto& w) { return w.first->start != w.second; });
 }
 
 BudgetLedger::Spent BudgetLedger::SpentOf(const std::string& key_id) {

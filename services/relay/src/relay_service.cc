@@ -45,7 +45,8 @@ void DefineRelayConfig(ConfigSchema& schema) {
   schema.DefineString("relay.aggregator", "relay-usage-aggregator",
                       "Durable bus consumer aggregating usage into SQL; empty: none on this node");
   schema.DefineInt("relay.aggregator_linger_ms", 100,
-                   "How long the usage aggregator gathers records into one transaction",
+                   "Under steady traffic, how long the usage aggregator gathers records into "
+                   "one transaction (a lone request after a quiet spell is counted at once)",
                    {.min = 0, .max = 10000});
   schema.DefineInt("relay.probe_interval_seconds", 60,
                    "First recovery probe of an unauthorized/errored account after this long, "

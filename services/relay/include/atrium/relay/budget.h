@@ -13,11 +13,13 @@
 // Thread-safe. Per process: with several nodes each enforces its own view (documented limit).
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <map>
 #include <mutex>
 #include <string>
+#include <utility>
 
 #include "atrium/core/env.h"
 #include "atrium/core/status.h"
@@ -75,6 +77,8 @@ class BudgetLedger {
     double reserved = 0;
     int in_flight = 0;
   };
+  // The key's windows, each with the start it must have at `now` (day, week, month, total).
+  static std::array<std::pair<Window*, int64_t>, 4> WindowsAt(KeyState& s, int64_t now);
   // Loads or rolls the key's windows; under mu_.
   Status RefreshLocked(const std::string& key_id, KeyState& s, int64_t now);
 

@@ -80,8 +80,9 @@ struct RelayOptions {
   std::string usage_topic = "relay.usage";
   // Durable consumer that aggregates usage into SQL; empty: none on this node.
   std::string aggregator_name = "relay-usage-aggregator";
-  // How long the aggregator gathers records after the first of a batch: one transaction and one
-  // persisted consumer position per batch instead of per record under steady traffic.
+  // Under steady traffic (a batch ending less than this before the next record), how long the
+  // aggregator gathers records after the first of a batch: one transaction and one persisted
+  // consumer position per batch instead of per record. A lone record is counted at once.
   std::chrono::milliseconds aggregator_linger{100};
   int client_threads = 2;
   std::string ca_file;                // extra trusted CAs for upstreams
