@@ -164,6 +164,21 @@ class Topic {
 
   void Publish(BusCore& core, Env& env, std::vector<Message> messages, PublishCallback done);
 
+  // A durable publish's WAL callback: made before the topic lock, it runs on a WAL thread before
+  // Wal::Close() returns, and BusCore::Shutdown() closes every topic's WAL before the core can
+  // go, so plain pointers are safe (a weak_ptr to the core would cost two atomic operations on
+  // one shared cache line per publish). The range comes from the first record, whose offset is
+  // set under the lock before the WAL gets the batch; the WAL keeps the records alive until the
+  // callback has run.
+  struct DurableCallback {
+    Topic* topic;
+    BusCore* core;
+    const Record* first;
+    uint64_t count;
+    PublishCallback done;
+    void operator()(Status st);
+  };
+
   // Reader registration (memory topics with block/error overflow track reader positions).
   bool TracksReaders() const { return !wal_ && options_.overflow != OverflowPolicy::kDropOldest; }
   void SetReaderPosition(uint64_t id, uint64_t pos) {
@@ -545,7 +560,9 @@ void Topic::Publish(BusCore& core, Env& env, std::vector<Message> messages, Publ
   if (n > cap) return done(InvalidArgument("batch larger than the topic's ring"));
   // The batch's records are one allocation, filled before the lock (each RecordPtr aliases it, so
   // a reader holding one record keeps its batch alive); under the lock they only get offsets and
-  // ring slots, and the batches that left the ring are released after it.
+  // ring slots, and the batches that left the ring are released after it. Everything else that
+  // allocates (the WAL's record list, its callback) is made before the lock too: sixteen
+  // publishers share it.
   std::shared_ptr<Record[]> block = std::make_shared<Record[]>(n);
   for (uint64_t i = 0; i < n; ++i) {
     Message& m = messages[i];
@@ -553,11 +570,27 @@ void Topic::Publish(BusCore& core, Env& env, std::vector<Message> messages, Publ
     block[i].headers = std::move(m.headers);
     block[i].payload = std::move(m.payload);
   }
+  std::vector<RecordPtr> records;
+  Wal::DoneCallback on_durable;
+  if (wal_) {
+    records.reserve(n);
+    for (uint64_t i = 0; i < n; ++i) records.emplace_back(block, &block[i]);
+    on_durable = DurableCallback{this, &core, &block[0], n, std::move(done)};
+  }
+  // A publish that fails before it reaches the WAL reports to `done` directly (it lives in
+  // `on_durable` once that is made).
+  auto complete = [&](Result<OffsetRange> r) {
+    if (wal_) {
+      on_durable.target<DurableCallback>()->done(std::move(r));
+    } else {
+      done(std::move(r));
+    }
+  };
   std::vector<std::shared_ptr<Record[]>> evicted;
   std::unique_lock<std::mutex> lock(mu_);
   auto fail = [&](Status s) {
     lock.unlock();
-    done(std::move(s));
+    complete(std::move(s));
   };
   if (!failed_.ok())
     return fail(Unavailable("topic " + *name_ + " is unavailable: " + failed_.message()));
@@ -583,8 +616,6 @@ void Topic::Publish(BusCore& core, Env& env, std::vector<Message> messages, Publ
   }
   const int64_t now_ns = env.NowMicros() * 1000;
   OffsetRange range{next_offset_, n};
-  std::vector<RecordPtr> records;
-  if (wal_) records.reserve(n);
   blocks_.push_back({range.first + n, block});
   const std::shared_ptr<Record[]>* owner = &blocks_.back().records;
   for (uint64_t i = 0; i < n; ++i) {
@@ -592,7 +623,6 @@ void Topic::Publish(BusCore& core, Env& env, std::vector<Message> messages, Publ
     b.offset = next_offset_++;
     b.timestamp_ns = now_ns;
     ring_[b.offset & mask_] = {&b, owner};
-    if (wal_) records.emplace_back(block, &b);
   }
   // Batches whose every record has left the ring are released (after the lock).
   const uint64_t ring_earliest = EarliestInRing();
@@ -611,25 +641,25 @@ void Topic::Publish(BusCore& core, Env& env, std::vector<Message> messages, Publ
     done(range);
     return;
   }
-  // Queued while holding mu_, so the WAL receives batches in offset order. `done` moves into the
-  // WAL's callback only when the append is accepted.
-  std::weak_ptr<BusCore> weak_core = core.weak_from_this();
-  Wal::DoneCallback on_durable = [this, weak_core = std::move(weak_core), range,
-                                  done = std::move(done)](Status st) {
-    if (st.ok()) {
-      Committed(range.first + range.count);
-      if (auto c = weak_core.lock()) c->Notify();
-      done(range);
-    } else {
-      Fail(st);
-      done(Unavailable("topic " + *name_ + ": " + st.message()));
-    }
-  };
+  // Queued while holding mu_, so the WAL receives batches in offset order. The WAL takes
+  // `on_durable` only when it accepts the append.
   Status s = wal_->Append(std::move(records), std::move(on_durable));
   if (!s.ok()) {
     if (failed_.ok()) failed_ = s;
     lock.unlock();
     on_durable(s);  // not taken by the WAL: fails the publish
+  }
+}
+
+void Topic::DurableCallback::operator()(Status st) {
+  const OffsetRange range{first->offset, count};
+  if (st.ok()) {
+    topic->Committed(range.first + range.count);
+    core->Notify();
+    done(range);
+  } else {
+    topic->Fail(st);
+    done(Unavailable("topic " + *topic->name_ + ": " + st.message()));
   }
 }
 

@@ -126,6 +126,9 @@ Result<std::shared_ptr<Wal>> Wal::Open(Env& env, std::string dir, WalOptions opt
   RETURN_IF_ERROR(wal->Recover());
   wal->last_sync_ = std::chrono::steady_clock::now();
   wal->writer_ = std::thread([w = wal.get()] { w->WriterLoop(); });
+  if (options.durability == Durability::kSync) {
+    wal->syncer_ = std::thread([w = wal.get()] { w->SyncerLoop(); });
+  }
   return wal;
 }
 
@@ -333,6 +336,14 @@ void Wal::Close() {
   }
   cv_.notify_all();
   if (writer_.joinable()) writer_.join();
+  if (syncer_.joinable()) {  // after the writer: it drains the writer's last batch
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      syncer_stop_ = true;
+    }
+    sync_cv_.notify_all();
+    syncer_.join();
+  }
   if (file_) {
     if (dirty_ && health().ok()) (void)file_->Sync();
     (void)file_->Close();
@@ -380,6 +391,7 @@ void Wal::WriterLoop() {
     }
     Status failed = failed_;
     lock.unlock();
+    const auto start = std::chrono::steady_clock::now();
     Status s = failed.ok() ? WriteBatch(batch)
                            : Unavailable("WAL " + dir_ + " has failed: " + failed.message());
     if (metrics_.batch_size) metrics_.batch_size->Observe(static_cast<double>(records));
@@ -388,18 +400,77 @@ void Wal::WriterLoop() {
       failed_ = s;
       lock.unlock();
     }
-    for (auto& p : batch) {
-      if (p.done) p.done(s);
+    if (syncer_.joinable()) {
+      // kSync: the syncer acknowledges the batch after its fdatasync. The next batch is taken
+      // only once the syncer holds this one, so it collects what arrives during that sync.
+      lock.lock();
+      sync_job_ = SyncJob{std::move(batch), s, start};
+      sync_cv_.notify_one();
+      taken_cv_.wait(lock, [&] { return !sync_job_; });
+      lock.unlock();
+    } else {
+      for (auto& p : batch) {
+        if (p.done) p.done(s);
+      }
     }
     if (s.ok()) ApplyRetention();
     lock.lock();
   }
 }
 
-Status Wal::SyncActive() {
+void Wal::SyncerLoop() {
+  std::unique_lock<std::mutex> lock(mu_);
+  while (true) {
+    sync_cv_.wait(lock, [&] { return sync_job_ || syncer_stop_; });
+    if (!sync_job_) break;  // stopped, and the writer's last batch is done
+    SyncJob job = std::move(*sync_job_);
+    sync_job_.reset();
+    syncing_ = true;
+    // A failure seen before this sync (an earlier sync, or a write) means the kernel may have
+    // dropped dirty pages: nothing written since can be acknowledged, whatever fdatasync says.
+    Status failed = failed_;
+    lock.unlock();
+    taken_cv_.notify_all();
+    Status s = job.written;
+    if (s.ok()) {
+      s = failed.ok() ? SyncFlushed()
+                      : Unavailable("WAL " + dir_ + " has failed: " + failed.message());
+    }
+    if (s.ok() && metrics_.batch_flush_duration) {
+      metrics_.batch_flush_duration->Observe(SecondsSince(job.start));
+    }
+    if (!s.ok() && failed.ok()) {
+      lock.lock();
+      if (failed_.ok()) failed_ = s;
+      lock.unlock();
+    }
+    for (auto& p : job.batch) {
+      if (p.done) p.done(s);
+    }
+    job.batch.clear();  // releases the records here, not under the lock
+    lock.lock();
+    syncing_ = false;
+    taken_cv_.notify_all();
+  }
+}
+
+void Wal::WaitSyncerIdle() {
+  if (!syncer_.joinable()) return;
+  std::unique_lock<std::mutex> lock(mu_);
+  taken_cv_.wait(lock, [&] { return !sync_job_ && !syncing_; });
+}
+
+// Syncer (kSync) or writer thread: what the writer flushed becomes durable.
+Status Wal::SyncFlushed() {
   auto start = std::chrono::steady_clock::now();
-  Status s = file_->Sync();
+  Status s = file_->SyncFlushed();
   if (metrics_.flush_duration) metrics_.flush_duration->Observe(SecondsSince(start));
+  return s;
+}
+
+// Writer thread (kAsync, kInterval).
+Status Wal::SyncActive() {
+  Status s = SyncFlushed();
   last_sync_ = std::chrono::steady_clock::now();
   if (s.ok()) dirty_ = false;
   return s;
@@ -448,6 +519,7 @@ Status Wal::WriteBatch(const std::vector<Pending>& batch) {
       size_t n = EncodedRecordSize(*r);
       if (end_offset > active->base && size + n > options_.segment_bytes) {
         RETURN_IF_ERROR(publish());
+        WaitSyncerIdle();  // it may be syncing the file CreateSegment closes
         RETURN_IF_ERROR(CreateSegment(r->offset));
         std::lock_guard<std::mutex> lock(mu_);
         active = &segments_.back();
@@ -473,8 +545,7 @@ Status Wal::WriteBatch(const std::vector<Pending>& batch) {
   RETURN_IF_ERROR(file_->Flush());
   switch (options_.durability) {
     case Durability::kSync:
-      RETURN_IF_ERROR(SyncActive());
-      break;
+      break;  // SyncerLoop syncs the batch once it holds it
     case Durability::kInterval:
       dirty_ = true;
       if (std::chrono::steady_clock::now() - last_sync_ >= options_.interval) {
@@ -486,7 +557,9 @@ Status Wal::WriteBatch(const std::vector<Pending>& batch) {
   }
   buf_.clear();
   RETURN_IF_ERROR(publish());
-  if (metrics_.batch_flush_duration) metrics_.batch_flush_duration->Observe(SecondsSince(start));
+  if (metrics_.batch_flush_duration && options_.durability != Durability::kSync) {
+    metrics_.batch_flush_duration->Observe(SecondsSince(start));  // kSync: SyncerLoop
+  }
   if (metrics_.wal_bytes) metrics_.wal_bytes->Set(static_cast<double>(total_bytes()));
   return Status::Ok();
 }

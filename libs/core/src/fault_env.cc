@@ -16,6 +16,10 @@ class FaultyWritableFile final : public WritableFile {
     if (FaultInjectionEnv::Take(env_.fail_syncs)) return Internal("injected sync failure");
     return base_->Sync();
   }
+  Status SyncFlushed() override {
+    if (FaultInjectionEnv::Take(env_.fail_syncs)) return Internal("injected sync failure");
+    return base_->SyncFlushed();
+  }
   Status Close() override { return base_->Close(); }
 
  private:

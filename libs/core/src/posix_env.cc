@@ -49,6 +49,9 @@ class PosixWritableFile final : public WritableFile {
   }
   Status Sync() override {
     RETURN_IF_ERROR(Flush());
+    return SyncFlushed();
+  }
+  Status SyncFlushed() override {
     if (::fdatasync(fd_) != 0) return PosixError("fdatasync " + path_, errno);
     return Status::Ok();
   }

@@ -7,6 +7,11 @@
 // error, every later Append fails with Unavailable, and nothing after the failure is ever
 // acknowledged (the kernel may have dropped the dirty pages, so retrying could lie).
 //
+// kSync runs the group commit as a two-stage pipeline: the writer thread encodes and writes batch
+// N+1 while a syncer thread runs batch N's fdatasync and then its callbacks. At most one written
+// batch waits for the syncer, so what arrives during a sync forms the next batch (batches stay as
+// large as the sync's latency makes them), and a segment roll waits until the syncer is idle.
+//
 // Open() recovers: it checks every segment's header and every record's CRC, truncates a torn tail
 // (an incomplete or damaged last record of the last segment with nothing valid after it) and
 // refuses to open on damage followed by valid records, naming the file and byte position, unless
@@ -159,9 +164,18 @@ class Wal : public std::enable_shared_from_this<Wal> {
   Status WriteIndex(const Segment& seg);
   Status CreateSegment(uint64_t base);  // writer thread or Open
   Status OpenActiveForAppend();
+  // A written batch waiting for the syncer (kSync).
+  struct SyncJob {
+    std::vector<Pending> batch;
+    Status written;  // the write's outcome: only an ok batch can be acknowledged
+    std::chrono::steady_clock::time_point start;
+  };
   void WriterLoop();
+  void SyncerLoop();
   Status WriteBatch(const std::vector<Pending>& batch);
-  Status SyncActive();
+  Status SyncFlushed();   // fdatasync of the active file, timed
+  Status SyncActive();    // SyncFlushed, and the interval policy's bookkeeping
+  void WaitSyncerIdle();  // writer: before it replaces file_
   void ApplyRetention();
   // Under mu_: where to read `offset`; nullopt when it is behind retention.
   std::optional<SegmentView> Locate(uint64_t offset) const;
@@ -182,8 +196,17 @@ class Wal : public std::enable_shared_from_this<Wal> {
   Status failed_;                 // guarded by mu_
   bool stop_ = false;             // guarded by mu_
   std::thread writer_;
+  // kSync pipeline: the writer queues a written batch for the syncer, which takes it, syncs the
+  // active file and runs the batch's callbacks.
+  std::condition_variable sync_cv_;   // syncer: a job was queued, or stop
+  std::condition_variable taken_cv_;  // writer: the syncer took its job, or went idle
+  std::optional<SyncJob> sync_job_;   // guarded by mu_
+  bool syncing_ = false;              // guarded by mu_: the syncer holds a job
+  bool syncer_stop_ = false;          // guarded by mu_
+  std::thread syncer_;
 
-  // Writer thread only (and Open before the thread starts).
+  // Writer thread only (and Open before the thread starts). The syncer also calls
+  // file_->SyncFlushed() while it holds a job; the writer replaces file_ only when it is idle.
   std::unique_ptr<WritableFile> file_;
   std::unique_ptr<WritableFile> index_file_;
   bool dirty_ = false;  // written but not synced (kInterval)

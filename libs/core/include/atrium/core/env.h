@@ -25,6 +25,10 @@ class WritableFile {
   virtual Status Flush() = 0;
   // Flush + fdatasync: the data is durable when this returns ok.
   virtual Status Sync() = 0;
+  // fdatasync only: what earlier Flush() calls pushed to the OS is durable when this returns ok.
+  // Unlike the other methods it may run on one thread while another appends and flushes (a WAL
+  // syncs one batch while it writes the next); it never touches the file's buffer.
+  virtual Status SyncFlushed() = 0;
   virtual Status Close() = 0;
 };
 
