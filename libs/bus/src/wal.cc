@@ -323,6 +323,8 @@ Status Wal::Append(std::vector<RecordPtr> records, DoneCallback&& done) {
     }
     next_offset_ = expect;
     pending_.push_back({std::move(records), std::move(done)});
+    // A busy writer takes this batch when it is done: no wake-up (and no system call) needed.
+    if (!writer_idle_) return Status::Ok();
   }
   cv_.notify_one();
   return Status::Ok();
@@ -360,6 +362,7 @@ void Wal::WriterLoop() {
   while (true) {
     if (pending_.empty()) {
       if (stop_) break;
+      writer_idle_ = true;  // Append wakes the writer only while this is set
       if (dirty_ && failed_.ok()) {
         auto due = last_sync_ + options_.interval;
         if (cv_.wait_until(lock, due) == std::cv_status::timeout && pending_.empty()) {
@@ -377,6 +380,7 @@ void Wal::WriterLoop() {
       } else {
         cv_.wait(lock);
       }
+      writer_idle_ = false;
       continue;
     }
     std::vector<Pending> batch;

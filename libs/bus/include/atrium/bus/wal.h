@@ -195,6 +195,7 @@ class Wal : public std::enable_shared_from_this<Wal> {
   uint64_t total_bytes_ = 0;      // guarded by mu_
   Status failed_;                 // guarded by mu_
   bool stop_ = false;             // guarded by mu_
+  bool writer_idle_ = false;      // guarded by mu_: the writer waits for appends on cv_
   std::thread writer_;
   // kSync pipeline: the writer queues a written batch for the syncer, which takes it, syncs the
   // active file and runs the batch's callbacks.
