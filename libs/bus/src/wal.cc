@@ -405,13 +405,22 @@ void Wal::WriterLoop() {
       lock.unlock();
     }
     if (syncer_.joinable()) {
-      // kSync: the syncer acknowledges the batch after its fdatasync. The next batch is taken
-      // only once the syncer holds this one, so it collects what arrives during that sync.
+      // kSync. Under load (more appends pending, or the syncer busy) the syncer acknowledges the
+      // batch after its fdatasync while this thread goes on: the next batch is taken only once
+      // the syncer holds this one, so it collects what arrives during that sync. Under light
+      // load the writer syncs and acknowledges the batch itself: a hand-off would only add two
+      // thread wake-ups per batch.
       lock.lock();
-      sync_job_ = SyncJob{std::move(batch), s, start};
-      sync_cv_.notify_one();
-      taken_cv_.wait(lock, [&] { return !sync_job_; });
-      lock.unlock();
+      if (sync_job_ || syncing_ || !pending_.empty()) {
+        sync_job_ = SyncJob{std::move(batch), s, start};
+        sync_cv_.notify_one();
+        taken_cv_.wait(lock, [&] { return !sync_job_; });
+        lock.unlock();
+      } else {
+        lock.unlock();  // the syncer is idle and only this thread gives it work
+        SyncJob job{std::move(batch), s, start};
+        FinishSyncJob(job, failed);
+      }
     } else {
       for (auto& p : batch) {
         if (p.done) p.done(s);
@@ -435,27 +444,31 @@ void Wal::SyncerLoop() {
     Status failed = failed_;
     lock.unlock();
     taken_cv_.notify_all();
-    Status s = job.written;
-    if (s.ok()) {
-      s = failed.ok() ? SyncFlushed()
-                      : Unavailable("WAL " + dir_ + " has failed: " + failed.message());
-    }
-    if (s.ok() && metrics_.batch_flush_duration) {
-      metrics_.batch_flush_duration->Observe(SecondsSince(job.start));
-    }
-    if (!s.ok() && failed.ok()) {
-      lock.lock();
-      if (failed_.ok()) failed_ = s;
-      lock.unlock();
-    }
-    for (auto& p : job.batch) {
-      if (p.done) p.done(s);
-    }
-    job.batch.clear();  // releases the records here, not under the lock
+    FinishSyncJob(job, failed);
     lock.lock();
     syncing_ = false;
     taken_cv_.notify_all();
   }
+}
+
+// `failed`: the WAL's failure as it was before this sync, read under mu_.
+void Wal::FinishSyncJob(SyncJob& job, const Status& failed) {
+  Status s = job.written;
+  if (s.ok()) {
+    s = failed.ok() ? SyncFlushed()
+                    : Unavailable("WAL " + dir_ + " has failed: " + failed.message());
+  }
+  if (s.ok() && metrics_.batch_flush_duration) {
+    metrics_.batch_flush_duration->Observe(SecondsSince(job.start));
+  }
+  if (!s.ok() && failed.ok()) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (failed_.ok()) failed_ = s;
+  }
+  for (auto& p : job.batch) {
+    if (p.done) p.done(s);
+  }
+  job.batch.clear();  // releases the records here, not under the lock
 }
 
 void Wal::WaitSyncerIdle() {
