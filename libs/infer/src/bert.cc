@@ -53,10 +53,12 @@ class TensorReader {
     return ln;
   }
 
-  Result<PackedWeight> ReadLinear(const std::string& base, int64_t out, int64_t in) const {
+  Result<PackedWeight> ReadLinear(const std::string& base, int64_t out, int64_t in,
+                                  cpu::WeightArena* arena) const {
     ASSIGN_OR_RETURN(std::vector<float> w, Read(base + ".weight", {out, in}));
     ASSIGN_OR_RETURN(std::vector<float> b, Read(base + ".bias", {out}));
-    return cpu::PackWeight(w.data(), static_cast<int>(out), static_cast<int>(in), std::move(b));
+    return cpu::PackWeight(w.data(), static_cast<int>(out), static_cast<int>(in), std::move(b),
+                           arena);
   }
 
  private:
@@ -116,6 +118,7 @@ class BertEncoder final : public Encoder {
   std::vector<float> position_embeddings_;
   std::vector<float> token_type_embeddings_;
   LayerNormWeights embedding_norm_;
+  std::unique_ptr<cpu::WeightArena> arena_;  // the layers' packed weights
   std::vector<BertLayer> layers_;
 };
 
@@ -152,6 +155,11 @@ Status BertEncoder::LoadWeights(const WeightStore& weights,
   const int head_dim = config_.hidden_size / config_.num_attention_heads;
   const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
   layers_.resize(static_cast<size_t>(config_.num_hidden_layers));
+  // Every layer's packed weights in one huge-page block (+16 floats each for alignment).
+  const int hi = static_cast<int>(h), ii = static_cast<int>(inter);
+  const size_t per_layer = cpu::PackedBSize(hi, 3 * hi) + cpu::PackedBSize(hi, hi) +
+                           cpu::PackedBSize(hi, ii) + cpu::PackedBSize(ii, hi) + 4 * 16;
+  arena_ = std::make_unique<cpu::WeightArena>(per_layer * layers_.size());
   for (int i = 0; i < config_.num_hidden_layers; ++i) {
     const std::string base = "encoder.layer." + std::to_string(i) + ".";
     BertLayer& layer = layers_[static_cast<size_t>(i)];
@@ -167,11 +175,13 @@ Status BertEncoder::LoadWeights(const WeightStore& weights,
       for (size_t j = 0; j < b.size(); ++j) qkv_b[static_cast<size_t>(part * h) + j] = b[j] * s;
     }
     layer.qkv = cpu::PackWeight(qkv_w.data(), static_cast<int>(3 * h), static_cast<int>(h),
-                                std::move(qkv_b));
-    ASSIGN_OR_RETURN(layer.attention_out, r.ReadLinear(base + "attention.output.dense", h, h));
+                                std::move(qkv_b), arena_.get());
+    ASSIGN_OR_RETURN(layer.attention_out,
+                     r.ReadLinear(base + "attention.output.dense", h, h, arena_.get()));
     ASSIGN_OR_RETURN(layer.attention_norm, r.ReadLayerNorm(base + "attention.output.LayerNorm", h));
-    ASSIGN_OR_RETURN(layer.intermediate, r.ReadLinear(base + "intermediate.dense", inter, h));
-    ASSIGN_OR_RETURN(layer.output, r.ReadLinear(base + "output.dense", h, inter));
+    ASSIGN_OR_RETURN(layer.intermediate,
+                     r.ReadLinear(base + "intermediate.dense", inter, h, arena_.get()));
+    ASSIGN_OR_RETURN(layer.output, r.ReadLinear(base + "output.dense", h, inter, arena_.get()));
     ASSIGN_OR_RETURN(layer.output_norm, r.ReadLayerNorm(base + "output.LayerNorm", h));
   }
   return Status::Ok();
@@ -279,18 +289,18 @@ void BertEncoder::Forward(const PackedTokens& tokens, cpu::ThreadPool& pool,
 
   Embed(tokens, pool, x);
   for (const BertLayer& layer : layers_) {
-    cpu::Gemm(total, 3 * h, h, x, h, layer.qkv.data.get(), qkv, 3 * h, cpu::Epilogue::kBias,
+    cpu::Gemm(total, 3 * h, h, x, h, layer.qkv.data, qkv, 3 * h, cpu::Epilogue::kBias,
               layer.qkv.bias.data(), &pool);
     Attention(tokens, pool, qkv, context);
-    cpu::Gemm(total, h, h, context, h, layer.attention_out.data.get(), projected, h,
-              cpu::Epilogue::kBias, layer.attention_out.bias.data(), &pool);
+    cpu::Gemm(total, h, h, context, h, layer.attention_out.data, projected, h, cpu::Epilogue::kBias,
+              layer.attention_out.bias.data(), &pool);
     residual_norm(layer.attention_norm);
     for (int r0 = 0; r0 < total; r0 += ffn_rows) {
       const int n = std::min(ffn_rows, total - r0);
       const size_t offset = static_cast<size_t>(r0) * h;
-      cpu::Gemm(n, inter, h, x + offset, h, layer.intermediate.data.get(), intermediate, inter,
+      cpu::Gemm(n, inter, h, x + offset, h, layer.intermediate.data, intermediate, inter,
                 cpu::Epilogue::kBiasGelu, layer.intermediate.bias.data(), &pool);
-      cpu::Gemm(n, h, inter, intermediate, inter, layer.output.data.get(), projected + offset, h,
+      cpu::Gemm(n, h, inter, intermediate, inter, layer.output.data, projected + offset, h,
                 cpu::Epilogue::kBias, layer.output.bias.data(), &pool);
     }
     residual_norm(layer.output_norm);

@@ -1,5 +1,7 @@
 #include "cpu/gemm.h"
 
+#include <sys/mman.h>
+
 #include <immintrin.h>
 
 #include <algorithm>
@@ -433,12 +435,49 @@ void PackB(const float* src, size_t ld, int k, int n, float* out) {
   }
 }
 
-PackedWeight PackWeight(const float* weight, int n, int k, std::vector<float> bias) {
+WeightArena::WeightArena(size_t floats) {
+  constexpr size_t kHugePage = size_t{2} << 20;
+  const size_t bytes = (floats * sizeof(float) + kHugePage - 1) / kHugePage * kHugePage;
+  if (bytes == 0) return;
+  // Over-map by one huge page, then trim both ends so the block starts on a 2 MiB boundary.
+  void* raw =
+      mmap(nullptr, bytes + kHugePage, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (raw == MAP_FAILED) return;
+  const auto start = reinterpret_cast<uintptr_t>(raw);
+  const uintptr_t aligned = (start + kHugePage - 1) / kHugePage * kHugePage;
+  if (aligned > start) munmap(raw, aligned - start);
+  const uintptr_t end = start + bytes + kHugePage;
+  if (end > aligned + bytes)
+    munmap(reinterpret_cast<void*>(aligned + bytes), end - aligned - bytes);
+  base_ = reinterpret_cast<void*>(aligned);
+  bytes_ = bytes;
+  (void)madvise(base_, bytes_, MADV_HUGEPAGE);  // advice only: ordinary pages when refused
+}
+
+WeightArena::~WeightArena() {
+  if (base_ != nullptr) munmap(base_, bytes_);
+}
+
+float* WeightArena::Take(size_t floats) {
+  const size_t bytes = (floats * sizeof(float) + 63) / 64 * 64;
+  if (base_ == nullptr || bytes > bytes_ - used_) return nullptr;
+  float* p = reinterpret_cast<float*>(static_cast<char*>(base_) + used_);
+  used_ += bytes;
+  return p;
+}
+
+PackedWeight PackWeight(const float* weight, int n, int k, std::vector<float> bias,
+                        WeightArena* arena) {
   PackedWeight w;
   w.n = n;
   w.k = k;
-  w.data = AllocateFloats(PackedBSize(k, n));
-  PackBTransposed(weight, static_cast<size_t>(k), n, k, w.data.get());
+  const size_t size = PackedBSize(k, n);
+  w.data = arena != nullptr ? arena->Take(size) : nullptr;
+  if (w.data == nullptr) {
+    w.storage = AllocateFloats(size);
+    w.data = w.storage.get();
+  }
+  PackBTransposed(weight, static_cast<size_t>(k), n, k, w.data);
   w.bias = std::move(bias);
   return w;
 }

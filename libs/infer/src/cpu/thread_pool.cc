@@ -51,11 +51,14 @@ void ThreadPool::WorkerLoop() {
   for (;;) {
     SpinUntil([&] { return generation_.load(std::memory_order_acquire) != seen; });
     {
-      // Taken even after a successful spin: the lock orders fn_ and n_ before their use.
+      // Taken even after a successful spin: the lock orders fn_ and n_ before their use, and a
+      // worker joins a job only while it is open.
       std::unique_lock<std::mutex> lock(mu_);
       wake_.wait(lock, [&] { return generation_.load(std::memory_order_relaxed) != seen; });
       if (stop_) return;
       seen = generation_.load(std::memory_order_relaxed);
+      if (!open_) continue;  // woke too late: the caller finished the job without it
+      active_.fetch_add(1, std::memory_order_relaxed);
     }
     RunTasks();
     if (active_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
@@ -77,13 +80,16 @@ void ThreadPool::ParallelFor(size_t n, const std::function<void(size_t)>& fn) {
     fn_ = &fn;
     n_ = n;
     next_.store(0, std::memory_order_relaxed);
-    active_.store(static_cast<int>(workers_.size()), std::memory_order_relaxed);
+    open_ = true;
     generation_.fetch_add(1, std::memory_order_release);
   }
   wake_.notify_all();
   RunTasks();
+  // Every task is taken. The job waits only for the workers that joined it: one still waking up
+  // (on a core the hypervisor parked, that takes far longer than the loop) finds it closed.
   SpinUntil([&] { return active_.load(std::memory_order_acquire) == 0; });
   std::unique_lock<std::mutex> lock(mu_);
+  open_ = false;
   done_.wait(lock, [&] { return active_.load(std::memory_order_acquire) == 0; });
   fn_ = nullptr;
 }

@@ -2,7 +2,9 @@
 // thread run the tasks of one parallel loop. Jobs are serialised (one ParallelFor at a time per
 // pool), so a pool never runs more threads than it was built with: no oversubscription, and no
 // OpenMP underneath. Idle threads poll for ~20 µs before blocking, so back-to-back loops (a
-// forward pass issues dozens) do not pay a wake-up each.
+// forward pass issues dozens) do not pay a wake-up each. A loop waits only for the workers that
+// joined it: when the caller has taken every task, a worker that is still waking up is not
+// waited for (it finds the job closed).
 //
 // Thread safety: ParallelFor may be called from any thread; concurrent calls run one after the
 // other. It must not be called from inside a task of the same pool.
@@ -47,8 +49,9 @@ class ThreadPool {
   bool stop_ = false;
   const std::function<void(size_t)>* fn_ = nullptr;
   size_t n_ = 0;
+  bool open_ = false;  // the current job still admits workers
 
-  std::atomic<int> active_{0};  // workers still inside the current job
+  std::atomic<int> active_{0};  // workers that joined the current job and are still in it
   std::atomic<size_t> next_{0};
 };
 
