@@ -417,9 +417,12 @@ void Wal::WriterLoop() {
         taken_cv_.wait(lock, [&] { return !sync_job_; });
         lock.unlock();
       } else {
+        // Read again: the syncer may have failed a sync since `failed` was read, and an
+        // fdatasync after a failed one can succeed without the lost pages being on disk.
+        Status failed_now = failed_;
         lock.unlock();  // the syncer is idle and only this thread gives it work
         SyncJob job{std::move(batch), s, start};
-        FinishSyncJob(job, failed);
+        FinishSyncJob(job, failed_now);
       }
     } else {
       for (auto& p : batch) {
