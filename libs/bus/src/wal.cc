@@ -405,13 +405,14 @@ void Wal::WriterLoop() {
       lock.unlock();
     }
     if (syncer_.joinable()) {
-      // kSync. Under load (more appends pending, or the syncer busy) the syncer acknowledges the
-      // batch after its fdatasync while this thread goes on: the next batch is taken only once
-      // the syncer holds this one, so it collects what arrives during that sync. Under light
-      // load the writer syncs and acknowledges the batch itself: a hand-off would only add two
-      // thread wake-ups per batch.
+      // kSync. Under load (a large batch with more appends pending, or the syncer busy) the
+      // syncer acknowledges the batch after its fdatasync while this thread goes on: the next
+      // batch is taken only once the syncer holds this one, so it collects what arrives during
+      // that sync. Otherwise the writer syncs and acknowledges the batch itself: for a small
+      // batch the hand-off's two thread wake-ups cost more than the overlap saves.
       lock.lock();
-      if (sync_job_ || syncing_ || !pending_.empty()) {
+      if (sync_job_ || syncing_ ||
+          (!pending_.empty() && records >= options_.pipeline_min_records)) {
         sync_job_ = SyncJob{std::move(batch), s, start};
         sync_cv_.notify_one();
         taken_cv_.wait(lock, [&] { return !sync_job_; });

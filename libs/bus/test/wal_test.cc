@@ -426,6 +426,7 @@ TEST(WalTest, PipelinedSyncAcknowledgesInOrderAcrossSegmentRolls) {
   WalOptions o;
   o.segment_bytes = 8192;
   o.max_batch_size = 16;
+  o.pipeline_min_records = 1;  // every batch with appends waiting goes to the syncer
   constexpr uint64_t kRecords = 2000;
   std::mutex mu;
   std::condition_variable cv;
@@ -463,6 +464,7 @@ TEST(WalTest, FailedPipelinedSyncAcknowledgesNothingAfterIt) {
   FaultInjectionEnv env(Env::Default());
   WalOptions o;
   o.max_batch_size = 8;
+  o.pipeline_min_records = 1;
   constexpr uint64_t kRecords = 600;
   std::mutex mu;
   std::condition_variable cv;

@@ -11,8 +11,9 @@
 // writes batch N+1 while a syncer thread runs batch N's fdatasync and then its callbacks. At most
 // one written batch waits for the syncer, so what arrives during a sync forms the next batch
 // (batches stay as large as the sync's latency makes them), and a segment roll waits until the
-// syncer is idle. Under light load (nothing else pending, the syncer idle) the writer syncs and
-// acknowledges a batch itself, which saves two thread hand-offs per batch.
+// syncer is idle. Otherwise (nothing else pending, or a batch smaller than
+// `pipeline_min_records`, with the syncer idle) the writer syncs and acknowledges the batch
+// itself, which saves two thread hand-offs per batch.
 //
 // Open() recovers: it checks every segment's header and every record's CRC, truncates a torn tail
 // (an incomplete or damaged last record of the last segment with nothing valid after it) and
@@ -50,6 +51,9 @@ struct WalOptions {
   Retention retention;
   size_t max_batch_size = 4096;
   uint64_t max_batch_bytes = 8ull << 20;
+  // kSync: the smallest batch the writer hands to the syncer when more appends are waiting
+  // (smaller ones it syncs and acknowledges itself: there the hand-off costs more than it saves).
+  size_t pipeline_min_records = 256;
   bool repair = false;
 
   static WalOptions FromTopic(const TopicOptions& t, bool repair);
