@@ -164,15 +164,13 @@ class Topic {
 
   void Publish(BusCore& core, Env& env, std::vector<Message> messages, PublishCallback done);
 
-  // A durable publish's WAL callback: made before the topic lock, it runs on a WAL thread before
-  // Wal::Close() returns, and BusCore::Shutdown() closes every topic's WAL before the core can
-  // go, so plain pointers are safe (a weak_ptr to the core would cost two atomic operations on
-  // one shared cache line per publish). The range comes from the first record, whose offset is
-  // set under the lock before the WAL gets the batch; the WAL keeps the records alive until the
-  // callback has run.
+  // A durable publish's WAL callback, made before the topic lock. It runs on a WAL thread before
+  // Wal::Close() returns (the topic outlives its WAL's threads), and it wakes no reader: the WAL
+  // does that once per batch (OpenTopic's hook). The range comes from the first record, whose
+  // offset is set under the lock before the WAL gets the batch; the WAL keeps the records alive
+  // until the callback has run.
   struct DurableCallback {
     Topic* topic;
-    BusCore* core;
     const Record* first;
     uint64_t count;
     PublishCallback done;
@@ -516,7 +514,10 @@ class BusCore : public std::enable_shared_from_this<BusCore> {
       if (metrics_.wal_flush) wm.flush_duration = &metrics_.wal_flush->WithLabels({name});
       if (metrics_.batch_size) wm.batch_size = &metrics_.batch_size->WithLabels({name});
       if (metrics_.batch_flush) wm.batch_flush_duration = &metrics_.batch_flush->WithLabels({name});
-      auto opened = Wal::Open(env_, TopicDir(name), WalOptions::FromTopic(o, options_.repair), wm);
+      // Readers are woken once per durable batch. The WAL's threads run the hook only until
+      // Wal::Close(), which Shutdown() calls for every topic before the core can go.
+      auto opened = Wal::Open(env_, TopicDir(name), WalOptions::FromTopic(o, options_.repair), wm,
+                              [this] { Notify(); });
       if (!opened.ok()) return opened.status().WithContext("topic " + name);
       wal = std::move(opened).value();
     }
@@ -575,7 +576,7 @@ void Topic::Publish(BusCore& core, Env& env, std::vector<Message> messages, Publ
   if (wal_) {
     records.reserve(n);
     for (uint64_t i = 0; i < n; ++i) records.emplace_back(block, &block[i]);
-    on_durable = DurableCallback{this, &core, &block[0], n, std::move(done)};
+    on_durable = DurableCallback{this, &block[0], n, std::move(done)};
   }
   // A publish that fails before it reaches the WAL reports to `done` directly (it lives in
   // `on_durable` once that is made).
@@ -654,8 +655,7 @@ void Topic::Publish(BusCore& core, Env& env, std::vector<Message> messages, Publ
 void Topic::DurableCallback::operator()(Status st) {
   const OffsetRange range{first->offset, count};
   if (st.ok()) {
-    topic->Committed(range.first + range.count);
-    core->Notify();
+    topic->Committed(range.first + range.count);  // readers are woken after the batch (OpenTopic)
     done(range);
   } else {
     topic->Fail(st);

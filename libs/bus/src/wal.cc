@@ -106,8 +106,12 @@ WalOptions WalOptions::FromTopic(const TopicOptions& t, bool repair) {
   return o;
 }
 
-Wal::Wal(Env& env, std::string dir, WalOptions options, WalMetrics metrics)
-    : env_(env), dir_(std::move(dir)), options_(options), metrics_(metrics) {}
+Wal::Wal(Env& env, std::string dir, WalOptions options, WalMetrics metrics, BatchHook after_batch)
+    : env_(env),
+      dir_(std::move(dir)),
+      options_(options),
+      metrics_(metrics),
+      after_batch_(std::move(after_batch)) {}
 
 Wal::~Wal() { Close(); }
 
@@ -118,11 +122,11 @@ std::string Wal::SegmentPath(uint64_t base, const char* suffix) const {
 }
 
 Result<std::shared_ptr<Wal>> Wal::Open(Env& env, std::string dir, WalOptions options,
-                                       WalMetrics metrics) {
+                                       WalMetrics metrics, BatchHook after_batch) {
   if (options.durability == Durability::kMemory) {
     return InvalidArgument("a WAL needs a durable policy (async, interval or sync)");
   }
-  std::shared_ptr<Wal> wal(new Wal(env, std::move(dir), options, metrics));
+  std::shared_ptr<Wal> wal(new Wal(env, std::move(dir), options, metrics, std::move(after_batch)));
   RETURN_IF_ERROR(wal->Recover());
   wal->last_sync_ = std::chrono::steady_clock::now();
   wal->writer_ = std::thread([w = wal.get()] { w->WriterLoop(); });
@@ -429,6 +433,7 @@ void Wal::WriterLoop() {
       for (auto& p : batch) {
         if (p.done) p.done(s);
       }
+      if (s.ok() && after_batch_) after_batch_();
     }
     if (s.ok()) ApplyRetention();
     lock.lock();
@@ -472,6 +477,7 @@ void Wal::FinishSyncJob(SyncJob& job, const Status& failed) {
   for (auto& p : job.batch) {
     if (p.done) p.done(s);
   }
+  if (s.ok() && after_batch_) after_batch_();
   job.batch.clear();  // releases the records here, not under the lock
 }
 

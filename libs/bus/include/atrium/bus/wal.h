@@ -112,9 +112,13 @@ class Wal : public std::enable_shared_from_this<Wal> {
  public:
   using DoneCallback = std::function<void(Status)>;
 
+  // Runs on the WAL's thread after the callbacks of a batch that met the durability policy (the
+  // bus wakes its readers there once per batch instead of once per append).
+  using BatchHook = std::function<void()>;
+
   // Opens (creating `dir` if needed) and recovers the WAL in `dir`. `env` must outlive the Wal.
   static Result<std::shared_ptr<Wal>> Open(Env& env, std::string dir, WalOptions options,
-                                           WalMetrics metrics = {});
+                                           WalMetrics metrics = {}, BatchHook after_batch = {});
   ~Wal();
   Wal(const Wal&) = delete;
   Wal& operator=(const Wal&) = delete;
@@ -164,7 +168,7 @@ class Wal : public std::enable_shared_from_this<Wal> {
     uint64_t later_base = 0;
   };
 
-  Wal(Env& env, std::string dir, WalOptions options, WalMetrics metrics);
+  Wal(Env& env, std::string dir, WalOptions options, WalMetrics metrics, BatchHook after_batch);
   Status Recover();
   Status ScanSegment(Segment& seg, bool is_last, uint64_t* max_offset_seen, bool* drop_rest);
   Status WriteIndex(const Segment& seg);
@@ -192,6 +196,7 @@ class Wal : public std::enable_shared_from_this<Wal> {
   const std::string dir_;
   const WalOptions options_;
   const WalMetrics metrics_;
+  const BatchHook after_batch_;
   WalRecoveryReport recovery_;
 
   mutable std::mutex mu_;
