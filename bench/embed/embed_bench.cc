@@ -16,6 +16,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <functional>
 #include <random>
 #include <string>
 #include <vector>
@@ -111,37 +112,31 @@ void BenchModel(const std::string& dir, const std::vector<std::string>& sentence
   // A lone short request (single-sentence latency).
   std::vector<int32_t> one = m.tokenizer().Encode("A man is playing a guitar.").ids;
   std::vector<float> vec(static_cast<size_t>(m.info().hidden_size));
-  std::vector<double> single;
-  for (int i = 0; i < 200; ++i) {
-    auto t0 = Clock::now();
-    TokenSequence seq{one, {}};
-    if (!m.Embed(std::span<const TokenSequence>(&seq, 1), m.info().pooling, vec).ok()) std::exit(2);
-    single.push_back(Seconds(t0, Clock::now()));
-  }
-  std::sort(single.begin(), single.end());
+  // Median seconds of `runs` lone requests, `before(i)` running (untimed) ahead of each.
+  auto lone_p50 = [&](int runs, const std::function<void(int)>& before) {
+    std::vector<double> seconds;
+    for (int i = 0; i < runs; ++i) {
+      before(i);
+      auto t0 = Clock::now();
+      TokenSequence seq{one, {}};
+      if (!m.Embed(std::span<const TokenSequence>(&seq, 1), m.info().pooling, vec).ok()) {
+        std::exit(2);
+      }
+      seconds.push_back(Seconds(t0, Clock::now()));
+    }
+    std::sort(seconds.begin(), seconds.end());
+    return seconds[seconds.size() / 2];
+  };
+  const double single_p50 = lone_p50(200, [](int) {});
   // The same request on a cold cache: before each one, 256 MiB of other memory traffic evicts the
   // weights from every cache level and the TLB.
   std::vector<char> sweep(size_t{256} << 20, 1);
-  std::vector<double> cold;
-  for (int i = 0; i < 20; ++i) {
+  const double cold_p50 = lone_p50(20, [&](int i) {
     for (size_t j = 0; j < sweep.size(); j += 64) sweep[j] = static_cast<char>(sweep[j] + i);
-    auto t0 = Clock::now();
-    TokenSequence seq{one, {}};
-    if (!m.Embed(std::span<const TokenSequence>(&seq, 1), m.info().pooling, vec).ok()) std::exit(2);
-    cold.push_back(Seconds(t0, Clock::now()));
-  }
+  });
   // And after 200 ms of idleness, as an idle server's first request: under a hypervisor the idle
   // cores are parked and other tenants run there, which costs more than the cache misses alone.
-  std::vector<double> idle;
-  for (int i = 0; i < 15; ++i) {
-    usleep(200 * 1000);
-    auto t0 = Clock::now();
-    TokenSequence seq{one, {}};
-    if (!m.Embed(std::span<const TokenSequence>(&seq, 1), m.info().pooling, vec).ok()) std::exit(2);
-    idle.push_back(Seconds(t0, Clock::now()));
-  }
-  std::sort(idle.begin(), idle.end());
-  std::sort(cold.begin(), cold.end());
+  const double idle_p50 = lone_p50(15, [](int) { usleep(200 * 1000); });
   // Long sequences: 2 × 512 tokens (or the model's limit), as effective GFLOP/s of the whole
   // forward pass (projections, FFN and attention products), to compare with the sgemm rate.
   const auto& info = m.info();
@@ -172,8 +167,7 @@ void BenchModel(const std::string& dir, const std::vector<std::string>& sentence
       "\"long_gflops\":%.1f}\n",
       dir.c_str(), threads, batch_size, sequences / elapsed, tokens / elapsed, tokens / cpu,
       static_cast<double>(total_tokens) / ids.size(), latencies[latencies.size() / 2] * 1e3,
-      single[single.size() / 2] * 1e3, cold[cold.size() / 2] * 1e3, idle[idle.size() / 2] * 1e3,
-      long_len, long_flops / long_best * 1e-9);
+      single_p50 * 1e3, cold_p50 * 1e3, idle_p50 * 1e3, long_len, long_flops / long_best * 1e-9);
   std::fflush(stdout);
 }
 

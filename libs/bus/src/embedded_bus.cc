@@ -18,6 +18,7 @@
 #include <utility>
 
 #include "atrium/bus/wal.h"
+#include "atrium/core/spin.h"
 
 namespace atrium::bus {
 namespace {
@@ -28,14 +29,6 @@ constexpr char kTopicMetaFile[] = "topic.meta";
 constexpr size_t kReadBatch = 1024;
 // How long a reader that caught up watches for the next record before it sleeps (WaitForChange).
 constexpr auto kSpinBeforeSleep = std::chrono::microseconds(20);
-
-inline void CpuRelax() {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_ia32_pause();
-#elif defined(__aarch64__)
-  asm volatile("yield");
-#endif
-}
 
 std::vector<double> BatchSizeBuckets() {
   return {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096};
@@ -451,20 +444,16 @@ class BusCore : public std::enable_shared_from_this<BusCore> {
   // then sleeps. Readers pass `spin` only after a delivery, so an idle reader, or one woken by
   // other topics' records, sleeps at once: no busy waiting while idle.
   bool WaitForChange(uint64_t gen, Clock::time_point until, bool spin = false) {
-    if (spin) {
-      const auto spin_until = std::min(until, Clock::now() + kSpinBeforeSleep);
-      for (int i = 0;; ++i) {
-        if (notify_gen_.load(std::memory_order_acquire) != gen) return true;
-        if (closed_.load(std::memory_order_relaxed)) return true;
-        CpuRelax();
-        if ((i & 15) == 15 && Clock::now() >= spin_until) break;
-      }
+    // The generation is read seq_cst: see Notify().
+    auto changed_or_closed = [&] {
+      return notify_gen_.load() != gen || closed_.load(std::memory_order_relaxed);
+    };
+    if (spin && SpinUntil(changed_or_closed, std::min(until, Clock::now() + kSpinBeforeSleep))) {
+      return true;
     }
     std::unique_lock<std::mutex> lock(notify_mu_);
     waiters_.fetch_add(1);
-    bool changed = notify_cv_.wait_until(lock, until, [&] {
-      return notify_gen_.load() != gen || closed_.load(std::memory_order_relaxed);
-    });
+    bool changed = notify_cv_.wait_until(lock, until, changed_or_closed);
     waiters_.fetch_sub(1);
     return changed;
   }

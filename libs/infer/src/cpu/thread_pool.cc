@@ -1,8 +1,8 @@
 #include "cpu/thread_pool.h"
 
-#include <immintrin.h>
-
 #include <chrono>
+
+#include "atrium/core/spin.h"
 
 namespace atrium::infer::cpu {
 namespace {
@@ -12,14 +12,10 @@ namespace {
 // microseconds, which would dominate the latency of a single short request.
 constexpr auto kSpin = std::chrono::microseconds(20);
 
+// Polls `done` for kSpin (then the caller blocks).
 template <typename Done>
-void SpinUntil(Done done) {
-  const auto deadline = std::chrono::steady_clock::now() + kSpin;
-  for (int i = 0;; ++i) {
-    if (done()) return;
-    _mm_pause();
-    if ((i & 63) == 63 && std::chrono::steady_clock::now() > deadline) return;
-  }
+void SpinBriefly(Done done) {
+  (void)SpinUntil(done, std::chrono::steady_clock::now() + kSpin);
 }
 
 }  // namespace
@@ -49,7 +45,7 @@ void ThreadPool::RunTasks() {
 void ThreadPool::WorkerLoop() {
   uint64_t seen = 0;
   for (;;) {
-    SpinUntil([&] { return generation_.load(std::memory_order_acquire) != seen; });
+    SpinBriefly([&] { return generation_.load(std::memory_order_acquire) != seen; });
     {
       // Taken even after a successful spin: the lock orders fn_ and n_ before their use, and a
       // worker joins a job only while it is open.
@@ -87,7 +83,7 @@ void ThreadPool::ParallelFor(size_t n, const std::function<void(size_t)>& fn) {
   RunTasks();
   // Every task is taken. The job waits only for the workers that joined it: one still waking up
   // (on a core the hypervisor parked, that takes far longer than the loop) finds it closed.
-  SpinUntil([&] { return active_.load(std::memory_order_acquire) == 0; });
+  SpinBriefly([&] { return active_.load(std::memory_order_acquire) == 0; });
   std::unique_lock<std::mutex> lock(mu_);
   open_ = false;
   done_.wait(lock, [&] { return active_.load(std::memory_order_acquire) == 0; });
