@@ -243,19 +243,27 @@ void BertEncoder::Attention(const PackedTokens& tokens, cpu::ThreadPool& pool, c
     const size_t k_packed = cpu::PackedBSize(d, len);
     const size_t v_packed = cpu::PackedBSize(len, d);
     const size_t scores_size = static_cast<size_t>(len) * static_cast<size_t>(len);
-    float* scratch = AttentionScratch(std::max(k_packed, v_packed) + scores_size + 16);
+    const size_t packed_size = (std::max(k_packed, v_packed) + 15) / 16 * 16;
+    float* scratch = AttentionScratch(packed_size + scores_size + static_cast<size_t>(len));
     float* packed = scratch;
-    float* scores = scratch + ((std::max(k_packed, v_packed) + 15) / 16) * 16;
+    float* scores = scratch + packed_size;
+    float* sums = scores + scores_size;
     cpu::PackBTransposed(k, ld_qkv, len, d, packed);
     cpu::Gemm(len, len, d, q, ld_qkv, packed, scores, static_cast<size_t>(len),
               cpu::Epilogue::kNone, nullptr, nullptr);
+    // Softmax's division is applied to the head's output rows (d values each) instead of to the
+    // probabilities (len values each).
     for (int i = 0; i < len; ++i) {
-      cpu::SoftmaxInPlace(scores + static_cast<size_t>(i) * len, static_cast<size_t>(len));
+      sums[i] =
+          cpu::SoftmaxNumerators(scores + static_cast<size_t>(i) * len, static_cast<size_t>(len));
     }
     cpu::PackB(v, ld_qkv, len, d, packed);
-    cpu::Gemm(len, d, len, scores, static_cast<size_t>(len), packed,
-              context + begin * static_cast<size_t>(h) + static_cast<size_t>(head * d),
-              static_cast<size_t>(h), cpu::Epilogue::kNone, nullptr, nullptr);
+    float* out = context + begin * static_cast<size_t>(h) + static_cast<size_t>(head * d);
+    cpu::Gemm(len, d, len, scores, static_cast<size_t>(len), packed, out, static_cast<size_t>(h),
+              cpu::Epilogue::kNone, nullptr, nullptr);
+    for (int i = 0; i < len; ++i) {
+      cpu::Scale(out + static_cast<size_t>(i) * h, static_cast<size_t>(d), 1.0f / sums[i]);
+    }
   });
 }
 

@@ -83,52 +83,78 @@ TEST_P(GemmIsaTest, MatchesNaiveProductOnOddShapesWithAndWithoutThreads) {
   }
 }
 
-TEST(GemmTest, PackBFromRowsOfKMatchesTransposedPacking) {
-  const int k = 37, n = 21;
-  auto b = Random(static_cast<size_t>(k) * n, 4);  // k rows of n
-  std::vector<float> bt(static_cast<size_t>(n) * k);
-  for (int p = 0; p < k; ++p) {
-    for (int j = 0; j < n; ++j) bt[j * k + p] = b[p * n + j];
+TEST_P(GemmIsaTest, PackBAndPackBTransposedWriteThePanelLayout) {
+  // Shapes with whole 16 × 16 blocks, a partial panel and a k remainder.
+  for (auto [k, n] : {std::pair{37, 21}, std::pair{32, 512}, std::pair{16, 16}, std::pair{5, 3}}) {
+    auto b = Random(static_cast<size_t>(k) * n, 4);  // k rows of n
+    std::vector<float> bt(static_cast<size_t>(n) * k);
+    for (int p = 0; p < k; ++p) {
+      for (int j = 0; j < n; ++j) bt[j * k + p] = b[p * n + j];
+    }
+    std::vector<float> expected(PackedBSize(k, n), 0.0f);
+    for (int j = 0; j < n; ++j) {
+      for (int p = 0; p < k; ++p) {
+        expected[static_cast<size_t>(j / kGemmNr) * k * kGemmNr + p * kGemmNr + j % kGemmNr] =
+            b[p * n + j];
+      }
+    }
+    std::vector<float> x(PackedBSize(k, n), -1.0f), y(PackedBSize(k, n), -1.0f);
+    PackB(b.data(), n, k, n, x.data());
+    PackBTransposed(bt.data(), k, n, k, y.data());
+    EXPECT_EQ(x, expected) << k << "x" << n;
+    EXPECT_EQ(y, expected) << k << "x" << n;
   }
-  std::vector<float> x(PackedBSize(k, n)), y(PackedBSize(k, n));
-  PackB(b.data(), n, k, n, x.data());
-  PackBTransposed(bt.data(), k, n, k, y.data());
-  EXPECT_EQ(x, y);
 }
 
-TEST(VectorMathTest, GeluMatchesErfDefinition) {
+// The element-wise kernels follow the active ISA too; lengths cover the vector tails.
+TEST_P(GemmIsaTest, GeluMatchesErfDefinition) {
   std::vector<float> x;
   for (float v = -10; v <= 10; v += 0.013f) x.push_back(v);
-  std::vector<float> y = x;
-  GeluInPlace(y.data(), y.size());
-  for (size_t i = 0; i < x.size(); ++i) {
-    EXPECT_NEAR(y[i], Gelu(x[i]), 2e-6 * (1 + std::fabs(x[i]))) << x[i];
+  for (size_t n : {x.size(), size_t{1}, size_t{15}, size_t{17}}) {
+    std::vector<float> y(x.begin(), x.begin() + static_cast<std::ptrdiff_t>(n));
+    GeluInPlace(y.data(), y.size());
+    for (size_t i = 0; i < n; ++i) {
+      ASSERT_NEAR(y[i], Gelu(x[i]), 2e-6 * (1 + std::fabs(x[i]))) << x[i] << " n=" << n;
+    }
   }
 }
 
-TEST(VectorMathTest, SoftmaxSumsToOneAndMatchesExp) {
-  auto x = Random(67, 5);
-  for (float& v : x) v *= 30;
-  std::vector<float> y = x;
-  SoftmaxInPlace(y.data(), y.size());
-  double mx = -1e30, sum = 0;
-  for (float v : x) mx = std::max(mx, double(v));
-  for (float v : x) sum += std::exp(v - mx);
-  for (size_t i = 0; i < x.size(); ++i) EXPECT_NEAR(y[i], std::exp(x[i] - mx) / sum, 1e-6);
+TEST_P(GemmIsaTest, SoftmaxSumsToOneAndMatchesExp) {
+  for (size_t n : {1, 7, 16, 31, 33, 67, 512}) {
+    auto x = Random(n, 5 + static_cast<uint32_t>(n));
+    for (float& v : x) v *= 30;
+    std::vector<float> y = x;
+    SoftmaxInPlace(y.data(), y.size());
+    double mx = -1e30, sum = 0, total = 0;
+    for (float v : x) mx = std::max(mx, double(v));
+    for (float v : x) sum += std::exp(v - mx);
+    for (size_t i = 0; i < n; ++i) {
+      ASSERT_NEAR(y[i], std::exp(x[i] - mx) / sum, 1e-6) << "n=" << n << " at " << i;
+      total += y[i];
+    }
+    EXPECT_NEAR(total, 1.0, 1e-5) << "n=" << n;
+  }
 }
 
-TEST(VectorMathTest, ResidualLayerNormNormalisesTheSum) {
-  auto x = Random(384, 6), r = Random(384, 7), g = Random(384, 8), b = Random(384, 9);
-  std::vector<float> y = x;
-  ResidualLayerNorm(y.data(), r.data(), g.data(), b.data(), 384, 1e-12f);
-  double mean = 0, var = 0;
-  for (int i = 0; i < 384; ++i) mean += double(x[i]) + r[i];
-  mean /= 384;
-  for (int i = 0; i < 384; ++i) var += std::pow(double(x[i]) + r[i] - mean, 2);
-  var /= 384;
-  for (int i = 0; i < 384; ++i) {
-    double ref = (double(x[i]) + r[i] - mean) / std::sqrt(var + 1e-12) * g[i] + b[i];
-    EXPECT_NEAR(y[i], ref, 1e-5);
+TEST_P(GemmIsaTest, ResidualLayerNormNormalisesTheSum) {
+  for (int n : {384, 768, 20}) {
+    const size_t len = static_cast<size_t>(n);
+    auto x = Random(len, 6), r = Random(len, 7), g = Random(len, 8), b = Random(len, 9);
+    for (bool with_residual : {true, false}) {
+      std::vector<float> y = x;
+      ResidualLayerNorm(y.data(), with_residual ? r.data() : nullptr, g.data(), b.data(),
+                        static_cast<size_t>(n), 1e-12f);
+      double mean = 0, var = 0;
+      auto in = [&](int i) { return double(x[i]) + (with_residual ? r[i] : 0.0); };
+      for (int i = 0; i < n; ++i) mean += in(i);
+      mean /= n;
+      for (int i = 0; i < n; ++i) var += std::pow(in(i)-mean, 2);
+      var /= n;
+      for (int i = 0; i < n; ++i) {
+        double ref = (in(i)-mean) / std::sqrt(var + 1e-12) * g[i] + b[i];
+        ASSERT_NEAR(y[i], ref, 1e-5) << "n=" << n << " at " << i;
+      }
+    }
   }
 }
 

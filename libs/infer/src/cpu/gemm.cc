@@ -1,8 +1,8 @@
 #include "cpu/gemm.h"
 
-#include <sys/mman.h>
+#include "cpu/simd_math.h"  // first: it includes <immintrin.h>
 
-#include <immintrin.h>
+#include <sys/mman.h>
 
 #include <algorithm>
 #include <atomic>
@@ -139,21 +139,38 @@ void Kernel6x16Portable(int kc, const float* a, const float* b, float* c, size_t
   }
 }
 
+// The AVX-512 kernels' epilogue, fused: the first K block starts its accumulators from the bias
+// (when given), the last one applies GELU in registers before the store (when asked), so the
+// bias and the activation cost no extra pass over C.
+struct FusedEpilogue {
+  const float* bias = nullptr;  // the tile's first column of the bias, or null
+  bool gelu = false;
+};
+
 // AVX-512: two adjacent 16-column panels per call (b0 and b1, each kc × 16), 12 zmm accumulators.
 // Per step 2 loads of B and 6 broadcasts of A feed 12 FMAs, so the FMA ports, not the loads, bound
 // it: twice the AVX2 kernel's arithmetic per cycle on cores with two 512-bit FMA units.
 template <bool kDirect>
-__attribute__((target("avx512f"))) inline void Kernel6x32Avx512Impl(int kc, const float* a,
-                                                                    size_t lda, int rows,
-                                                                    const float* b0,
-                                                                    const float* b1, float* c,
-                                                                    size_t ldc, bool accumulate) {
+__attribute__((target("avx512f"))) inline void Kernel6x32Avx512Impl(
+    int kc, const float* a, size_t lda, int rows, const float* b0, const float* b1, float* c,
+    size_t ldc, bool accumulate, FusedEpilogue epilogue) {
   // Direct A: the rows in place (missing rows repeat the last one; their results are discarded).
   const float* r[kGemmMr];
   for (int i = 0; i < kGemmMr; ++i) r[i] = a + (kDirect ? std::min(i, rows - 1) * lda : 0);
+  // The tile of C is written (or read) after the K loop: start fetching its lines now.
+  for (int i = 0; i < kGemmMr; ++i) {
+    _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc + kGemmNr), _MM_HINT_T0);
+  }
+  const __m512 init0 = epilogue.bias ? _mm512_loadu_ps(epilogue.bias) : _mm512_setzero_ps();
+  const __m512 init1 =
+      epilogue.bias ? _mm512_loadu_ps(epilogue.bias + kGemmNr) : _mm512_setzero_ps();
   __m512 acc0[kGemmMr], acc1[kGemmMr];
-  for (int i = 0; i < kGemmMr; ++i) acc0[i] = acc1[i] = _mm512_setzero_ps();
-#pragma GCC unroll 2
+  for (int i = 0; i < kGemmMr; ++i) {
+    acc0[i] = init0;
+    acc1[i] = init1;
+  }
+#pragma GCC unroll 4
   for (int p = 0; p < kc; ++p) {
     const __m512 v0 = _mm512_loadu_ps(b0);
     const __m512 v1 = _mm512_loadu_ps(b1);
@@ -173,6 +190,10 @@ __attribute__((target("avx512f"))) inline void Kernel6x32Avx512Impl(int kc, cons
       acc0[i] = _mm512_add_ps(acc0[i], _mm512_loadu_ps(row));
       acc1[i] = _mm512_add_ps(acc1[i], _mm512_loadu_ps(row + kGemmNr));
     }
+    if (epilogue.gelu) {
+      acc0[i] = Gelu16(acc0[i]);
+      acc1[i] = Gelu16(acc1[i]);
+    }
     _mm512_storeu_ps(row, acc0[i]);
     _mm512_storeu_ps(row + kGemmNr, acc1[i]);
   }
@@ -183,12 +204,14 @@ template <bool kDirect>
 __attribute__((target("avx512f"))) inline void Kernel6x16Avx512Impl(int kc, const float* a,
                                                                     size_t lda, int rows,
                                                                     const float* b, float* c,
-                                                                    size_t ldc, bool accumulate) {
+                                                                    size_t ldc, bool accumulate,
+                                                                    FusedEpilogue epilogue) {
   // Direct A: the rows in place (missing rows repeat the last one; their results are discarded).
   const float* r[kGemmMr];
   for (int i = 0; i < kGemmMr; ++i) r[i] = a + (kDirect ? std::min(i, rows - 1) * lda : 0);
+  const __m512 init = epilogue.bias ? _mm512_loadu_ps(epilogue.bias) : _mm512_setzero_ps();
   __m512 acc[kGemmMr];
-  for (int i = 0; i < kGemmMr; ++i) acc[i] = _mm512_setzero_ps();
+  for (int i = 0; i < kGemmMr; ++i) acc[i] = init;
 #pragma GCC unroll 4
   for (int p = 0; p < kc; ++p) {
     const __m512 v = _mm512_loadu_ps(b);
@@ -202,29 +225,33 @@ __attribute__((target("avx512f"))) inline void Kernel6x16Avx512Impl(int kc, cons
   for (int i = 0; i < kGemmMr; ++i) {
     float* row = c + i * ldc;
     if (accumulate) acc[i] = _mm512_add_ps(acc[i], _mm512_loadu_ps(row));
+    if (epilogue.gelu) acc[i] = Gelu16(acc[i]);
     _mm512_storeu_ps(row, acc[i]);
   }
 }
 
 __attribute__((target("avx512f"))) void Kernel6x32Avx512(int kc, const float* a, const float* b0,
                                                          const float* b1, float* c, size_t ldc,
-                                                         bool accumulate) {
-  Kernel6x32Avx512Impl<false>(kc, a, 0, kGemmMr, b0, b1, c, ldc, accumulate);
+                                                         bool accumulate, FusedEpilogue e) {
+  Kernel6x32Avx512Impl<false>(kc, a, 0, kGemmMr, b0, b1, c, ldc, accumulate, e);
 }
 __attribute__((target("avx512f"))) void KernelDirect6x32Avx512(int kc, const float* a, size_t lda,
                                                                int rows, const float* b0,
                                                                const float* b1, float* c,
-                                                               size_t ldc, bool accumulate) {
-  Kernel6x32Avx512Impl<true>(kc, a, lda, rows, b0, b1, c, ldc, accumulate);
+                                                               size_t ldc, bool accumulate,
+                                                               FusedEpilogue e) {
+  Kernel6x32Avx512Impl<true>(kc, a, lda, rows, b0, b1, c, ldc, accumulate, e);
 }
 __attribute__((target("avx512f"))) void Kernel6x16Avx512(int kc, const float* a, const float* b,
-                                                         float* c, size_t ldc, bool accumulate) {
-  Kernel6x16Avx512Impl<false>(kc, a, 0, kGemmMr, b, c, ldc, accumulate);
+                                                         float* c, size_t ldc, bool accumulate,
+                                                         FusedEpilogue e) {
+  Kernel6x16Avx512Impl<false>(kc, a, 0, kGemmMr, b, c, ldc, accumulate, e);
 }
 __attribute__((target("avx512f"))) void KernelDirect6x16Avx512(int kc, const float* a, size_t lda,
                                                                int rows, const float* b, float* c,
-                                                               size_t ldc, bool accumulate) {
-  Kernel6x16Avx512Impl<true>(kc, a, lda, rows, b, c, ldc, accumulate);
+                                                               size_t ldc, bool accumulate,
+                                                               FusedEpilogue e) {
+  Kernel6x16Avx512Impl<true>(kc, a, lda, rows, b, c, ldc, accumulate, e);
 }
 
 GemmIsa DetectIsa() {
@@ -250,15 +277,88 @@ std::atomic<GemmIsa>& ActiveIsa() {
   return isa;
 }
 
+// out[p·16 + j] = src[j·ld + p] for a 16 × 16 block: four rounds of two-source permutes, each
+// swapping the off-diagonal sub-blocks of size s (8, 4, 2, 1) between row pairs (i, i + s).
+__attribute__((target("avx512f"))) void Transpose16x16Avx512(const float* src, size_t ld,
+                                                             float* out) {
+  static const struct Plan {
+    alignas(64) int32_t low[4][16];   // [round]: row i's new lanes
+    alignas(64) int32_t high[4][16];  // row i + s's
+    Plan() {
+      for (int round = 0, s = 8; s >= 1; ++round, s /= 2) {
+        for (int c = 0; c < 16; ++c) {
+          low[round][c] = (c & s) == 0 ? c : 16 + c - s;
+          high[round][c] = (c & s) == 0 ? c + s : 16 + c;
+        }
+      }
+    }
+  } plan;
+  __m512 r[16];
+  for (int j = 0; j < 16; ++j) r[j] = _mm512_loadu_ps(src + static_cast<size_t>(j) * ld);
+  for (int round = 0, s = 8; s >= 1; ++round, s /= 2) {
+    const __m512i low = _mm512_load_si512(plan.low[round]);
+    const __m512i high = _mm512_load_si512(plan.high[round]);
+    for (int i = 0; i < 16; ++i) {
+      if ((i & s) != 0) continue;
+      const __m512 a = r[i], b = r[i + s];
+      r[i] = _mm512_permutex2var_ps(a, low, b);
+      r[i + s] = _mm512_permutex2var_ps(a, high, b);
+    }
+  }
+  for (int p = 0; p < 16; ++p) _mm512_storeu_ps(out + 16 * p, r[p]);
+}
+
+// k rows of `cols` (≤ 16) floats at stride ld into a zero-padded panel of k × 16.
+__attribute__((target("avx512f"))) void CopyRows16Avx512(const float* src, size_t ld, int k,
+                                                         int cols, float* out) {
+  const __mmask16 mask = static_cast<__mmask16>((1u << cols) - 1);
+  for (int p = 0; p < k; ++p) {
+    _mm512_storeu_ps(out + static_cast<size_t>(p) * kGemmNr,
+                     _mm512_maskz_loadu_ps(mask, src + static_cast<size_t>(p) * ld));
+  }
+}
+
+// Interleaves 16 columns of 6 rows (r[i] + p0) into out[0, 96) as out[p·6 + i]: each of the six
+// output vectors gathers its lanes from the six rows with masked permutes (36 in all, about one
+// per cycle), where the scalar transpose takes one load and one store per element.
+__attribute__((target("avx512f"))) void Interleave6x16Avx512(const float* const* r, int p0,
+                                                             float* out) {
+  alignas(64) static const struct Plan {
+    int32_t index[6][16];
+    uint16_t mask[6][6];  // [output vector][row]
+    Plan() : index(), mask() {
+      for (int f = 0; f < 96; ++f) {
+        index[f / 16][f % 16] = f / kGemmMr;
+        mask[f / 16][f % kGemmMr] |= static_cast<uint16_t>(1u << (f % 16));
+      }
+    }
+  } plan;
+  __m512 rows[kGemmMr];
+  for (int i = 0; i < kGemmMr; ++i) rows[i] = _mm512_loadu_ps(r[i] + p0);
+  for (int t = 0; t < kGemmMr; ++t) {
+    const __m512i index = _mm512_load_si512(plan.index[t]);
+    __m512 v = _mm512_setzero_ps();
+    for (int i = 0; i < kGemmMr; ++i)
+      v = _mm512_mask_permutexvar_ps(v, plan.mask[t][i], index, rows[i]);
+    _mm512_storeu_ps(out + 16 * t, v);
+  }
+}
+
 // Packs rows [0, mc) × cols [0, kc) of a (stride lda) into 6-row micro-panels, zero-padding the
 // last one.
 void PackA(const float* a, size_t lda, int mc, int kc, float* out) {
+  const bool avx512 = ActiveIsa().load(std::memory_order_relaxed) == GemmIsa::kAvx512;
   for (int i0 = 0; i0 < mc; i0 += kGemmMr) {
     const int rows = std::min(kGemmMr, mc - i0);
     if (rows == kGemmMr) {
-      const float* r0 = a + static_cast<size_t>(i0) * lda;
-      for (int p = 0; p < kc; ++p) {
-        for (int i = 0; i < kGemmMr; ++i) out[i] = r0[i * lda + p];
+      const float* r[kGemmMr];
+      for (int i = 0; i < kGemmMr; ++i) r[i] = a + static_cast<size_t>(i0 + i) * lda;
+      int p = 0;
+      if (avx512) {
+        for (; p + 16 <= kc; p += 16, out += 16 * kGemmMr) Interleave6x16Avx512(r, p, out);
+      }
+      for (; p < kc; ++p) {
+        for (int i = 0; i < kGemmMr; ++i) out[i] = r[i][p];
         out += kGemmMr;
       }
     } else {
@@ -309,9 +409,14 @@ void GemmTile(const GemmArgs& g, int m0, int mc, int n0, int nc) {
   alignas(64) float edge[kGemmMr * kEdgeCols];
   const size_t panel_stride = static_cast<size_t>(g.k) * kGemmNr;
   const int k_blocks = (g.k + kGemmKc - 1) / kGemmKc;
+  // The AVX-512 kernels apply the epilogue themselves (FusedEpilogue); the others get a pass over
+  // the tile at the end.
+  const bool fused = isa == GemmIsa::kAvx512 && g.epilogue != Epilogue::kNone;
   for (int k0 = 0; k0 < g.k; k0 += kGemmKc) {
     const int kc = std::min(kGemmKc, g.k - k0);
     const bool accumulate = k0 > 0;
+    const bool last = k0 + kc >= g.k;
+    const bool gelu = fused && last && g.epilogue == Epilogue::kBiasGelu;
     if (own_pack != nullptr) {
       PackA(g.a + static_cast<size_t>(m0) * g.lda + k0, g.lda, mc, kc, own_pack);
       apack = own_pack;
@@ -335,16 +440,21 @@ void GemmTile(const GemmArgs& g, int m0, int mc, int n0, int nc) {
         const bool acc = full && accumulate;
         const float* ar = g.direct_a ? g.a + static_cast<size_t>(m0 + i0) * g.lda + k0
                                      : apack + static_cast<size_t>(i0) * kc;
+        // The kernel reads `width` bias values: only where the tile has that many columns (the
+        // bias has n); an edge tile's partial sums get theirs in the copy below. GELU only on a
+        // full tile's final sums.
+        const FusedEpilogue fe{fused && k0 == 0 && cols == width ? g.bias + j0 : nullptr,
+                               gelu && full};
         switch (isa) {
           case GemmIsa::kAvx512:
             if (g.direct_a && pair) {
-              KernelDirect6x32Avx512(kc, ar, g.lda, rows, bp, bp + panel_stride, out, ldo, acc);
+              KernelDirect6x32Avx512(kc, ar, g.lda, rows, bp, bp + panel_stride, out, ldo, acc, fe);
             } else if (g.direct_a) {
-              KernelDirect6x16Avx512(kc, ar, g.lda, rows, bp, out, ldo, acc);
+              KernelDirect6x16Avx512(kc, ar, g.lda, rows, bp, out, ldo, acc, fe);
             } else if (pair) {
-              Kernel6x32Avx512(kc, ar, bp, bp + panel_stride, out, ldo, acc);
+              Kernel6x32Avx512(kc, ar, bp, bp + panel_stride, out, ldo, acc, fe);
             } else {
-              Kernel6x16Avx512(kc, ar, bp, out, ldo, acc);
+              Kernel6x16Avx512(kc, ar, bp, out, ldo, acc, fe);
             }
             break;
           case GemmIsa::kAvx2:
@@ -359,18 +469,21 @@ void GemmTile(const GemmArgs& g, int m0, int mc, int n0, int nc) {
             break;
         }
         if (full) continue;
-        // Edge tile: copy the valid part of the result.
+        // Edge tile: copy the valid part of the result (with the fused epilogue's remainder).
+        const bool add_bias = fused && k0 == 0 && fe.bias == nullptr;
         for (int i = 0; i < rows; ++i) {
+          float* dst = cp + i * g.ldc;
           for (int j = 0; j < cols; ++j) {
-            float v = edge[i * kEdgeCols + j];
-            cp[i * g.ldc + j] = accumulate ? cp[i * g.ldc + j] + v : v;
+            float v = edge[i * kEdgeCols + j] + (add_bias ? g.bias[j0 + j] : 0.0f);
+            dst[j] = accumulate ? dst[j] + v : v;
           }
+          if (gelu) GeluInPlace(dst, static_cast<size_t>(cols));
         }
       }
       j0 += width;
     }
   }
-  if (g.epilogue == Epilogue::kNone) return;
+  if (g.epilogue == Epilogue::kNone || fused) return;
   const int cols = std::min(nc, g.n - n0);
   for (int i = 0; i < mc; ++i) {
     float* row = g.c + static_cast<size_t>(m0 + i) * g.ldc + n0;
@@ -411,21 +524,35 @@ const char* GemmIsaName(GemmIsa isa) {
 }
 
 void PackBTransposed(const float* src, size_t ld, int n, int k, float* out) {
+  const bool avx512 = ActiveIsa().load(std::memory_order_relaxed) == GemmIsa::kAvx512;
   for (int j0 = 0; j0 < n; j0 += kGemmNr) {
     const int cols = std::min(kGemmNr, n - j0);
     float* panel = out + static_cast<size_t>(j0 / kGemmNr) * k * kGemmNr;
+    const float* rows = src + static_cast<size_t>(j0) * ld;
+    int p0 = 0;
+    if (avx512 && cols == kGemmNr) {
+      for (; p0 + kGemmNr <= k; p0 += kGemmNr) {
+        Transpose16x16Avx512(rows + p0, ld, panel + static_cast<size_t>(p0) * kGemmNr);
+      }
+    }
+    if (p0 == k) continue;
     if (cols < kGemmNr) std::memset(panel, 0, sizeof(float) * static_cast<size_t>(k) * kGemmNr);
     for (int j = 0; j < cols; ++j) {
-      const float* row = src + static_cast<size_t>(j0 + j) * ld;
-      for (int p = 0; p < k; ++p) panel[static_cast<size_t>(p) * kGemmNr + j] = row[p];
+      const float* row = rows + static_cast<size_t>(j) * ld;
+      for (int p = p0; p < k; ++p) panel[static_cast<size_t>(p) * kGemmNr + j] = row[p];
     }
   }
 }
 
 void PackB(const float* src, size_t ld, int k, int n, float* out) {
+  const bool avx512 = ActiveIsa().load(std::memory_order_relaxed) == GemmIsa::kAvx512;
   for (int j0 = 0; j0 < n; j0 += kGemmNr) {
     const int cols = std::min(kGemmNr, n - j0);
     float* panel = out + static_cast<size_t>(j0 / kGemmNr) * k * kGemmNr;
+    if (avx512) {
+      CopyRows16Avx512(src + j0, ld, k, cols, panel);
+      continue;
+    }
     for (int p = 0; p < k; ++p) {
       const float* row = src + static_cast<size_t>(p) * ld + j0;
       float* dst = panel + static_cast<size_t>(p) * kGemmNr;

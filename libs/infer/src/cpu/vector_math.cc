@@ -1,17 +1,14 @@
 #include "cpu/vector_math.h"
 
-#include <immintrin.h>
+#include "cpu/simd_math.h"  // first: it includes <immintrin.h>
 
 #include <algorithm>
 #include <cmath>
 
+#include "cpu/gemm.h"
+
 namespace atrium::infer::cpu {
 namespace {
-
-bool HasAvx2() {
-  static const bool has = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  return has;
-}
 
 // exp(x) for 8 lanes (Cephes polynomial, range-reduced by ln 2).
 __attribute__((target("avx2,fma"))) inline __m256 Exp8(__m256 x) {
@@ -88,9 +85,20 @@ __attribute__((target("avx2,fma"))) void GeluAvx2(float* x, size_t n) {
   for (; i < n; ++i) x[i] = 0.5f * x[i] * (1.0f + std::erf(x[i] * 0.70710678118654752f));
 }
 
-__attribute__((target("avx2,fma"))) void SoftmaxAvx2(float* x, size_t n) {
-  float mx = -INFINITY;
-  for (size_t i = 0; i < n; ++i) mx = std::max(mx, x[i]);
+__attribute__((target("avx2,fma"))) float HorizontalMax(__m256 v) {
+  __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+  m = _mm_max_ss(m, _mm_movehdup_ps(m));
+  return _mm_cvtss_f32(m);
+}
+
+__attribute__((target("avx2,fma"))) float SoftmaxNumeratorsAvx2(float* x, size_t n) {
+  // The row maximum in lanes (a scalar max chain costs more than the exponentials).
+  __m256 vmax = _mm256_set1_ps(-INFINITY);
+  size_t m = 0;
+  for (; m + 8 <= n; m += 8) vmax = _mm256_max_ps(vmax, _mm256_loadu_ps(x + m));
+  float mx = HorizontalMax(vmax);
+  for (; m < n; ++m) mx = std::max(mx, x[m]);
   const __m256 vmx = _mm256_set1_ps(mx);
   __m256 acc = _mm256_setzero_ps();
   size_t i = 0;
@@ -107,10 +115,14 @@ __attribute__((target("avx2,fma"))) void SoftmaxAvx2(float* x, size_t n) {
     x[i] = std::exp(x[i] - mx);
     sum += x[i];
   }
-  const __m256 inv = _mm256_set1_ps(static_cast<float>(1.0 / sum));
-  i = 0;
-  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, _mm256_mul_ps(_mm256_loadu_ps(x + i), inv));
-  for (; i < n; ++i) x[i] *= static_cast<float>(1.0 / sum);
+  return static_cast<float>(sum);
+}
+
+__attribute__((target("avx2,fma"))) void ScaleAvx2(float* x, size_t n, float s) {
+  const __m256 v = _mm256_set1_ps(s);
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, _mm256_mul_ps(_mm256_loadu_ps(x + i), v));
+  for (; i < n; ++i) x[i] *= s;
 }
 
 __attribute__((target("avx2,fma"))) float HorizontalSum(__m256 v) {
@@ -161,16 +173,123 @@ __attribute__((target("avx2,fma"))) void ResidualLayerNormAvx2(float* x, const f
   for (; i < n; ++i) x[i] = (x[i] - mean) * inv * gamma[i] + beta[i];
 }
 
+// The AVX-512 forms of the same kernels (exp and erf from simd_math.h), 16 lanes at a time,
+// tails under a lane mask (no scalar remainder loop).
+
+// Lanes [0, n - i) of a 16-lane step at i, for the tail.
+__attribute__((target("avx512f"))) inline __mmask16 TailMask(size_t remaining) {
+  return remaining >= 16 ? static_cast<__mmask16>(0xFFFF)
+                         : static_cast<__mmask16>((1u << remaining) - 1);
+}
+
+__attribute__((target("avx512f"))) void GeluAvx512(float* x, size_t n) {
+  for (size_t i = 0; i < n; i += 16) {
+    const __mmask16 k = TailMask(n - i);
+    _mm512_mask_storeu_ps(x + i, k, Gelu16(_mm512_maskz_loadu_ps(k, x + i)));
+  }
+}
+
+__attribute__((target("avx512f"))) float SoftmaxNumeratorsAvx512(float* x, size_t n) {
+  if (n == 0) return 0.0f;
+  // Two chains each for the max and the sum: the row is short, the chains' latency is what costs.
+  __m512 m0 = _mm512_set1_ps(-INFINITY), m1 = m0;
+  size_t i = 0;
+  for (; i + 32 <= n; i += 32) {
+    m0 = _mm512_max_ps(m0, _mm512_loadu_ps(x + i));
+    m1 = _mm512_max_ps(m1, _mm512_loadu_ps(x + i + 16));
+  }
+  for (; i < n; i += 16) {
+    const __mmask16 k = TailMask(n - i);
+    m0 = _mm512_mask_max_ps(m0, k, m0, _mm512_maskz_loadu_ps(k, x + i));
+  }
+  const __m512 vmx = _mm512_set1_ps(_mm512_reduce_max_ps(_mm512_max_ps(m0, m1)));
+  __m512 s0 = _mm512_setzero_ps(), s1 = s0;
+  for (i = 0; i + 32 <= n; i += 32) {
+    __m512 e0 = Exp16(_mm512_sub_ps(_mm512_loadu_ps(x + i), vmx));
+    __m512 e1 = Exp16(_mm512_sub_ps(_mm512_loadu_ps(x + i + 16), vmx));
+    _mm512_storeu_ps(x + i, e0);
+    _mm512_storeu_ps(x + i + 16, e1);
+    s0 = _mm512_add_ps(s0, e0);
+    s1 = _mm512_add_ps(s1, e1);
+  }
+  for (; i < n; i += 16) {
+    const __mmask16 k = TailMask(n - i);
+    __m512 e = Exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, x + i), vmx));
+    _mm512_mask_storeu_ps(x + i, k, e);
+    s0 = _mm512_mask_add_ps(s0, k, s0, e);
+  }
+  alignas(64) float lanes[16];
+  _mm512_store_ps(lanes, _mm512_add_ps(s0, s1));
+  double sum = 0;
+  for (float l : lanes) sum += l;
+  return static_cast<float>(sum);
+}
+
+__attribute__((target("avx512f"))) void ScaleAvx512(float* x, size_t n, float s) {
+  const __m512 v = _mm512_set1_ps(s);
+  for (size_t i = 0; i < n; i += 16) {
+    const __mmask16 k = TailMask(n - i);
+    _mm512_mask_storeu_ps(x + i, k, _mm512_mul_ps(_mm512_maskz_loadu_ps(k, x + i), v));
+  }
+}
+
+__attribute__((target("avx512f"))) void ResidualLayerNormAvx512(float* x, const float* residual,
+                                                                const float* gamma,
+                                                                const float* beta, size_t n,
+                                                                float eps) {
+  __m512 acc = _mm512_setzero_ps();
+  for (size_t i = 0; i < n; i += 16) {
+    const __mmask16 k = TailMask(n - i);
+    __m512 v = _mm512_maskz_loadu_ps(k, x + i);
+    if (residual != nullptr) {
+      v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(k, residual + i));
+      _mm512_mask_storeu_ps(x + i, k, v);
+    }
+    acc = _mm512_add_ps(acc, v);
+  }
+  const float mean = _mm512_reduce_add_ps(acc) / static_cast<float>(n);
+  const __m512 vmean = _mm512_set1_ps(mean);
+  __m512 sq = _mm512_setzero_ps();
+  for (size_t i = 0; i < n; i += 16) {
+    const __mmask16 k = TailMask(n - i);
+    __m512 d = _mm512_maskz_sub_ps(k, _mm512_maskz_loadu_ps(k, x + i), vmean);
+    sq = _mm512_fmadd_ps(d, d, sq);
+  }
+  const float var = _mm512_reduce_add_ps(sq) / static_cast<float>(n);
+  const __m512 vinv = _mm512_set1_ps(1.0f / std::sqrt(var + eps));
+  for (size_t i = 0; i < n; i += 16) {
+    const __mmask16 k = TailMask(n - i);
+    __m512 d = _mm512_mul_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, x + i), vmean), vinv);
+    _mm512_mask_storeu_ps(x + i, k,
+                          _mm512_fmadd_ps(d, _mm512_maskz_loadu_ps(k, gamma + i),
+                                          _mm512_maskz_loadu_ps(k, beta + i)));
+  }
+}
+
 }  // namespace
 
 void GeluInPlace(float* x, size_t n) {
-  if (HasAvx2()) return GeluAvx2(x, n);
+  switch (ActiveGemmIsa()) {
+    case GemmIsa::kAvx512:
+      return GeluAvx512(x, n);
+    case GemmIsa::kAvx2:
+      return GeluAvx2(x, n);
+    case GemmIsa::kPortable:
+      break;
+  }
   for (size_t i = 0; i < n; ++i)
     x[i] = 0.5f * x[i] * (1.0f + std::erf(x[i] * 0.70710678118654752f));
 }
 
-void SoftmaxInPlace(float* x, size_t n) {
-  if (HasAvx2()) return SoftmaxAvx2(x, n);
+float SoftmaxNumerators(float* x, size_t n) {
+  switch (ActiveGemmIsa()) {
+    case GemmIsa::kAvx512:
+      return SoftmaxNumeratorsAvx512(x, n);
+    case GemmIsa::kAvx2:
+      return SoftmaxNumeratorsAvx2(x, n);
+    case GemmIsa::kPortable:
+      break;
+  }
   float mx = -INFINITY;
   for (size_t i = 0; i < n; ++i) mx = std::max(mx, x[i]);
   double sum = 0;
@@ -178,13 +297,33 @@ void SoftmaxInPlace(float* x, size_t n) {
     x[i] = std::exp(x[i] - mx);
     sum += x[i];
   }
-  const float inv = static_cast<float>(1.0 / sum);
-  for (size_t i = 0; i < n; ++i) x[i] *= inv;
+  return static_cast<float>(sum);
 }
+
+void Scale(float* x, size_t n, float s) {
+  switch (ActiveGemmIsa()) {
+    case GemmIsa::kAvx512:
+      return ScaleAvx512(x, n, s);
+    case GemmIsa::kAvx2:
+      return ScaleAvx2(x, n, s);
+    case GemmIsa::kPortable:
+      break;
+  }
+  for (size_t i = 0; i < n; ++i) x[i] *= s;
+}
+
+void SoftmaxInPlace(float* x, size_t n) { Scale(x, n, 1.0f / SoftmaxNumerators(x, n)); }
 
 void ResidualLayerNorm(float* x, const float* residual, const float* gamma, const float* beta,
                        size_t n, float eps) {
-  if (HasAvx2()) return ResidualLayerNormAvx2(x, residual, gamma, beta, n, eps);
+  switch (ActiveGemmIsa()) {
+    case GemmIsa::kAvx512:
+      return ResidualLayerNormAvx512(x, residual, gamma, beta, n, eps);
+    case GemmIsa::kAvx2:
+      return ResidualLayerNormAvx2(x, residual, gamma, beta, n, eps);
+    case GemmIsa::kPortable:
+      break;
+  }
   if (residual != nullptr) {
     for (size_t i = 0; i < n; ++i) x[i] += residual[i];
   }

@@ -13,6 +13,13 @@ void GeluInPlace(float* x, size_t n);
 // x ← softmax(x).
 void SoftmaxInPlace(float* x, size_t n);
 
+// x ← exp(x − max x), returning Σ x: softmax's numerators, for a caller that divides later (by
+// scaling a product of x instead of x itself).
+float SoftmaxNumerators(float* x, size_t n);
+
+// x ← s · x.
+void Scale(float* x, size_t n, float s);
+
 // x ← LayerNorm(x + residual) · gamma + beta over n features (residual may be null).
 void ResidualLayerNorm(float* x, const float* residual, const float* gamma, const float* beta,
                        size_t n, float eps);
