@@ -447,6 +447,15 @@ int Serve(std::shared_ptr<const Config> config) {
     return fail(s);
   }
   if (embeddings) {
+    // Small requests whose key is cached skip the blocking pool; not with Redis rate limits,
+    // whose check is a network round trip in the middleware chain.
+    if (!redis) {
+      auth::AuthService* authenticator = auth.get();
+      embeddings->SetInlineAdmission([authenticator](const http::Request& req) {
+        auto principal = authenticator->AuthenticateCached(req);
+        return principal.has_value() && principal->ok();
+      });
+    }
     // With the relay enabled, the relay owns POST /v1/embeddings (same keys, quotas and usage as
     // remote providers; `local` accounts reach this engine through EmbeddingProvider).
     if (Status s = embeddings->AddRoutes(router, /*openai_route=*/relay_service == nullptr);

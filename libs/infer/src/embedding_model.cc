@@ -225,6 +225,8 @@ class CpuEmbeddingModel final : public EmbeddingModel {
   Status Embed(std::span<const TokenSequence> batch, Pooling pooling,
                std::span<float> out) const override;
 
+  void Prewarm(std::chrono::microseconds window) const override { pool_.Prewarm(window); }
+
  private:
   ModelInfo info_;
   EncoderConfig config_;

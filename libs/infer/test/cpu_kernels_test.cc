@@ -182,5 +182,32 @@ TEST(ThreadPoolTest, LateWorkersNeverRunAFinishedJob) {
   }
 }
 
+// Prewarm wakes the workers without a job: windows opened while jobs run, between them and while
+// the workers sleep never make a task run twice or a worker join a finished job (ASan and TSan
+// check this test too), and a pool that was prewarmed still blocks once the window is over.
+TEST(ThreadPoolTest, PrewarmWindowsInterleaveSafelyWithJobs) {
+  ThreadPool pool(3);
+  std::atomic<bool> stop{false};
+  std::thread hinter([&] {
+    while (!stop.load()) {
+      pool.Prewarm(std::chrono::microseconds(200));
+      std::this_thread::sleep_for(std::chrono::microseconds(300));
+    }
+  });
+  for (int job = 0; job < 1000; ++job) {
+    auto hits = std::make_unique<std::atomic<int>[]>(5);
+    pool.ParallelFor(5, [&hits](size_t i) { hits[i].fetch_add(1); });
+    for (int i = 0; i < 5; ++i) ASSERT_EQ(hits[i].load(), 1) << job;
+    if (job % 100 == 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  stop = true;
+  hinter.join();
+  pool.Prewarm(std::chrono::microseconds(100));
+  std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  std::atomic<int> after{0};
+  pool.ParallelFor(8, [&](size_t) { after.fetch_add(1); });
+  EXPECT_EQ(after.load(), 8);
+}
+
 }  // namespace
 }  // namespace atrium::infer::cpu

@@ -205,6 +205,7 @@ http::RouteOptions EmbedRouteOptions(const EmbedService& service) {
   return http::RouteOptions{
       .max_body_bytes = service.options().max_body_bytes,
       .blocking = true,  // tokenization of large batches stays off the I/O threads
+      .run_inline = [&service](http::Request& req) { return service.AdmitsInline(req); },
       .timeout = service.options().request_timeout + std::chrono::seconds(1),
       .auth_scope = service.options().public_access ? "" : "embed",
       .rate_limit_class = "embed",

@@ -434,6 +434,17 @@ std::vector<std::string> EmbedService::ModelNames() const {
   return names;
 }
 
+void EmbedService::SetInlineAdmission(std::function<bool(const http::Request&)> cached_auth) {
+  inline_auth_ = std::move(cached_auth);
+}
+
+bool EmbedService::AdmitsInline(const http::Request& request) const {
+  // A second cache tier (Redis) is a network round trip per lookup: never on the I/O thread.
+  if (!inline_auth_ || options_.second_tier != nullptr) return false;
+  if (request.body.size() > kInlineBodyBytes) return false;  // tokenization stays short
+  return options_.public_access || inline_auth_(request);
+}
+
 std::string EmbedService::InfoJsonMembers() const {
   if (models_.empty()) return "";
   const ServedModel& m = models_.front();

@@ -7,6 +7,14 @@
 
 namespace atrium::embed {
 
+namespace {
+
+// How long the engine's pool threads poll for the batch of a request that reached an idle engine
+// (the scheduler thread's wake-up plus a lone request's preparation fit well within it).
+constexpr auto kPrewarmWindow = std::chrono::microseconds(1000);
+
+}  // namespace
+
 // One job's progress. Fields after `job` are guarded by the scheduler's mu_ until the job
 // completes; the worker fills `results` outside the lock only for items it owns.
 struct ModelScheduler::JobState {
@@ -173,6 +181,7 @@ Status ModelScheduler::Submit(EmbedJob job) {
     return Status::Ok();
   }
   state->job = std::move(job);
+  bool idle = false;
   {
     std::lock_guard lock(mu_);
     if (stopping_) return Unavailable("the embedding model " + name_ + " is shutting down");
@@ -187,8 +196,12 @@ Status ModelScheduler::Submit(EmbedJob job) {
     if (queue_depth_ != nullptr) queue_depth_->Inc();
     pending_tokens_ += state->tokens_left;
     pending_.push_back(std::move(state));
+    idle = !busy_ && pending_.size() == 1;
   }
   cv_.notify_one();
+  // A request reaching an idle engine: its pool threads wake now, alongside the scheduler thread,
+  // rather than one after the other (each wake-up of a parked vCPU costs up to a millisecond).
+  if (idle) model_.Prewarm(kPrewarmWindow);
   return Status::Ok();
 }
 

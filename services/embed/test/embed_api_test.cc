@@ -81,12 +81,16 @@ class EmbedApiTest : public ::testing::Test {
     auto service = EmbedService::CreateWithModels(Options(), std::move(models), &metrics_, nullptr);
     ASSERT_TRUE(service.ok()) << service.status().ToString();
     service_ = std::move(*service);
+    BeforeRoutes(*service_);
     http::Router router;
     ASSERT_TRUE(service_->AddRoutes(router).ok());
     server_ = std::make_unique<http::Server>(http::ServerOptions{.port = 0, .io_threads = 1},
                                              std::move(router));
     ASSERT_TRUE(server_->Start().ok());
   }
+
+  // Runs between the service's creation and AddRoutes.
+  virtual void BeforeRoutes(EmbedService& service) { (void)service; }
 
   void TearDown() override {
     server_.reset();
@@ -645,6 +649,58 @@ TEST_F(EmbedDeadlineTest, AMissedDeadlineIs504InEachApisShape) {
   EXPECT_EQ(JobsInFlight(), 0u);
   EXPECT_NE(metrics_.ExpositionText().find("embed_expired_total{model=\"fake\"} 3"),
             std::string::npos);
+}
+
+// Small requests with a cached credential run on the I/O thread (one thread hop less); anything
+// else keeps the blocking pool, and both paths give the same answers.
+class EmbedInlineTest : public EmbedApiTest {
+ protected:
+  EmbedOptions Options() const override {
+    EmbedOptions options = EmbedApiTest::Options();
+    options.public_access = false;
+    return options;
+  }
+  void BeforeRoutes(EmbedService& service) override {
+    service.SetInlineAdmission([this](const http::Request& req) {
+      return req.headers.Get("authorization") == "Bearer cached" && !refuse_.load();
+    });
+  }
+  std::atomic<bool> refuse_{false};
+};
+
+TEST_F(EmbedInlineTest, AdmitsOnlySmallRequestsWithACachedCredential) {
+  http::Request small;
+  small.headers.Set("authorization", "Bearer cached");
+  small.body = R"({"input":"the cat"})";
+  EXPECT_TRUE(service_->AdmitsInline(small));
+  http::Request large = small;
+  large.body.append(EmbedService::kInlineBodyBytes, ' ');
+  EXPECT_FALSE(service_->AdmitsInline(large));
+  http::Request unknown = small;
+  unknown.headers.Set("authorization", "Bearer other");
+  EXPECT_FALSE(service_->AdmitsInline(unknown));
+  refuse_ = true;
+  EXPECT_FALSE(service_->AdmitsInline(small));
+}
+
+TEST_F(EmbedApiTest, WithoutAnAdmissionRuleNothingRunsInline) {
+  http::Request small;
+  small.body = R"({"input":"the cat"})";
+  EXPECT_FALSE(service_->AdmitsInline(small));
+}
+
+TEST_F(EmbedInlineTest, InlineAndPooledRequestsGiveTheSameVectors) {
+  // The key's scope is the auth middleware's to check, which this test's server does not install:
+  // both paths reach the handler, the first on the I/O thread, the second on the blocking pool.
+  const std::string body = R"({"input":["the cat","a dog sat"]})";
+  auto [inline_status, inline_v] =
+      Post("/v1/embeddings", body, {{"authorization", "Bearer cached"}});
+  auto [pooled_status, pooled_v] =
+      Post("/v1/embeddings", body + std::string(EmbedService::kInlineBodyBytes, ' '),
+           {{"authorization", "Bearer cached"}});
+  EXPECT_EQ(inline_status, 200) << json::serialize(inline_v);
+  EXPECT_EQ(pooled_status, 200) << json::serialize(pooled_v);
+  EXPECT_EQ(json::serialize(inline_v), json::serialize(pooled_v));
 }
 
 TEST_F(EmbedApiTest, InfoMembersDescribeTheDefaultModel) {

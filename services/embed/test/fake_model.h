@@ -2,6 +2,8 @@
 // are known and whose timing they control, not a real network (libs/infer tests the engine).
 #pragma once
 
+#include <atomic>
+#include <chrono>
 #include <cmath>
 #include <condition_variable>
 #include <mutex>
@@ -109,6 +111,8 @@ class FakeModel final : public infer::EmbeddingModel {
     std::lock_guard lock(mu_);
     return calls_;
   }
+  void Prewarm(std::chrono::microseconds) const override { prewarms_.fetch_add(1); }
+  int prewarms() const { return prewarms_.load(); }
 
  private:
   static float TokenFeature(int32_t id, size_t pos, size_t d) {
@@ -122,8 +126,9 @@ class FakeModel final : public infer::EmbeddingModel {
   mutable std::condition_variable cv_;
   mutable std::vector<size_t> calls_;  // guarded by mu_: batch sizes
   mutable int running_ = 0;            // guarded by mu_
-  bool paused_ = false;                // guarded by mu_
-  bool fail_ = false;                  // guarded by mu_
+  mutable std::atomic<int> prewarms_{0};
+  bool paused_ = false;  // guarded by mu_
+  bool fail_ = false;    // guarded by mu_
 };
 
 }  // namespace atrium::embed::testing

@@ -66,6 +66,15 @@ TEST(SchedulerTest, ALoneRequestOnAnIdleEngineDoesNotWaitForTheWindow) {
   }
 }
 
+TEST(SchedulerTest, ARequestReachingAnIdleEngineWakesItsThreadsEarly) {
+  FakeModel model;
+  ModelScheduler scheduler("fake", model, {}, nullptr, nullptr);
+  Pending p;
+  ASSERT_TRUE(scheduler.Submit(Job({Seq(4)}, p)).ok());
+  ASSERT_TRUE(p.future.get().ok());
+  EXPECT_EQ(model.prewarms(), 1);
+}
+
 TEST(SchedulerTest, SplitsAnOverLargeClientBatch) {
   FakeModel model;
   ModelScheduler scheduler("fake", model, {.max_batch_requests = 4}, nullptr, nullptr);
@@ -141,7 +150,7 @@ TEST(SchedulerTest, HigherPriorityAndTierGoFirst) {
   ASSERT_TRUE(scheduler.Submit(tracked("normal-enterprise", Priority::kNormal, 3.0)).ok());
   ASSERT_TRUE(scheduler.Submit(tracked("critical", Priority::kCritical, 1.0)).ok());
   model.Resume();
-  blocker.future.get();
+  EXPECT_TRUE(blocker.future.get().ok());
   for (int i = 0; i < 200 && scheduler.jobs_in_flight() > 0; ++i) std::this_thread::sleep_for(10ms);
   std::lock_guard lock(mu);
   EXPECT_EQ(order,

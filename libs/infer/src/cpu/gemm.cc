@@ -147,10 +147,13 @@ struct FusedEpilogue {
   bool gelu = false;
 };
 
+// How far ahead (floats) a B-streaming kernel prefetches each panel: 48 steps of 64 bytes.
+constexpr int kStreamAhead = 48 * kGemmNr;
+
 // AVX-512: two adjacent 16-column panels per call (b0 and b1, each kc × 16), 12 zmm accumulators.
 // Per step 2 loads of B and 6 broadcasts of A feed 12 FMAs, so the FMA ports, not the loads, bound
 // it: twice the AVX2 kernel's arithmetic per cycle on cores with two 512-bit FMA units.
-template <bool kDirect>
+template <bool kDirect, bool kStreamB = false>
 __attribute__((target("avx512f"))) inline void Kernel6x32Avx512Impl(
     int kc, const float* a, size_t lda, int rows, const float* b0, const float* b1, float* c,
     size_t ldc, bool accumulate, FusedEpilogue epilogue) {
@@ -172,6 +175,12 @@ __attribute__((target("avx512f"))) inline void Kernel6x32Avx512Impl(
   }
 #pragma GCC unroll 4
   for (int p = 0; p < kc; ++p) {
+    if constexpr (kStreamB) {
+      // Few rows: the product streams B from memory once, so ask for it well ahead (to L2, whose
+      // queue is deeper than L1's), past the 4 KiB boundaries where the hardware streamer stops.
+      _mm_prefetch(reinterpret_cast<const char*>(b0 + kStreamAhead), _MM_HINT_T1);
+      _mm_prefetch(reinterpret_cast<const char*>(b1 + kStreamAhead), _MM_HINT_T1);
+    }
     const __m512 v0 = _mm512_loadu_ps(b0);
     const __m512 v1 = _mm512_loadu_ps(b1);
 #pragma GCC unroll 6
@@ -234,6 +243,12 @@ __attribute__((target("avx512f"))) void Kernel6x32Avx512(int kc, const float* a,
                                                          const float* b1, float* c, size_t ldc,
                                                          bool accumulate, FusedEpilogue e) {
   Kernel6x32Avx512Impl<false>(kc, a, 0, kGemmMr, b0, b1, c, ldc, accumulate, e);
+}
+__attribute__((target("avx512f"))) void KernelStream6x32Avx512(int kc, const float* a,
+                                                               const float* b0, const float* b1,
+                                                               float* c, size_t ldc,
+                                                               bool accumulate, FusedEpilogue e) {
+  Kernel6x32Avx512Impl<false, true>(kc, a, 0, kGemmMr, b0, b1, c, ldc, accumulate, e);
 }
 __attribute__((target("avx512f"))) void KernelDirect6x32Avx512(int kc, const float* a, size_t lda,
                                                                int rows, const float* b0,
@@ -412,6 +427,9 @@ void GemmTile(const GemmArgs& g, int m0, int mc, int n0, int nc) {
   // The AVX-512 kernels apply the epilogue themselves (FusedEpilogue); the others get a pass over
   // the tile at the end.
   const bool fused = isa == GemmIsa::kAvx512 && g.epilogue != Epilogue::kNone;
+  // A few rows (a short request): each B panel feeds at most two micro-panels, so the product is
+  // bound by streaming B from memory, not by arithmetic.
+  const bool stream_b = mc <= 2 * kGemmMr;
   for (int k0 = 0; k0 < g.k; k0 += kGemmKc) {
     const int kc = std::min(kGemmKc, g.k - k0);
     const bool accumulate = k0 > 0;
@@ -451,6 +469,8 @@ void GemmTile(const GemmArgs& g, int m0, int mc, int n0, int nc) {
               KernelDirect6x32Avx512(kc, ar, g.lda, rows, bp, bp + panel_stride, out, ldo, acc, fe);
             } else if (g.direct_a) {
               KernelDirect6x16Avx512(kc, ar, g.lda, rows, bp, out, ldo, acc, fe);
+            } else if (pair && stream_b) {
+              KernelStream6x32Avx512(kc, ar, bp, bp + panel_stride, out, ldo, acc, fe);
             } else if (pair) {
               Kernel6x32Avx512(kc, ar, bp, bp + panel_stride, out, ldo, acc, fe);
             } else {

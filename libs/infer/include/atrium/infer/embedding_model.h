@@ -13,6 +13,7 @@
 // batch at a time per model.
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <map>
@@ -83,6 +84,12 @@ class EmbeddingModel {
   // sequence, a sequence longer than max_input_tokens or an id outside the vocabulary.
   virtual Status Embed(std::span<const TokenSequence> batch, Pooling pooling,
                        std::span<float> out) const = 0;
+
+  // A hint that an Embed call follows shortly: the engine's pool threads wake now and wait for
+  // it, polling, for up to `window`, so a request arriving at an idle engine does not also pay
+  // their wake-up (on a VM, an idle vCPU takes a millisecond or more to run again). Cheap when
+  // the engine is busy.
+  virtual void Prewarm(std::chrono::microseconds window) const { (void)window; }
 };
 
 }  // namespace atrium::infer
