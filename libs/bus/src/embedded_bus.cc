@@ -157,17 +157,23 @@ class Topic {
 
   void Publish(BusCore& core, Env& env, std::vector<Message> messages, PublishCallback done);
 
-  // A durable publish's WAL callback, made before the topic lock. It runs on a WAL thread before
-  // Wal::Close() returns (the topic outlives its WAL's threads), and it wakes no reader: the WAL
-  // does that once per batch (OpenTopic's hook). The range comes from the first record, whose
-  // offset is set under the lock before the WAL gets the batch; the WAL keeps the records alive
-  // until the callback has run.
-  struct DurableCallback {
-    Topic* topic;
-    const Record* first;
-    uint64_t count;
+  // A durable publish waiting in the topic's inbox for the combiner (see Publish): its records,
+  // filled by the publisher, and its callback. The combiner sets `range` under the lock.
+  struct Queued {
+    Queued* next = nullptr;
+    std::shared_ptr<Record[]> block;
+    uint64_t count = 0;
     PublishCallback done;
-    void operator()(Status st);
+    OffsetRange range{};
+  };
+  // The WAL callback of one combined batch (two words: std::function stores it without an
+  // allocation). It runs once, on a WAL thread, before Wal::Close() returns (the topic outlives
+  // its WAL's threads); it completes the batch's publishes in order and frees their entries. It
+  // wakes no reader: the WAL does that once per batch (OpenTopic's hook).
+  struct DurableBatch {
+    Topic* topic;
+    Queued* first;  // in offset order, linked by `next`
+    void operator()(const Status& st) const;
   };
 
   // Reader registration (memory topics with block/error overflow track reader positions).
@@ -262,8 +268,8 @@ class Topic {
     return f;
   }
 
-  // Durable topics: called by the WAL writer thread only, in offset order, without the lock
-  // (publishers hold it while they queue to that writer).
+  // Durable topics: called by a WAL thread only, in offset order, without the lock (the combining
+  // publisher holds it while it queues to the WAL).
   void Committed(uint64_t end) {
     if (end > committed_end_.load(std::memory_order_relaxed)) {
       committed_end_.store(end, std::memory_order_release);
@@ -283,6 +289,15 @@ class Topic {
     reader_positions_[id] = pos;
     if (blocked_publishers_ > 0) space_cv_.notify_all();
   }
+  // Gives `n` records (the batch `block`) their offsets and ring slots; batches that left the ring
+  // go to `evicted`, to be released after the lock. Requires mu_.
+  OffsetRange PlaceLocked(std::shared_ptr<Record[]> block, uint64_t n, int64_t now_ns,
+                          std::vector<std::shared_ptr<Record[]>>* evicted);
+  // Durable topics: takes the combiner's role while the inbox has work (see Publish).
+  void CombineQueued(Env& env);
+  // Places the publishes of `fifo` (in arrival order, `total` records) and appends them to the
+  // WAL as one batch; fails them all when the topic cannot take them.
+  void AppendQueued(Env& env, Queued* fifo, uint64_t total);
   uint64_t UsedLocked() const {  // requires mu_
     uint64_t min_pos = next_offset_;
     for (const auto& [id, pos] : reader_positions_) min_pos = std::min(min_pos, pos);
@@ -319,6 +334,11 @@ class Topic {
   int blocked_publishers_ = 0;  // guarded by mu_: publishers waiting on space_cv_
   bool closed_ = false;         // guarded by mu_
   std::map<uint64_t, uint64_t> reader_positions_;  // guarded by mu_
+
+  // Durable topics: publishes waiting for the combiner (newest first), and whether a publisher
+  // is combining (see Publish).
+  std::atomic<Queued*> inbox_{nullptr};
+  std::atomic<bool> combining_{false};
 
   Counter* publish_total_ = nullptr;
   Counter* drop_total_ = nullptr;
@@ -572,9 +592,7 @@ void Topic::Publish(BusCore& core, Env& env, std::vector<Message> messages, Publ
   if (n > cap) return done(InvalidArgument("batch larger than the topic's ring"));
   // The batch's records are one allocation, filled before the lock (each RecordPtr aliases it, so
   // a reader holding one record keeps its batch alive); under the lock they only get offsets and
-  // ring slots, and the batches that left the ring are released after it. Everything else that
-  // allocates (the WAL's record list, its callback) is made before the lock too: sixteen
-  // publishers share it.
+  // ring slots, and the batches that left the ring are released after it.
   std::shared_ptr<Record[]> block = std::make_shared<Record[]>(n);
   for (uint64_t i = 0; i < n; ++i) {
     Message& m = messages[i];
@@ -582,27 +600,25 @@ void Topic::Publish(BusCore& core, Env& env, std::vector<Message> messages, Publ
     block[i].headers = std::move(m.headers);
     block[i].payload = std::move(m.payload);
   }
-  std::vector<RecordPtr> records;
-  Wal::DoneCallback on_durable;
   if (wal_) {
-    records.reserve(n);
-    for (uint64_t i = 0; i < n; ++i) records.emplace_back(block, &block[i]);
-    on_durable = DurableCallback{this, &block[0], n, std::move(done)};
+    // Durable topics combine their publishers' work. A publish joins the inbox (one atomic
+    // exchange); whichever publisher finds no combiner at work becomes it and moves everything
+    // queued into the ring and the WAL in one critical section and one WAL append. Sixteen
+    // publishers then share the topic and WAL locks a few times per batch instead of twice per
+    // publish, and none waits for the others: completion is the WAL's callback anyway.
+    auto* q = new Queued{.block = std::move(block), .count = n, .done = std::move(done)};
+    Queued* head = inbox_.load();
+    do {
+      q->next = head;
+    } while (!inbox_.compare_exchange_weak(head, q));
+    CombineQueued(env);
+    return;
   }
-  // A publish that fails before it reaches the WAL reports to `done` directly (it lives in
-  // `on_durable` once that is made).
-  auto complete = [&](Result<OffsetRange> r) {
-    if (wal_) {
-      on_durable.target<DurableCallback>()->done(std::move(r));
-    } else {
-      done(std::move(r));
-    }
-  };
   std::vector<std::shared_ptr<Record[]>> evicted;
   std::unique_lock<std::mutex> lock(mu_);
   auto fail = [&](Status s) {
     lock.unlock();
-    complete(std::move(s));
+    done(std::move(s));
   };
   if (!failed_.ok())
     return fail(Unavailable("topic " + *name_ + " is unavailable: " + failed_.message()));
@@ -626,12 +642,22 @@ void Topic::Publish(BusCore& core, Env& env, std::vector<Message> messages, Publ
       if (closed_) return fail(Unavailable("bus is closed"));
     }
   }
-  const int64_t now_ns = env.NowMicros() * 1000;
+  const OffsetRange range = PlaceLocked(std::move(block), n, env.NowMicros() * 1000, &evicted);
+  committed_end_.store(next_offset_, std::memory_order_release);
+  lock.unlock();
+  core.Notify();
+  done(range);
+}
+
+OffsetRange Topic::PlaceLocked(std::shared_ptr<Record[]> block, uint64_t n, int64_t now_ns,
+                               std::vector<std::shared_ptr<Record[]>>* evicted) {
+  const uint64_t cap = mask_ + 1;
   OffsetRange range{next_offset_, n};
-  blocks_.push_back({range.first + n, block});
+  blocks_.push_back({range.first + n, std::move(block)});
   const std::shared_ptr<Record[]>* owner = &blocks_.back().records;
+  Record* records = owner->get();
   for (uint64_t i = 0; i < n; ++i) {
-    Record& b = block[i];
+    Record& b = records[i];
     b.offset = next_offset_++;
     b.timestamp_ns = now_ns;
     ring_[b.offset & mask_] = {&b, owner};
@@ -639,38 +665,91 @@ void Topic::Publish(BusCore& core, Env& env, std::vector<Message> messages, Publ
   // Batches whose every record has left the ring are released (after the lock).
   const uint64_t ring_earliest = EarliestInRing();
   while (blocks_.front().end <= ring_earliest) {
-    evicted.push_back(std::move(blocks_.front().records));
+    evicted->push_back(std::move(blocks_.front().records));
     blocks_.pop_front();
   }
   if (publish_total_) publish_total_->Inc(n);
   if (ring_used_) {
     ring_used_->Set(static_cast<double>(std::min<uint64_t>(next_offset_ - ring_start_, cap)));
   }
-  if (!wal_) {
-    committed_end_.store(next_offset_, std::memory_order_release);
-    lock.unlock();
-    core.Notify();
-    done(range);
-    return;
-  }
-  // Queued while holding mu_, so the WAL receives batches in offset order. The WAL takes
-  // `on_durable` only when it accepts the append.
-  Status s = wal_->Append(std::move(records), std::move(on_durable));
-  if (!s.ok()) {
-    if (failed_.ok()) failed_ = s;
-    lock.unlock();
-    on_durable(s);  // not taken by the WAL: fails the publish
+  return range;
+}
+
+void Topic::CombineQueued(Env& env) {
+  // Whoever finds the inbox non-empty after leaving the combiner's role takes it again: a
+  // publish queued while a combiner worked is either in its batch or seen by this check (every
+  // operation on inbox_ and combining_ is sequentially consistent).
+  while (!combining_.exchange(true)) {
+    Queued* fifo = nullptr;
+    uint64_t records = 0;
+    for (Queued* q = inbox_.exchange(nullptr); q != nullptr;) {
+      Queued* next = q->next;
+      q->next = fifo;
+      fifo = q;
+      records += q->count;
+      q = next;
+    }
+    if (fifo != nullptr) AppendQueued(env, fifo, records);
+    combining_.store(false);
+    if (inbox_.load() == nullptr) return;
   }
 }
 
-void Topic::DurableCallback::operator()(Status st) {
-  const OffsetRange range{first->offset, count};
+void Topic::AppendQueued(Env& env, Queued* fifo, uint64_t total) {
+  // The WAL's view of the batch, made before the lock; the entries keep the records alive until
+  // the WAL's callback has run.
+  std::vector<const Record*> records;
+  records.reserve(total);
+  for (Queued* q = fifo; q != nullptr; q = q->next) {
+    for (uint64_t i = 0; i < q->count; ++i) records.push_back(&q->block[i]);
+  }
+  std::vector<std::shared_ptr<Record[]>> evicted;
+  Status refused;  // before the WAL: the topic's state
+  Status appended;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!failed_.ok()) {
+      refused = Unavailable("topic " + *name_ + " is unavailable: " + failed_.message());
+    } else if (closed_) {
+      refused = Unavailable("bus is closed");
+    } else {
+      const int64_t now_ns = env.NowMicros() * 1000;
+      for (Queued* q = fifo; q != nullptr; q = q->next) {
+        q->range = PlaceLocked(q->block, q->count, now_ns, &evicted);
+      }
+      // Queued while holding mu_, so the WAL receives batches in offset order. The WAL takes the
+      // callback only when it accepts the append.
+      appended = wal_->Append(std::move(records), DurableBatch{this, fifo});
+      if (appended.ok()) return;
+      if (failed_.ok()) failed_ = appended;
+    }
+  }
+  if (!appended.ok()) return DurableBatch{this, fifo}(appended);  // fails its publishes
+  for (Queued* q = fifo; q != nullptr;) {
+    Queued* next = q->next;
+    q->done(refused);
+    delete q;
+    q = next;
+  }
+}
+
+void Topic::DurableBatch::operator()(const Status& st) const {
   if (st.ok()) {
-    topic->Committed(range.first + range.count);  // readers are woken after the batch (OpenTopic)
-    done(range);
+    const Queued* last = first;
+    while (last->next != nullptr) last = last->next;
+    topic->Committed(last->range.first + last->range.count);  // readers: woken after the batch
   } else {
     topic->Fail(st);
-    done(Unavailable("topic " + *topic->name_ + ": " + st.message()));
+  }
+  for (Queued* q = first; q != nullptr;) {
+    Queued* next = q->next;
+    if (st.ok()) {
+      q->done(q->range);
+    } else {
+      q->done(Unavailable("topic " + *topic->name_ + ": " + st.message()));
+    }
+    delete q;
+    q = next;
   }
 }
 

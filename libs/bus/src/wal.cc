@@ -315,18 +315,30 @@ Status Wal::CreateSegment(uint64_t base) {
 }
 
 Status Wal::Append(std::vector<RecordPtr> records, DoneCallback&& done) {
-  if (records.empty()) return InvalidArgument("empty append");
+  std::vector<const Record*> view;
+  view.reserve(records.size());
+  for (const auto& r : records) view.push_back(r.get());
+  return Enqueue(Pending{std::move(view), std::move(records), {}}, std::move(done));
+}
+
+Status Wal::Append(std::vector<const Record*> records, DoneCallback&& done) {
+  return Enqueue(Pending{std::move(records), {}, {}}, std::move(done));
+}
+
+Status Wal::Enqueue(Pending&& append, DoneCallback&& done) {
+  if (append.records.empty()) return InvalidArgument("empty append");
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (!failed_.ok()) return Unavailable("WAL " + dir_ + " has failed: " + failed_.message());
     if (stop_) return Unavailable("WAL " + dir_ + " is closed");
     uint64_t expect = next_offset_;
-    for (const auto& r : records) {
+    for (const Record* r : append.records) {
       if (r->offset < expect) return Internal("WAL append with offset out of order");
       expect = r->offset + 1;
     }
     next_offset_ = expect;
-    pending_.push_back({std::move(records), std::move(done)});
+    append.done = std::move(done);
+    pending_.push_back(std::move(append));
     // A busy writer takes this batch when it is done: no wake-up (and no system call) needed.
     if (!writer_idle_) return Status::Ok();
   }

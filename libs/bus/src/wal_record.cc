@@ -9,21 +9,6 @@ namespace atrium::bus {
 namespace wf = wal_format;
 namespace {
 
-void PutU32(std::string* out, uint32_t v) {
-  char b[4];
-  for (int i = 0; i < 4; ++i) b[i] = static_cast<char>(v >> (8 * i));
-  out->append(b, 4);
-}
-void PutU64(std::string* out, uint64_t v) {
-  char b[8];
-  for (int i = 0; i < 8; ++i) b[i] = static_cast<char>(v >> (8 * i));
-  out->append(b, 8);
-}
-void PutBytes(std::string* out, std::string_view s) {
-  PutU32(out, static_cast<uint32_t>(s.size()));
-  out->append(s);
-}
-
 uint32_t GetU32(const char* p) {
   uint32_t v = 0;
   for (int i = 0; i < 4; ++i) v |= static_cast<uint32_t>(static_cast<uint8_t>(p[i])) << (8 * i);
@@ -79,27 +64,45 @@ size_t EncodedRecordSize(const Record& r) {
   return n;
 }
 
+namespace {
+
+// Little-endian writers over a buffer sized in advance (EncodeRecord): no capacity checks.
+char* StoreU32(char* p, uint32_t v) {
+  for (int i = 0; i < 4; ++i) p[i] = static_cast<char>(v >> (8 * i));
+  return p + 4;
+}
+char* StoreU64(char* p, uint64_t v) {
+  for (int i = 0; i < 8; ++i) p[i] = static_cast<char>(v >> (8 * i));
+  return p + 8;
+}
+char* StoreBytes(char* p, std::string_view s) {
+  p = StoreU32(p, static_cast<uint32_t>(s.size()));
+  if (!s.empty()) std::memcpy(p, s.data(), s.size());
+  return p + s.size();
+}
+
+}  // namespace
+
 void EncodeRecord(const Record& r, std::string* out) {
-  size_t start = out->size();
-  PutU32(out, 0);  // length, patched below
-  PutU32(out, 0);  // crc, patched below
-  out->push_back(static_cast<char>(wf::RecordType::kData));
-  PutU64(out, r.offset);
-  PutU64(out, static_cast<uint64_t>(r.timestamp_ns));
-  PutBytes(out, r.key);
-  PutU32(out, static_cast<uint32_t>(r.headers.size()));
+  const size_t start = out->size();
+  const size_t size = EncodedRecordSize(r);
+  out->resize(start + size);
+  char* const frame = out->data() + start;
+  char* p = frame + wf::kFrameHeaderSize;  // length and crc are stored last
+  *p++ = static_cast<char>(wf::RecordType::kData);
+  p = StoreU64(p, r.offset);
+  p = StoreU64(p, static_cast<uint64_t>(r.timestamp_ns));
+  p = StoreBytes(p, r.key);
+  p = StoreU32(p, static_cast<uint32_t>(r.headers.size()));
   for (const auto& [k, v] : r.headers) {
-    PutBytes(out, k);
-    PutBytes(out, v);
+    p = StoreBytes(p, k);
+    p = StoreBytes(p, v);
   }
-  PutBytes(out, r.payload);
-  size_t body_len = out->size() - start - wf::kFrameHeaderSize;
-  uint32_t crc = wf::MaskCrc(Crc32cExtend(0, out->data() + start + wf::kFrameHeaderSize, body_len));
-  char hdr[8];
-  for (int i = 0; i < 4; ++i)
-    hdr[i] = static_cast<char>(static_cast<uint32_t>(body_len) >> (8 * i));
-  for (int i = 0; i < 4; ++i) hdr[4 + i] = static_cast<char>(crc >> (8 * i));
-  std::memcpy(out->data() + start, hdr, 8);
+  p = StoreBytes(p, r.payload);
+  const size_t body_len = size - wf::kFrameHeaderSize;
+  const uint32_t crc = wf::MaskCrc(Crc32cExtend(0, frame + wf::kFrameHeaderSize, body_len));
+  p = StoreU32(frame, static_cast<uint32_t>(body_len));
+  StoreU32(p, crc);
 }
 
 DecodeResult DecodeRecord(std::string_view data, Record* r, size_t* consumed) {

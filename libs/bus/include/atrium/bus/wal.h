@@ -128,6 +128,9 @@ class Wal : public std::enable_shared_from_this<Wal> {
   // the durability policy, or with the error. Unavailable (and `done` is not called) when the WAL
   // has failed or is closed; `done` is then left to the caller (it is moved from only on success).
   Status Append(std::vector<RecordPtr> records, DoneCallback&& done);
+  // The same for records the caller keeps alive and unchanged until `done` has run (the bus's
+  // batches already own theirs: no reference count per record).
+  Status Append(std::vector<const Record*> records, DoneCallback&& done);
 
   // Writes what is pending and stops the writer. Later Appends fail. Idempotent.
   void Close();
@@ -156,7 +159,8 @@ class Wal : public std::enable_shared_from_this<Wal> {
     std::vector<IndexEntry> index;
   };
   struct Pending {
-    std::vector<RecordPtr> records;
+    std::vector<const Record*> records;
+    std::vector<RecordPtr> owned;  // what keeps `records` alive, when the WAL holds them
     DoneCallback done;
   };
   struct SegmentView {
@@ -174,6 +178,7 @@ class Wal : public std::enable_shared_from_this<Wal> {
   Status WriteIndex(const Segment& seg);
   Status CreateSegment(uint64_t base);  // writer thread or Open
   Status OpenActiveForAppend();
+  Status Enqueue(Pending&& append, DoneCallback&& done);  // both Appends
   // A written batch waiting for the syncer (kSync).
   struct SyncJob {
     std::vector<Pending> batch;
