@@ -254,8 +254,9 @@ int BusBench(const BusBenchOptions& options) {
             lat.push_back(NowNs());  // within the reserved capacity: never moves
             timed_slot = lat.size();
           }
-          std::vector<bus::Message> msgs(batch);  // each payload copied once, in place
-          for (auto& m : msgs) m.payload = payload;
+          std::vector<bus::Message> msgs;  // each payload copied once
+          msgs.reserve(batch);
+          for (uint64_t j = 0; j < batch; ++j) msgs.push_back(bus::Message{.payload = payload});
           b->PublishBatchAsync("bench", std::move(msgs),
                                [w = &w, timed_slot](Result<bus::OffsetRange> r) {
                                  if (timed_slot != 0) {

@@ -679,7 +679,9 @@ void Topic::CombineQueued(Env& env) {
   // Whoever finds the inbox non-empty after leaving the combiner's role takes it again: a
   // publish queued while a combiner worked is either in its batch or seen by this check (every
   // operation on inbox_ and combining_ is sequentially consistent).
-  while (!combining_.exchange(true)) {
+  // A combiner at work is seen with a load first: while it lasts, the publishers that come and
+  // go do not write its cache line.
+  while (!combining_.load() && !combining_.exchange(true)) {
     Queued* fifo = nullptr;
     uint64_t records = 0;
     for (Queued* q = inbox_.exchange(nullptr); q != nullptr;) {

@@ -427,19 +427,20 @@ void Wal::WriterLoop() {
       // that sync. Otherwise the writer syncs and acknowledges the batch itself: for a small
       // batch the hand-off's two thread wake-ups cost more than the overlap saves.
       lock.lock();
-      if (sync_job_ || syncing_ ||
+      if (!sync_jobs_.empty() || syncing_ ||
           (!pending_.empty() && records >= options_.pipeline_min_records)) {
-        sync_job_ = SyncJob{std::move(batch), s, start};
+        taken_cv_.wait(lock, [&] { return sync_jobs_.size() < kMaxQueuedSyncJobs; });
+        sync_jobs_.push_back(SyncJob{std::move(batch), s, start});
         sync_cv_.notify_one();
-        taken_cv_.wait(lock, [&] { return !sync_job_; });
         lock.unlock();
       } else {
         // Read again: the syncer may have failed a sync since `failed` was read, and an
         // fdatasync after a failed one can succeed without the lost pages being on disk.
         Status failed_now = failed_;
         lock.unlock();  // the syncer is idle and only this thread gives it work
-        SyncJob job{std::move(batch), s, start};
-        FinishSyncJob(job, failed_now);
+        std::vector<SyncJob> jobs;
+        jobs.push_back(SyncJob{std::move(batch), s, start});
+        FinishSyncJobs(jobs, failed_now);
       }
     } else {
       for (auto& p : batch) {
@@ -454,49 +455,60 @@ void Wal::WriterLoop() {
 
 void Wal::SyncerLoop() {
   std::unique_lock<std::mutex> lock(mu_);
+  std::vector<SyncJob> jobs;
   while (true) {
-    sync_cv_.wait(lock, [&] { return sync_job_ || syncer_stop_; });
-    if (!sync_job_) break;  // stopped, and the writer's last batch is done
-    SyncJob job = std::move(*sync_job_);
-    sync_job_.reset();
+    sync_cv_.wait(lock, [&] { return !sync_jobs_.empty() || syncer_stop_; });
+    if (sync_jobs_.empty()) break;  // stopped, and the writer's last batch is done
+    // Everything written so far: one fdatasync covers it all.
+    for (auto& job : sync_jobs_) jobs.push_back(std::move(job));
+    sync_jobs_.clear();
     syncing_ = true;
     // A failure seen before this sync (an earlier sync, or a write) means the kernel may have
     // dropped dirty pages: nothing written since can be acknowledged, whatever fdatasync says.
     Status failed = failed_;
     lock.unlock();
     taken_cv_.notify_all();
-    FinishSyncJob(job, failed);
+    FinishSyncJobs(jobs, failed);
+    jobs.clear();
     lock.lock();
     syncing_ = false;
     taken_cv_.notify_all();
   }
 }
 
-// `failed`: the WAL's failure as it was before this sync, read under mu_.
-void Wal::FinishSyncJob(SyncJob& job, const Status& failed) {
-  Status s = job.written;
-  if (s.ok()) {
-    s = failed.ok() ? SyncFlushed()
-                    : Unavailable("WAL " + dir_ + " has failed: " + failed.message());
+// `failed`: the WAL's failure as it was before this sync, read under mu_. Every job was written
+// before the call (in order), so one fdatasync of the active file covers them all.
+void Wal::FinishSyncJobs(std::vector<SyncJob>& jobs, const Status& failed) {
+  Status synced;
+  if (!failed.ok()) {
+    synced = Unavailable("WAL " + dir_ + " has failed: " + failed.message());
+  } else if (std::any_of(jobs.begin(), jobs.end(),
+                         [](const SyncJob& j) { return j.written.ok(); })) {
+    synced = SyncFlushed();
   }
-  if (s.ok() && metrics_.batch_flush_duration) {
-    metrics_.batch_flush_duration->Observe(SecondsSince(job.start));
-  }
-  if (!s.ok() && failed.ok()) {
+  if (!synced.ok() && failed.ok()) {
     std::lock_guard<std::mutex> lock(mu_);
-    if (failed_.ok()) failed_ = s;
+    if (failed_.ok()) failed_ = synced;
   }
-  for (auto& p : job.batch) {
-    if (p.done) p.done(s);
+  bool any_ok = false;
+  for (SyncJob& job : jobs) {
+    const Status& s = job.written.ok() ? synced : job.written;
+    if (s.ok() && metrics_.batch_flush_duration) {
+      metrics_.batch_flush_duration->Observe(SecondsSince(job.start));
+    }
+    for (auto& p : job.batch) {
+      if (p.done) p.done(s);
+    }
+    any_ok = any_ok || s.ok();
+    job.batch.clear();  // releases the records here, not under the lock
   }
-  if (s.ok() && after_batch_) after_batch_();
-  job.batch.clear();  // releases the records here, not under the lock
+  if (any_ok && after_batch_) after_batch_();
 }
 
 void Wal::WaitSyncerIdle() {
   if (!syncer_.joinable()) return;
   std::unique_lock<std::mutex> lock(mu_);
-  taken_cv_.wait(lock, [&] { return !sync_job_ && !syncing_; });
+  taken_cv_.wait(lock, [&] { return sync_jobs_.empty() && !syncing_; });
 }
 
 // Syncer (kSync) or writer thread: what the writer flushed becomes durable.

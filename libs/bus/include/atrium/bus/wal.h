@@ -8,12 +8,12 @@
 // acknowledged (the kernel may have dropped the dirty pages, so retrying could lie).
 //
 // Under load kSync runs the group commit as a two-stage pipeline: the writer thread encodes and
-// writes batch N+1 while a syncer thread runs batch N's fdatasync and then its callbacks. At most
-// one written batch waits for the syncer, so what arrives during a sync forms the next batch
-// (batches stay as large as the sync's latency makes them), and a segment roll waits until the
-// syncer is idle. Otherwise (nothing else pending, or a batch smaller than
-// `pipeline_min_records`, with the syncer idle) the writer syncs and acknowledges the batch
-// itself, which saves two thread hand-offs per batch.
+// writes batches while a syncer thread runs one fdatasync for every batch written so far and then
+// their callbacks. Neither stage waits for the other (up to kMaxQueuedSyncJobs written batches
+// may queue for the syncer), so a sync covers whatever the writer wrote during the previous
+// sync and its callbacks, and a segment roll waits until the syncer is idle. Otherwise (nothing
+// else pending, or a batch smaller than `pipeline_min_records`, with the syncer idle) the writer
+// syncs and acknowledges the batch itself, which saves two thread hand-offs per batch.
 //
 // Open() recovers: it checks every segment's header and every record's CRC, truncates a torn tail
 // (an incomplete or damaged last record of the last segment with nothing valid after it) and
@@ -187,7 +187,10 @@ class Wal : public std::enable_shared_from_this<Wal> {
   };
   void WriterLoop();
   void SyncerLoop();
-  void FinishSyncJob(SyncJob& job, const Status& failed);  // sync, then the callbacks
+  // One sync for all of `jobs`, then their callbacks in order.
+  void FinishSyncJobs(std::vector<SyncJob>& jobs, const Status& failed);
+  // Written batches that may wait for the syncer before the writer waits too.
+  static constexpr size_t kMaxQueuedSyncJobs = 8;
   Status WriteBatch(const std::vector<Pending>& batch);
   Status SyncFlushed();   // fdatasync of the active file, timed
   Status SyncActive();    // SyncFlushed, and the interval policy's bookkeeping
@@ -214,12 +217,12 @@ class Wal : public std::enable_shared_from_this<Wal> {
   bool stop_ = false;             // guarded by mu_
   bool writer_idle_ = false;      // guarded by mu_: the writer waits for appends on cv_
   std::thread writer_;
-  // kSync pipeline: the writer queues a written batch for the syncer, which takes it, syncs the
-  // active file and runs the batch's callbacks.
+  // kSync pipeline: the writer queues written batches for the syncer, which takes all of them,
+  // syncs the active file once and runs their callbacks.
   std::condition_variable sync_cv_;   // syncer: a job was queued, or stop
-  std::condition_variable taken_cv_;  // writer: the syncer took its job, or went idle
-  std::optional<SyncJob> sync_job_;   // guarded by mu_
-  bool syncing_ = false;              // guarded by mu_: the syncer holds a job
+  std::condition_variable taken_cv_;  // writer: the syncer took the jobs, or went idle
+  std::vector<SyncJob> sync_jobs_;    // guarded by mu_
+  bool syncing_ = false;              // guarded by mu_: the syncer holds jobs
   bool syncer_stop_ = false;          // guarded by mu_
   std::thread syncer_;
 
