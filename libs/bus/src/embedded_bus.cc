@@ -161,11 +161,26 @@ class Topic {
   // filled by the publisher, and its callback. The combiner sets `range` under the lock.
   struct Queued {
     Queued* next = nullptr;
+    // The records. It also owns this entry (see QueuedBatch): releasing it frees the entry.
     std::shared_ptr<Record[]> block;
     uint64_t count = 0;
     PublishCallback done;
     OffsetRange range{};
   };
+  // A durable publish's one allocation: its inbox entry and, for a single message (the common
+  // case), its record; larger batches keep their records in `many`.
+  struct QueuedBatch {
+    Queued entry;
+    Record one;
+    std::unique_ptr<Record[]> many;
+  };
+  // Completes `q` with `result` and releases its hold on its allocation (the ring may hold it
+  // longer; the callback, and what it captured, goes now).
+  static void Finish(Queued* q, Result<OffsetRange> result) {
+    std::shared_ptr<Record[]> hold = std::move(q->block);  // frees q after the callback
+    PublishCallback done = std::move(q->done);
+    done(std::move(result));
+  }
   // The WAL callback of one combined batch (two words: std::function stores it without an
   // allocation). It runs once, on a WAL thread, before Wal::Close() returns (the topic outlives
   // its WAL's threads); it completes the batch's publishes in order and frees their entries. It
@@ -592,8 +607,22 @@ void Topic::Publish(BusCore& core, Env& env, std::vector<Message> messages, Publ
   if (n > cap) return done(InvalidArgument("batch larger than the topic's ring"));
   // The batch's records are one allocation, filled before the lock (each RecordPtr aliases it, so
   // a reader holding one record keeps its batch alive); under the lock they only get offsets and
-  // ring slots, and the batches that left the ring are released after it.
-  std::shared_ptr<Record[]> block = std::make_shared<Record[]>(n);
+  // ring slots, and the batches that left the ring are released after it. A durable publish's
+  // allocation holds its inbox entry too.
+  std::shared_ptr<Record[]> block;
+  Queued* q = nullptr;
+  if (wal_) {
+    auto batch = std::make_shared<QueuedBatch>();
+    Record* records = &batch->one;
+    if (n > 1) {
+      batch->many = std::make_unique<Record[]>(n);
+      records = batch->many.get();
+    }
+    q = &batch->entry;
+    block = std::shared_ptr<Record[]>(std::move(batch), records);
+  } else {
+    block = std::make_shared<Record[]>(n);
+  }
   for (uint64_t i = 0; i < n; ++i) {
     Message& m = messages[i];
     block[i].key = std::move(m.key);
@@ -606,7 +635,9 @@ void Topic::Publish(BusCore& core, Env& env, std::vector<Message> messages, Publ
     // queued into the ring and the WAL in one critical section and one WAL append. Sixteen
     // publishers then share the topic and WAL locks a few times per batch instead of twice per
     // publish, and none waits for the others: completion is the WAL's callback anyway.
-    auto* q = new Queued{.block = std::move(block), .count = n, .done = std::move(done)};
+    q->block = std::move(block);
+    q->count = n;
+    q->done = std::move(done);
     Queued* head = inbox_.load();
     do {
       q->next = head;
@@ -729,8 +760,7 @@ void Topic::AppendQueued(Env& env, Queued* fifo, uint64_t total) {
   if (!appended.ok()) return DurableBatch{this, fifo}(appended);  // fails its publishes
   for (Queued* q = fifo; q != nullptr;) {
     Queued* next = q->next;
-    q->done(refused);
-    delete q;
+    Finish(q, refused);
     q = next;
   }
 }
@@ -746,11 +776,10 @@ void Topic::DurableBatch::operator()(const Status& st) const {
   for (Queued* q = first; q != nullptr;) {
     Queued* next = q->next;
     if (st.ok()) {
-      q->done(q->range);
+      Finish(q, q->range);
     } else {
-      q->done(Unavailable("topic " + *topic->name_ + ": " + st.message()));
+      Finish(q, Unavailable("topic " + *topic->name_ + ": " + st.message()));
     }
-    delete q;
     q = next;
   }
 }
