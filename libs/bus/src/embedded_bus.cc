@@ -304,10 +304,11 @@ class Topic {
     reader_positions_[id] = pos;
     if (blocked_publishers_ > 0) space_cv_.notify_all();
   }
-  // Gives `n` records (the batch `block`) their offsets and ring slots; batches that left the ring
-  // go to `evicted`, to be released after the lock. Requires mu_.
-  OffsetRange PlaceLocked(std::shared_ptr<Record[]> block, uint64_t n, int64_t now_ns,
-                          std::vector<std::shared_ptr<Record[]>>* evicted);
+  // Gives `n` records (the batch `block`) their offsets and ring slots. Requires mu_.
+  OffsetRange PlaceLocked(std::shared_ptr<Record[]> block, uint64_t n, int64_t now_ns);
+  // After placing `n` records (one or more PlaceLocked): moves the batches that left the ring to
+  // `evicted`, to be released after the lock, and counts the records. Requires mu_.
+  void PlacedLocked(uint64_t n, std::vector<std::shared_ptr<Record[]>>* evicted);
   // Durable topics: takes the combiner's role while the inbox has work (see Publish).
   void CombineQueued(Env& env);
   // Places the publishes of `fifo` (in arrival order, `total` records) and appends them to the
@@ -673,16 +674,15 @@ void Topic::Publish(BusCore& core, Env& env, std::vector<Message> messages, Publ
       if (closed_) return fail(Unavailable("bus is closed"));
     }
   }
-  const OffsetRange range = PlaceLocked(std::move(block), n, env.NowMicros() * 1000, &evicted);
+  const OffsetRange range = PlaceLocked(std::move(block), n, env.NowMicros() * 1000);
+  PlacedLocked(n, &evicted);
   committed_end_.store(next_offset_, std::memory_order_release);
   lock.unlock();
   core.Notify();
   done(range);
 }
 
-OffsetRange Topic::PlaceLocked(std::shared_ptr<Record[]> block, uint64_t n, int64_t now_ns,
-                               std::vector<std::shared_ptr<Record[]>>* evicted) {
-  const uint64_t cap = mask_ + 1;
+OffsetRange Topic::PlaceLocked(std::shared_ptr<Record[]> block, uint64_t n, int64_t now_ns) {
   OffsetRange range{next_offset_, n};
   blocks_.push_back({range.first + n, std::move(block)});
   const std::shared_ptr<Record[]>* owner = &blocks_.back().records;
@@ -693,6 +693,10 @@ OffsetRange Topic::PlaceLocked(std::shared_ptr<Record[]> block, uint64_t n, int6
     b.timestamp_ns = now_ns;
     ring_[b.offset & mask_] = {&b, owner};
   }
+  return range;
+}
+
+void Topic::PlacedLocked(uint64_t n, std::vector<std::shared_ptr<Record[]>>* evicted) {
   // Batches whose every record has left the ring are released (after the lock).
   const uint64_t ring_earliest = EarliestInRing();
   while (blocks_.front().end <= ring_earliest) {
@@ -701,9 +705,9 @@ OffsetRange Topic::PlaceLocked(std::shared_ptr<Record[]> block, uint64_t n, int6
   }
   if (publish_total_) publish_total_->Inc(n);
   if (ring_used_) {
+    const uint64_t cap = mask_ + 1;
     ring_used_->Set(static_cast<double>(std::min<uint64_t>(next_offset_ - ring_start_, cap)));
   }
-  return range;
 }
 
 void Topic::CombineQueued(Env& env) {
@@ -748,8 +752,9 @@ void Topic::AppendQueued(Env& env, Queued* fifo, uint64_t total) {
     } else {
       const int64_t now_ns = env.NowMicros() * 1000;
       for (Queued* q = fifo; q != nullptr; q = q->next) {
-        q->range = PlaceLocked(q->block, q->count, now_ns, &evicted);
+        q->range = PlaceLocked(q->block, q->count, now_ns);
       }
+      PlacedLocked(total, &evicted);
       // Queued while holding mu_, so the WAL receives batches in offset order. The WAL takes the
       // callback only when it accepts the append.
       appended = wal_->Append(std::move(records), DurableBatch{this, fifo});

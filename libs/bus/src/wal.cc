@@ -327,16 +327,22 @@ Status Wal::Append(std::vector<const Record*> records, DoneCallback&& done) {
 
 Status Wal::Enqueue(Pending&& append, DoneCallback&& done) {
   if (append.records.empty()) return InvalidArgument("empty append");
+  // Everything that reads the records happens before the lock, which the writer needs too.
+  const uint64_t first = append.records.front()->offset;
+  for (size_t i = 0; i < append.records.size(); ++i) {
+    const Record* r = append.records[i];
+    if (i > 0 && r->offset <= append.records[i - 1]->offset) {
+      return Internal("WAL append with offset out of order");
+    }
+    append.bytes += r->payload.size() + 64;
+  }
+  const uint64_t end = append.records.back()->offset + 1;
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (!failed_.ok()) return Unavailable("WAL " + dir_ + " has failed: " + failed_.message());
     if (stop_) return Unavailable("WAL " + dir_ + " is closed");
-    uint64_t expect = next_offset_;
-    for (const Record* r : append.records) {
-      if (r->offset < expect) return Internal("WAL append with offset out of order");
-      expect = r->offset + 1;
-    }
-    next_offset_ = expect;
+    if (first < next_offset_) return Internal("WAL append with offset out of order");
+    next_offset_ = end;
     append.done = std::move(done);
     pending_.push_back(std::move(append));
     // A busy writer takes this batch when it is done: no wake-up (and no system call) needed.
@@ -404,7 +410,7 @@ void Wal::WriterLoop() {
     uint64_t bytes = 0;
     while (!pending_.empty() && (batch.empty() || (records < options_.max_batch_size &&
                                                    bytes < options_.max_batch_bytes))) {
-      for (const auto& r : pending_.front().records) bytes += r->payload.size() + 64;
+      bytes += pending_.front().bytes;
       records += pending_.front().records.size();
       batch.push_back(std::move(pending_.front()));
       pending_.pop_front();

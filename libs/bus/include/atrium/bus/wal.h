@@ -162,6 +162,7 @@ class Wal : public std::enable_shared_from_this<Wal> {
     std::vector<const Record*> records;
     std::vector<RecordPtr> owned;  // what keeps `records` alive, when the WAL holds them
     DoneCallback done;
+    uint64_t bytes = 0;  // for the writer's batch limit: payloads plus 64 per record
   };
   struct SegmentView {
     uint64_t base = 0;
