@@ -166,6 +166,7 @@ class Topic {
     uint64_t count = 0;
     PublishCallback done;
     OffsetRange range{};
+    uint64_t batch_end = 0;  // the first entry of a combined batch: one past its last offset
   };
   // A durable publish's one allocation: its inbox entry and, for a single message (the common
   // case), its record; larger batches keep their records in `many`.
@@ -755,6 +756,7 @@ void Topic::AppendQueued(Env& env, Queued* fifo, uint64_t total) {
         q->range = PlaceLocked(q->block, q->count, now_ns);
       }
       PlacedLocked(total, &evicted);
+      fifo->batch_end = next_offset_;
       // Queued while holding mu_, so the WAL receives batches in offset order. The WAL takes the
       // callback only when it accepts the append.
       appended = wal_->Append(std::move(records), DurableBatch{this, fifo});
@@ -772,9 +774,7 @@ void Topic::AppendQueued(Env& env, Queued* fifo, uint64_t total) {
 
 void Topic::DurableBatch::operator()(const Status& st) const {
   if (st.ok()) {
-    const Queued* last = first;
-    while (last->next != nullptr) last = last->next;
-    topic->Committed(last->range.first + last->range.count);  // readers: woken after the batch
+    topic->Committed(first->batch_end);  // readers: woken after the batch
   } else {
     topic->Fail(st);
   }
