@@ -500,6 +500,9 @@ class Server::State : public std::enable_shared_from_this<Server::State> {
       }
     }
     req->body = std::move(parser.get().body());
+    // The request is in: an empty read buffer goes back to the allocator rather than staying with
+    // the connection while the response runs (a long stream, then an idle keep-alive wait).
+    if (buffer.size() == 0) buffer.shrink_to_fit();
     ++self->requests_;
 
     // Dispatch: middleware chain and handler, inline or on the blocking pool.
