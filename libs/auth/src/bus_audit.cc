@@ -2,6 +2,8 @@
 
 #include <boost/json.hpp>
 
+#include "atrium/core/thread_name.h"
+
 namespace atrium::auth {
 
 namespace json = boost::json;
@@ -87,7 +89,10 @@ AuditIndexer::~AuditIndexer() { Stop(); }
 void AuditIndexer::Start() {
   if (thread_.joinable()) return;
   stop_ = false;
-  thread_ = std::thread([this] { Run(); });
+  thread_ = std::thread([this] {
+    SetThreadName("auth-audit");
+    Run();
+  });
 }
 
 void AuditIndexer::Stop() {

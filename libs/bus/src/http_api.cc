@@ -19,6 +19,7 @@
 
 #include "atrium/bus/filter.h"
 #include "atrium/core/metrics.h"
+#include "atrium/core/thread_name.h"
 #include "atrium/http/router.h"
 #include "atrium/http/sse.h"
 
@@ -256,7 +257,10 @@ class BusHttpApi::State : public std::enable_shared_from_this<BusHttpApi::State>
     ReapLocked();
     if (!stream->consumer_name.empty()) consumers_[stream->consumer_name] = stream;
     auto self = shared_from_this();
-    std::thread t([self, stream] { self->Read(*stream); });
+    std::thread t([self, stream] {
+      SetThreadName("bus-sse");
+      self->Read(*stream);
+    });
     streams_.push_back({stream, std::move(t)});
     return Status::Ok();
   }

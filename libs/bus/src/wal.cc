@@ -7,6 +7,7 @@
 #include "atrium/bus/crc32c.h"
 #include "atrium/bus/wal_format.h"
 #include "atrium/bus/wal_record.h"
+#include "atrium/core/thread_name.h"
 
 namespace atrium::bus {
 namespace wf = wal_format;
@@ -129,9 +130,15 @@ Result<std::shared_ptr<Wal>> Wal::Open(Env& env, std::string dir, WalOptions opt
   std::shared_ptr<Wal> wal(new Wal(env, std::move(dir), options, metrics, std::move(after_batch)));
   RETURN_IF_ERROR(wal->Recover());
   wal->last_sync_ = std::chrono::steady_clock::now();
-  wal->writer_ = std::thread([w = wal.get()] { w->WriterLoop(); });
+  wal->writer_ = std::thread([w = wal.get()] {
+    SetThreadName("bus-wal-write");
+    w->WriterLoop();
+  });
   if (options.durability == Durability::kSync) {
-    wal->syncer_ = std::thread([w = wal.get()] { w->SyncerLoop(); });
+    wal->syncer_ = std::thread([w = wal.get()] {
+      SetThreadName("bus-wal-sync");
+      w->SyncerLoop();
+    });
   }
   return wal;
 }

@@ -2,11 +2,27 @@
 
 #include <gtest/gtest.h>
 
+#include <thread>
+
 #include "atrium/core/fault_env.h"
 #include "atrium/core/testing.h"
+#include "atrium/core/thread_name.h"
 
 namespace atrium {
 namespace {
+
+TEST(ThreadNameTest, NamesTheCallingThreadAndCutsLongNames) {
+  std::string short_name, long_name;
+  std::thread t([&] {
+    SetThreadName("bus-wal-write");
+    short_name = ThreadName();
+    SetThreadName("a-name-longer-than-fifteen-bytes");
+    long_name = ThreadName();
+  });
+  t.join();
+  EXPECT_EQ(short_name, "bus-wal-write");
+  EXPECT_EQ(long_name, "a-name-longer-t");
+}
 
 TEST(EnvTest, WriteFileAtomicReplacesContent) {
   testing::TempDir dir;

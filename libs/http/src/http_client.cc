@@ -3,6 +3,7 @@
 // threads. With run_on_server_threads, a request started on an http::Server I/O thread runs on
 // that thread's io_context instead, with a pool of its own there (see "Server threads" below).
 // See atrium/http/client.h for the contract and docs/http-client.md for a guide.
+#include "atrium/core/thread_name.h"
 #include "atrium/http/client.h"
 
 #include <boost/asio/co_spawn.hpp>
@@ -244,6 +245,7 @@ HttpClient::Impl::Impl(ClientOptions options) : options_(std::move(options)) {
   for (auto& owned : owned_) {
     asio::co_spawn(owned->io, SweepLoop(this, owned->context), asio::detached);
     owned->thread = std::thread([this, io = &owned->io] {
+      SetThreadName("http-client");
       t_current_client = this;
       io->run();
     });

@@ -30,6 +30,7 @@
 
 #include "atrium/core/log.h"
 #include "atrium/core/metrics.h"
+#include "atrium/core/thread_name.h"
 #include "atrium/http/body_stream.h"
 #include "atrium/http/json_error.h"
 #include "io_thread.h"
@@ -129,7 +130,10 @@ class Server::State : public std::enable_shared_from_this<Server::State> {
     for (auto& ioc : iocs_) {
       // Keeps run() going on contexts that have no connection yet.
       work_.push_back(net::make_work_guard(*ioc));
-      threads_.emplace_back([this, ctx = ioc.get()] { RunIo(*ctx); });
+      threads_.emplace_back([this, ctx = ioc.get(), n = threads_.size()] {
+        SetThreadName("http-io-" + std::to_string(n));
+        RunIo(*ctx);
+      });
     }
     started_ = true;
     return Status::Ok();

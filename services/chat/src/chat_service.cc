@@ -19,6 +19,7 @@
 
 #include "atrium/auth/crypto.h"
 #include "atrium/core/config.h"
+#include "atrium/core/thread_name.h"
 #include "atrium/http/sse.h"
 #include "atrium/store/blob_store.h"
 #include "chat_store.h"
@@ -371,7 +372,10 @@ Result<std::unique_ptr<ChatService>> ChatService::Create(ChatOptions options, st
     impl->log->warn("chat: re-publishing the outbox at start-up: {}", s.ToString());
   }
   RETURN_IF_ERROR(impl->search.Start());
-  impl->relay_thread = std::thread([raw] { raw->RelayLoop(); });
+  impl->relay_thread = std::thread([raw] {
+    SetThreadName("chat-outbox");
+    raw->RelayLoop();
+  });
   return std::unique_ptr<ChatService>(new ChatService(std::move(impl)));
 }
 

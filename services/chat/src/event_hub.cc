@@ -4,6 +4,8 @@
 #include <unordered_set>
 #include <utility>
 
+#include "atrium/core/thread_name.h"
+
 namespace atrium::chat {
 namespace {
 
@@ -82,8 +84,14 @@ Status EventHub::Start() {
                                    .start = bus::StartPosition::AtOffset(stats.next_offset)}));
   ASSIGN_OR_RETURN(ephemeral_sub_, bus_.Subscribe({.pattern = options_.ephemeral_topic,
                                                    .start = bus::StartPosition::Latest()}));
-  durable_thread_ = std::thread([this] { ReadLoop(durable_sub_.get(), true); });
-  ephemeral_thread_ = std::thread([this] { ReadLoop(ephemeral_sub_.get(), false); });
+  durable_thread_ = std::thread([this] {
+    SetThreadName("chat-events");
+    ReadLoop(durable_sub_.get(), true);
+  });
+  ephemeral_thread_ = std::thread([this] {
+    SetThreadName("chat-ephemeral");
+    ReadLoop(ephemeral_sub_.get(), false);
+  });
   return Status::Ok();
 }
 

@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "atrium/core/strings.h"
+#include "atrium/core/thread_name.h"
 
 namespace atrium::chat {
 
@@ -92,7 +93,10 @@ Status SearchIndex::Start() {
                                                  .ack_timeout = std::chrono::seconds(30),
                                                  .max_deliver = 10}));
   progress_->position = consumer_->AckedPosition();
-  thread_ = std::thread([this] { Run(); });
+  thread_ = std::thread([this] {
+    SetThreadName("chat-search");
+    Run();
+  });
   return Status::Ok();
 }
 

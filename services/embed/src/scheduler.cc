@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "atrium/core/metrics.h"
+#include "atrium/core/thread_name.h"
 
 namespace atrium::embed {
 
@@ -102,7 +103,10 @@ ModelScheduler::ModelScheduler(std::string model_name, const infer::EmbeddingMod
         &metrics->Gauge("embed_queue_depth", "Requests queued or running per model", {"model"})
              .WithLabels(label);
   }
-  worker_ = std::thread([this] { Run(); });
+  worker_ = std::thread([this] {
+    SetThreadName("embed-batcher");
+    Run();
+  });
 }
 
 ModelScheduler::~ModelScheduler() {

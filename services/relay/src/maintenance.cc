@@ -6,6 +6,7 @@
 #include <boost/json.hpp>
 
 #include "atrium/auth/crypto.h"
+#include "atrium/core/thread_name.h"
 #include "atrium/relay/provider.h"
 #include "relay_impl.h"
 
@@ -88,7 +89,10 @@ ProbeResult RelayService::Impl::ProbeOnce(const Account& a, const std::string& c
 
 void RelayService::Impl::StartMaintenance() {
   if (options.maintenance_interval.count() <= 0) return;
-  maintenance_ = std::thread([this] { MaintenanceLoop(); });
+  maintenance_ = std::thread([this] {
+    SetThreadName("relay-maint");
+    MaintenanceLoop();
+  });
 }
 
 void RelayService::Impl::StopMaintenance() {

@@ -7,6 +7,7 @@
 #include <boost/json.hpp>
 
 #include "atrium/auth/crypto.h"
+#include "atrium/core/thread_name.h"
 #include "relay_impl.h"
 
 namespace atrium::relay {
@@ -257,7 +258,10 @@ void RelayService::Impl::OnStatusChange(const StatusChange& c) {
 
 void RelayService::Impl::StartAggregator() {
   if (options.aggregator_name.empty()) return;
-  aggregator_ = std::thread([this] { AggregatorLoop(); });
+  aggregator_ = std::thread([this] {
+    SetThreadName("relay-usage");
+    AggregatorLoop();
+  });
 }
 
 void RelayService::Impl::StopAggregator() {

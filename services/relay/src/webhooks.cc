@@ -15,6 +15,7 @@
 #include <chrono>
 
 #include "atrium/auth/crypto.h"
+#include "atrium/core/thread_name.h"
 #include "relay_impl.h"
 
 namespace atrium::relay {
@@ -280,7 +281,10 @@ void RelayService::Impl::CheckBudgetEvents(const std::string& workspace_id,
 
 void RelayService::Impl::StartWebhooks() {
   if (options.webhook_worker_name.empty()) return;
-  webhooks_ = std::thread([this] { WebhookLoop(); });
+  webhooks_ = std::thread([this] {
+    SetThreadName("relay-webhooks");
+    WebhookLoop();
+  });
 }
 
 void RelayService::Impl::StopWebhooks() {

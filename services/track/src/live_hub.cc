@@ -11,6 +11,7 @@
 #include <cstring>
 
 #include "atrium/bus/bus.h"
+#include "atrium/core/thread_name.h"
 #include "atrium/http/json_error.h"
 #include "track_impl.h"
 
@@ -85,7 +86,10 @@ Status LiveHub::Start() {
       bus_->Subscribe({.pattern = std::string(kLiveTopic), .start = bus::StartPosition::Latest()});
   if (!sub.ok()) return sub.status().WithContext("subscribing to " + std::string(kLiveTopic));
   sub_ = std::move(*sub);
-  reader_ = std::thread([this] { ReadLoop(); });
+  reader_ = std::thread([this] {
+    SetThreadName("track-live");
+    ReadLoop();
+  });
   return Status::Ok();
 }
 

@@ -2,6 +2,7 @@
 // cache. Handlers live in the other files of this folder; live updates in live_hub.cc.
 #include <algorithm>
 
+#include "atrium/core/thread_name.h"
 #include "track_impl.h"
 
 namespace atrium::track {
@@ -488,6 +489,7 @@ void TrackService::Start() {
   if (impl_->sweeper.joinable()) return;
   impl_->sweeper_stop = false;
   impl_->sweeper = std::thread([this] {
+    SetThreadName("track-sweeper");
     std::unique_lock lock(impl_->sweeper_mu);
     while (!impl_->sweeper_stop) {
       impl_->sweeper_cv.wait_for(lock, impl_->options.crash_check_interval);

@@ -4,6 +4,7 @@
 #include <chrono>
 
 #include "atrium/core/spin.h"
+#include "atrium/core/thread_name.h"
 
 namespace atrium::infer::cpu {
 namespace {
@@ -25,7 +26,12 @@ void SpinBriefly(Done done, int64_t until = 0) {
 }  // namespace
 
 ThreadPool::ThreadPool(int threads) {
-  for (int i = 1; i < threads; ++i) workers_.emplace_back([this] { WorkerLoop(); });
+  for (int i = 1; i < threads; ++i) {
+    workers_.emplace_back([this, i] {
+      SetThreadName("infer-pool-" + std::to_string(i));
+      WorkerLoop();
+    });
+  }
 }
 
 ThreadPool::~ThreadPool() {
