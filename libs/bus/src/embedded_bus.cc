@@ -220,6 +220,40 @@ class Topic {
     return EarliestInRing();
   }
   uint64_t CommittedEnd() const { return committed_end_.load(std::memory_order_acquire); }
+
+  // Readers of this topic alone (durable consumers, subscriptions to one topic by name) wait
+  // here rather than on the core's
+  // generation, which every topic's batches advance: a consumer of a quiet topic sleeps through
+  // a busy one's traffic. Same protocol as BusCore::Notify/WaitForChange (seq_cst generation and
+  // waiter count; the lock and the futex wake only when someone sleeps).
+  void Changed() {
+    change_gen_.fetch_add(1);
+    if (change_waiters_.load() == 0) return;
+    { std::lock_guard<std::mutex> lock(change_mu_); }
+    change_cv_.notify_all();
+  }
+  uint64_t ChangeGeneration() const { return change_gen_.load(); }
+  // Until Changed() after `gen`, `until`, or `closed` (checked under the lock: WakeAll after
+  // setting it). False on timeout.
+  // With `spin`, watches first for up to kSpinBeforeSleep (see BusCore::WaitForChange).
+  bool WaitForChange(uint64_t gen, Clock::time_point until, const std::atomic<bool>& closed,
+                     bool spin = false) {
+    auto changed_or_closed = [&] {
+      return change_gen_.load() != gen || closed.load(std::memory_order_relaxed);
+    };
+    if (spin && SpinUntil(changed_or_closed, std::min(until, Clock::now() + kSpinBeforeSleep))) {
+      return true;
+    }
+    std::unique_lock<std::mutex> lock(change_mu_);
+    change_waiters_.fetch_add(1);
+    bool changed = change_cv_.wait_until(lock, until, changed_or_closed);
+    change_waiters_.fetch_sub(1);
+    return changed;
+  }
+  void WakeAll() {
+    { std::lock_guard<std::mutex> lock(change_mu_); }
+    change_cv_.notify_all();
+  }
   uint64_t NextOffset() {
     std::lock_guard<std::mutex> lock(mu_);
     return next_offset_;
@@ -352,6 +386,11 @@ class Topic {
   bool closed_ = false;         // guarded by mu_
   std::map<uint64_t, uint64_t> reader_positions_;  // guarded by mu_
 
+  std::atomic<uint64_t> change_gen_{0};      // see Changed()
+  std::atomic<uint64_t> change_waiters_{0};  // readers inside WaitForChange
+  std::mutex change_mu_;                     // pairs with change_cv_
+  std::condition_variable change_cv_;
+
   // Durable topics: publishes waiting for the combiner (newest first), and whether a publisher
   // is combining (see Publish).
   std::atomic<Queued*> inbox_{nullptr};
@@ -461,11 +500,13 @@ class BusCore : public std::enable_shared_from_this<BusCore> {
     return out;
   }
 
-  // Wakes every waiting reader. Publishers call this once per batch, so it costs one atomic
-  // increment unless a reader sleeps: the lock and the futex wake are taken only then. A waiter
-  // registers in `waiters_` before it re-checks the generation (both seq_cst), so either it sees
-  // the new generation or this sees it waiting.
-  void Notify() {
+  // Wakes every reader waiting on the core. Publishers call this once per batch, so it costs one
+  // atomic increment unless a reader sleeps: the lock and the futex wake are taken only then. A
+  // waiter registers in `waiters_` before it re-checks the generation (both seq_cst), so either it
+  // sees the new generation or this sees it waiting. `topic` (when given) also wakes the readers
+  // waiting on that topic alone.
+  void Notify(Topic* topic = nullptr) {
+    if (topic != nullptr) topic->Changed();
     notify_gen_.fetch_add(1);
     if (waiters_.load() == 0) return;
     { std::lock_guard<std::mutex> lock(notify_mu_); }
@@ -495,6 +536,7 @@ class BusCore : public std::enable_shared_from_this<BusCore> {
     return changed;
   }
   bool closed() const { return closed_.load(std::memory_order_acquire); }
+  const std::atomic<bool>& closed_flag() const { return closed_; }
 
   void Shutdown() {
     std::vector<std::shared_ptr<Topic>> topics;
@@ -507,6 +549,7 @@ class BusCore : public std::enable_shared_from_this<BusCore> {
       closed_.store(true);
     }
     notify_cv_.notify_all();
+    for (auto& t : topics) t->WakeAll();
     for (auto& t : topics) t->Close();
     std::lock_guard<std::mutex> lock(req_mu_);
     pending_requests_.clear();
@@ -553,6 +596,8 @@ class BusCore : public std::enable_shared_from_this<BusCore> {
 
   Status OpenTopic(std::string name, const TopicOptions& o) {
     std::shared_ptr<Wal> wal;
+    // The WAL's hook names the topic, made after it: nothing is appended before that.
+    auto target = std::make_shared<std::atomic<Topic*>>(nullptr);
     if (o.durability != Durability::kMemory) {
       WalMetrics wm;
       if (metrics_.wal_bytes) wm.wal_bytes = &metrics_.wal_bytes->WithLabels({name});
@@ -562,11 +607,12 @@ class BusCore : public std::enable_shared_from_this<BusCore> {
       // Readers are woken once per durable batch. The WAL's threads run the hook only until
       // Wal::Close(), which Shutdown() calls for every topic before the core can go.
       auto opened = Wal::Open(env_, TopicDir(name), WalOptions::FromTopic(o, options_.repair), wm,
-                              [this] { Notify(); });
+                              [this, target] { Notify(target->load(std::memory_order_acquire)); });
       if (!opened.ok()) return opened.status().WithContext("topic " + name);
       wal = std::move(opened).value();
     }
     auto topic = std::make_shared<Topic>(name, o, std::move(wal), metrics_);
+    target->store(topic.get(), std::memory_order_release);
     {
       std::lock_guard<std::mutex> lock(topics_mu_);
       topics_.emplace(std::move(name), std::move(topic));
@@ -679,7 +725,7 @@ void Topic::Publish(BusCore& core, Env& env, std::vector<Message> messages, Publ
   PlacedLocked(n, &evicted);
   committed_end_.store(next_offset_, std::memory_order_release);
   lock.unlock();
-  core.Notify();
+  core.Notify(this);
   done(range);
 }
 
@@ -900,8 +946,11 @@ class EmbeddedSubscription final : public Subscription {
     std::optional<Clock::time_point> until;
     while (true) {
       if (closed_ || core_->closed()) return Cancelled("subscription closed");
-      uint64_t gen = core_->NotifyGeneration();
-      if (core_->TopicsGeneration() != topics_gen_) AddNewTopics();
+      // A subscription to one topic by name that exists sleeps on that topic (no other topic
+      // can match a pattern without wildcards); otherwise on the core, which new topics wake.
+      Topic* only = literal_ && readers_.size() == 1 ? readers_.front()->topic().get() : nullptr;
+      uint64_t gen = only != nullptr ? only->ChangeGeneration() : core_->NotifyGeneration();
+      if (only == nullptr && core_->TopicsGeneration() != topics_gen_) AddNewTopics();
       for (size_t i = 0; i < readers_.size(); ++i) {
         size_t k = (next_reader_ + i) % readers_.size();
         ASSIGN_OR_RETURN(std::optional<Delivery> d, readers_[k]->Poll(options_.filter));
@@ -913,9 +962,10 @@ class EmbeddedSubscription final : public Subscription {
       }
       if (!until) until = Clock::now() + timeout;
       const bool spin = std::exchange(delivered_, false);
-      if (!core_->WaitForChange(gen, *until, spin)) {
-        return DeadlineExceeded("no record on " + options_.pattern);
-      }
+      const bool changed = only != nullptr
+                               ? only->WaitForChange(gen, *until, core_->closed_flag(), spin)
+                               : core_->WaitForChange(gen, *until, spin);
+      if (!changed) return DeadlineExceeded("no record on " + options_.pattern);
     }
   }
 
@@ -937,6 +987,7 @@ class EmbeddedSubscription final : public Subscription {
 
   std::shared_ptr<BusCore> core_;
   SubscribeOptions options_;
+  const bool literal_ = options_.pattern.find_first_of("*>") == std::string::npos;
   uint64_t topics_gen_ = 0;
   std::vector<std::unique_ptr<TopicReader>> readers_;
   size_t next_reader_ = 0;
@@ -972,7 +1023,8 @@ class EmbeddedConsumer final : public Consumer {
     Env& env = core_->env();
     while (true) {
       if (closed_ || core_->closed()) return Cancelled("consumer closed");
-      uint64_t gen = core_->NotifyGeneration();
+      // Only this topic's batches wake a consumer (Topic::Changed), not every topic's.
+      uint64_t gen = reader_->topic()->ChangeGeneration();
       auto now = env.SteadyNow();
       for (auto it = in_flight_.begin(); it != in_flight_.end();) {
         if (it->second.deadline > now) {
@@ -1008,7 +1060,8 @@ class EmbeddedConsumer final : public Consumer {
         auto left = f.deadline - now;
         wake = std::min(wake, Clock::now() + std::chrono::duration_cast<Clock::duration>(left));
       }
-      if (!core_->WaitForChange(gen, wake) && Clock::now() >= until) {
+      if (!reader_->topic()->WaitForChange(gen, wake, core_->closed_flag()) &&
+          Clock::now() >= until) {
         return DeadlineExceeded("no record for consumer " + options_.name);
       }
     }

@@ -489,6 +489,99 @@ TEST_P(BusBackendTest, DurableConsumerPositionSurvivesRestart) {
   EXPECT_EQ(d->record->payload, "j3");
 }
 
+// The calling thread's voluntary context switches so far (Linux), or -1.
+long VoluntarySwitches() {
+  std::ifstream in("/proc/thread-self/status");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("voluntary_ctxt_switches:", 0) == 0) return std::stol(line.substr(24));
+  }
+  return -1;
+}
+
+// A durable consumer sleeps on its own topic: another topic's traffic does not wake it (it used
+// to wake, and go back to sleep, for every batch published anywhere on the bus), while its own
+// topic's records still reach it at once.
+TEST_F(BusConformanceTest, AConsumerSleepsThroughOtherTopicsTraffic) {
+  ASSERT_TRUE(bus_->CreateTopic("quiet", Durable()).ok());
+  ASSERT_TRUE(bus_->CreateTopic("busy", InMemory()).ok());
+  auto c = bus_->OpenConsumer({"sleeper", "quiet"});
+  ASSERT_TRUE(c.ok());
+  long switches = -1;
+  Status waited;
+  std::atomic<bool> waiting{false};
+  std::thread consumer([&] {
+    const long before = VoluntarySwitches();
+    waiting = true;
+    auto d = (*c)->Next(milliseconds(400));
+    waited = d.status();
+    if (before >= 0) switches = VoluntarySwitches() - before;
+  });
+  while (!waiting) std::this_thread::yield();
+  for (int i = 0; i < 150; ++i) {
+    ASSERT_TRUE(bus_->Publish("busy", Msg("x")).ok());
+    std::this_thread::sleep_for(milliseconds(1));
+  }
+  consumer.join();
+  EXPECT_EQ(waited.code(), StatusCode::kDeadlineExceeded);
+  if (switches >= 0) {
+    EXPECT_LT(switches, 40) << "woken by another topic's publishes";
+  }
+  // Its own topic wakes it.
+  std::thread publisher([&] {
+    std::this_thread::sleep_for(milliseconds(30));
+    EXPECT_TRUE(bus_->Publish("quiet", Msg("q")).ok());
+  });
+  auto start = std::chrono::steady_clock::now();
+  auto d = (*c)->Next(milliseconds(5000));
+  publisher.join();
+  ASSERT_TRUE(d.ok()) << d.status().ToString();
+  EXPECT_EQ(d->record->payload, "q");
+  EXPECT_LT(std::chrono::steady_clock::now() - start, milliseconds(2000));
+}
+
+// The same for a subscription to one topic by name; a pattern with wildcards still sees new
+// topics appear.
+TEST_F(BusConformanceTest, ASubscriptionToOneTopicSleepsThroughOtherTopicsTraffic) {
+  ASSERT_TRUE(bus_->CreateTopic("quiet", Durable()).ok());
+  ASSERT_TRUE(bus_->CreateTopic("busy", InMemory()).ok());
+  auto sub = Sub("quiet");
+  auto wide = Sub("q.*");
+  long switches = -1;
+  Status waited;
+  std::atomic<bool> waiting{false};
+  std::thread reader([&] {
+    const long before = VoluntarySwitches();
+    waiting = true;
+    waited = sub->Next(milliseconds(400)).status();
+    if (before >= 0) switches = VoluntarySwitches() - before;
+  });
+  while (!waiting) std::this_thread::yield();
+  for (int i = 0; i < 150; ++i) {
+    ASSERT_TRUE(bus_->Publish("busy", Msg("x")).ok());
+    std::this_thread::sleep_for(milliseconds(1));
+  }
+  reader.join();
+  EXPECT_EQ(waited.code(), StatusCode::kDeadlineExceeded);
+  if (switches >= 0) {
+    EXPECT_LT(switches, 40) << "woken by another topic's publishes";
+  }
+  ASSERT_TRUE(bus_->Publish("quiet", Msg("q")).ok());
+  auto got = Take(*sub, 1);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].record->payload, "q");
+  // A topic created while the wildcard subscription waits reaches it.
+  std::thread creator([&] {
+    std::this_thread::sleep_for(milliseconds(30));
+    EXPECT_TRUE(bus_->CreateTopic("q.late", Durable()).ok());
+    EXPECT_TRUE(bus_->Publish("q.late", Msg("late")).ok());
+  });
+  auto late = Take(*wide, 1, milliseconds(5000));
+  creator.join();
+  ASSERT_EQ(late.size(), 1u);
+  EXPECT_EQ(late[0].record->payload, "late");
+}
+
 TEST_P(BusBackendTest, UnackedRecordIsRedeliveredAfterTheAckTimeout) {
   ASSERT_TRUE(bus_->CreateTopic("retry", Durable()).ok());
   ASSERT_TRUE(bus_->Publish("retry", Msg("once")).ok());
