@@ -134,6 +134,55 @@ bool IsValidConsumerName(std::string_view n) {
 
 class BusCore;
 
+// A generation readers sleep on. Signal() costs one atomic increment unless a reader sleeps: the
+// lock and the futex wake are taken only then. A waiter registers in `waiters_` before it
+// re-checks the generation (both seq_cst), so either it sees the new generation or Signal() sees
+// it waiting.
+class ChangeSignal {
+ public:
+  void Signal() {
+    gen_.fetch_add(1);
+    if (waiters_.load() == 0) return;
+    WakeAll();
+  }
+  uint64_t generation() const { return gen_.load(); }
+
+  // Until the generation moves past `gen`, `closed` is set (whoever sets it calls WakeAll
+  // after), or `until`. False on timeout.
+  //
+  // With `spin`, the caller has just delivered records: a reader that caught up with a steady
+  // publisher usually sees the next batch within microseconds, sooner than a futex sleep and
+  // wake-up take (and the wake-up would cost the publisher a system call per batch). So it first
+  // watches the generation for at most kSpinBeforeSleep, pausing the core between looks, and only
+  // then sleeps. Readers pass `spin` only after a delivery, so an idle reader, or one woken by
+  // other topics' records, sleeps at once: no busy waiting while idle.
+  bool Wait(uint64_t gen, Clock::time_point until, const std::atomic<bool>& closed,
+            bool spin = false) {
+    auto changed_or_closed = [&] {
+      return gen_.load() != gen || closed.load(std::memory_order_relaxed);
+    };
+    if (spin && SpinUntil(changed_or_closed, std::min(until, Clock::now() + kSpinBeforeSleep))) {
+      return true;
+    }
+    std::unique_lock<std::mutex> lock(mu_);
+    waiters_.fetch_add(1);
+    bool changed = cv_.wait_until(lock, until, changed_or_closed);
+    waiters_.fetch_sub(1);
+    return changed;
+  }
+
+  void WakeAll() {
+    { std::lock_guard<std::mutex> lock(mu_); }
+    cv_.notify_all();
+  }
+
+ private:
+  std::atomic<uint64_t> gen_{0};
+  std::atomic<uint64_t> waiters_{0};  // readers inside Wait
+  std::mutex mu_;                     // pairs with cv_
+  std::condition_variable cv_;
+};
+
 class Topic {
  public:
   Topic(std::string name, TopicOptions options, std::shared_ptr<Wal> wal, const BusMetrics& m)
@@ -222,38 +271,9 @@ class Topic {
   uint64_t CommittedEnd() const { return committed_end_.load(std::memory_order_acquire); }
 
   // Readers of this topic alone (durable consumers, subscriptions to one topic by name) wait
-  // here rather than on the core's
-  // generation, which every topic's batches advance: a consumer of a quiet topic sleeps through
-  // a busy one's traffic. Same protocol as BusCore::Notify/WaitForChange (seq_cst generation and
-  // waiter count; the lock and the futex wake only when someone sleeps).
-  void Changed() {
-    change_gen_.fetch_add(1);
-    if (change_waiters_.load() == 0) return;
-    { std::lock_guard<std::mutex> lock(change_mu_); }
-    change_cv_.notify_all();
-  }
-  uint64_t ChangeGeneration() const { return change_gen_.load(); }
-  // Until Changed() after `gen`, `until`, or `closed` (checked under the lock: WakeAll after
-  // setting it). False on timeout.
-  // With `spin`, watches first for up to kSpinBeforeSleep (see BusCore::WaitForChange).
-  bool WaitForChange(uint64_t gen, Clock::time_point until, const std::atomic<bool>& closed,
-                     bool spin = false) {
-    auto changed_or_closed = [&] {
-      return change_gen_.load() != gen || closed.load(std::memory_order_relaxed);
-    };
-    if (spin && SpinUntil(changed_or_closed, std::min(until, Clock::now() + kSpinBeforeSleep))) {
-      return true;
-    }
-    std::unique_lock<std::mutex> lock(change_mu_);
-    change_waiters_.fetch_add(1);
-    bool changed = change_cv_.wait_until(lock, until, changed_or_closed);
-    change_waiters_.fetch_sub(1);
-    return changed;
-  }
-  void WakeAll() {
-    { std::lock_guard<std::mutex> lock(change_mu_); }
-    change_cv_.notify_all();
-  }
+  // here rather than on the core's signal, which every topic's batches advance: a consumer of a
+  // quiet topic sleeps through a busy one's traffic.
+  ChangeSignal& changes() { return changes_; }
   uint64_t NextOffset() {
     std::lock_guard<std::mutex> lock(mu_);
     return next_offset_;
@@ -386,10 +406,7 @@ class Topic {
   bool closed_ = false;         // guarded by mu_
   std::map<uint64_t, uint64_t> reader_positions_;  // guarded by mu_
 
-  std::atomic<uint64_t> change_gen_{0};      // see Changed()
-  std::atomic<uint64_t> change_waiters_{0};  // readers inside WaitForChange
-  std::mutex change_mu_;                     // pairs with change_cv_
-  std::condition_variable change_cv_;
+  ChangeSignal changes_;  // advanced by each batch of this topic (BusCore::Notify)
 
   // Durable topics: publishes waiting for the combiner (newest first), and whether a publisher
   // is combining (see Publish).
@@ -500,40 +517,17 @@ class BusCore : public std::enable_shared_from_this<BusCore> {
     return out;
   }
 
-  // Wakes every reader waiting on the core. Publishers call this once per batch, so it costs one
-  // atomic increment unless a reader sleeps: the lock and the futex wake are taken only then. A
-  // waiter registers in `waiters_` before it re-checks the generation (both seq_cst), so either it
-  // sees the new generation or this sees it waiting. `topic` (when given) also wakes the readers
-  // waiting on that topic alone.
+  // Wakes the readers waiting on the core and, with `topic`, those waiting on that topic alone.
+  // Publishers call this once per batch (see ChangeSignal for its cost).
   void Notify(Topic* topic = nullptr) {
-    if (topic != nullptr) topic->Changed();
-    notify_gen_.fetch_add(1);
-    if (waiters_.load() == 0) return;
-    { std::lock_guard<std::mutex> lock(notify_mu_); }
-    notify_cv_.notify_all();
+    if (topic != nullptr) topic->changes().Signal();
+    notify_.Signal();
   }
-  uint64_t NotifyGeneration() const { return notify_gen_.load(); }
-  // Waits until Notify() after `gen`, `until`, or shutdown. False on timeout.
-  //
-  // With `spin`, the caller has just delivered records: a reader that caught up with a steady
-  // publisher usually sees the next batch within microseconds, sooner than a futex sleep and
-  // wake-up take (and the wake-up would cost the publisher a system call per batch). So it first
-  // watches the generation for at most kSpinBeforeSleep, pausing the core between looks, and only
-  // then sleeps. Readers pass `spin` only after a delivery, so an idle reader, or one woken by
-  // other topics' records, sleeps at once: no busy waiting while idle.
+  uint64_t NotifyGeneration() const { return notify_.generation(); }
+  // Waits until Notify() after `gen`, `until`, or shutdown. False on timeout. `spin`: see
+  // ChangeSignal::Wait.
   bool WaitForChange(uint64_t gen, Clock::time_point until, bool spin = false) {
-    // The generation is read seq_cst: see Notify().
-    auto changed_or_closed = [&] {
-      return notify_gen_.load() != gen || closed_.load(std::memory_order_relaxed);
-    };
-    if (spin && SpinUntil(changed_or_closed, std::min(until, Clock::now() + kSpinBeforeSleep))) {
-      return true;
-    }
-    std::unique_lock<std::mutex> lock(notify_mu_);
-    waiters_.fetch_add(1);
-    bool changed = notify_cv_.wait_until(lock, until, changed_or_closed);
-    waiters_.fetch_sub(1);
-    return changed;
+    return notify_.Wait(gen, until, closed_, spin);
   }
   bool closed() const { return closed_.load(std::memory_order_acquire); }
   const std::atomic<bool>& closed_flag() const { return closed_; }
@@ -544,12 +538,9 @@ class BusCore : public std::enable_shared_from_this<BusCore> {
       std::lock_guard<std::mutex> lock(topics_mu_);
       for (auto& [n, t] : topics_) topics.push_back(t);
     }
-    {
-      std::lock_guard<std::mutex> lock(notify_mu_);
-      closed_.store(true);
-    }
-    notify_cv_.notify_all();
-    for (auto& t : topics) t->WakeAll();
+    closed_.store(true);
+    notify_.WakeAll();
+    for (auto& t : topics) t->changes().WakeAll();
     for (auto& t : topics) t->Close();
     std::lock_guard<std::mutex> lock(req_mu_);
     pending_requests_.clear();
@@ -634,10 +625,7 @@ class BusCore : public std::enable_shared_from_this<BusCore> {
   std::map<std::string, std::shared_ptr<Topic>, std::less<>> topics_;  // guarded by topics_mu_
   std::atomic<uint64_t> topics_gen_{0};  // changed under topics_mu_, read without it
 
-  std::mutex notify_mu_;  // pairs with notify_cv_; the state below is atomic
-  std::condition_variable notify_cv_;
-  std::atomic<uint64_t> notify_gen_{0};
-  std::atomic<uint64_t> waiters_{0};  // readers inside WaitForChange
+  ChangeSignal notify_;  // advanced by every topic's batches and by new topics
   std::atomic<bool> closed_{false};
 
   std::atomic<uint64_t> next_reader_id_{0};
@@ -949,7 +937,7 @@ class EmbeddedSubscription final : public Subscription {
       // A subscription to one topic by name that exists sleeps on that topic (no other topic
       // can match a pattern without wildcards); otherwise on the core, which new topics wake.
       Topic* only = literal_ && readers_.size() == 1 ? readers_.front()->topic().get() : nullptr;
-      uint64_t gen = only != nullptr ? only->ChangeGeneration() : core_->NotifyGeneration();
+      uint64_t gen = only != nullptr ? only->changes().generation() : core_->NotifyGeneration();
       if (only == nullptr && core_->TopicsGeneration() != topics_gen_) AddNewTopics();
       for (size_t i = 0; i < readers_.size(); ++i) {
         size_t k = (next_reader_ + i) % readers_.size();
@@ -963,7 +951,7 @@ class EmbeddedSubscription final : public Subscription {
       if (!until) until = Clock::now() + timeout;
       const bool spin = std::exchange(delivered_, false);
       const bool changed = only != nullptr
-                               ? only->WaitForChange(gen, *until, core_->closed_flag(), spin)
+                               ? only->changes().Wait(gen, *until, core_->closed_flag(), spin)
                                : core_->WaitForChange(gen, *until, spin);
       if (!changed) return DeadlineExceeded("no record on " + options_.pattern);
     }
@@ -1024,7 +1012,7 @@ class EmbeddedConsumer final : public Consumer {
     while (true) {
       if (closed_ || core_->closed()) return Cancelled("consumer closed");
       // Only this topic's batches wake a consumer (Topic::Changed), not every topic's.
-      uint64_t gen = reader_->topic()->ChangeGeneration();
+      uint64_t gen = reader_->topic()->changes().generation();
       auto now = env.SteadyNow();
       for (auto it = in_flight_.begin(); it != in_flight_.end();) {
         if (it->second.deadline > now) {
@@ -1060,7 +1048,7 @@ class EmbeddedConsumer final : public Consumer {
         auto left = f.deadline - now;
         wake = std::min(wake, Clock::now() + std::chrono::duration_cast<Clock::duration>(left));
       }
-      if (!reader_->topic()->WaitForChange(gen, wake, core_->closed_flag()) &&
+      if (!reader_->topic()->changes().Wait(gen, wake, core_->closed_flag()) &&
           Clock::now() >= until) {
         return DeadlineExceeded("no record for consumer " + options_.name);
       }

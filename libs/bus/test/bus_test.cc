@@ -15,6 +15,7 @@
 #include <atomic>
 #include <cstdlib>
 #include <fstream>
+#include <functional>
 #include <random>
 #include <set>
 #include <thread>
@@ -499,6 +500,28 @@ long VoluntarySwitches() {
   return -1;
 }
 
+// Runs `wait` (a Next that should time out) on a thread while 150 records are published, one
+// per millisecond, to the memory topic "busy". Returns the waiting thread's voluntary context
+// switches (-1 where unknown) and sets `waited` to what `wait` returned.
+long SwitchesWhileAnotherTopicIsBusy(Bus& bus, const std::function<Status()>& wait,
+                                     Status* waited) {
+  long switches = -1;
+  std::atomic<bool> waiting{false};
+  std::thread reader([&] {
+    const long before = VoluntarySwitches();
+    waiting = true;
+    *waited = wait();
+    if (before >= 0) switches = VoluntarySwitches() - before;
+  });
+  while (!waiting) std::this_thread::yield();
+  for (int i = 0; i < 150; ++i) {
+    EXPECT_TRUE(bus.Publish("busy", Msg("x")).ok());
+    std::this_thread::sleep_for(milliseconds(1));
+  }
+  reader.join();
+  return switches;
+}
+
 // A durable consumer sleeps on its own topic: another topic's traffic does not wake it (it used
 // to wake, and go back to sleep, for every batch published anywhere on the bus), while its own
 // topic's records still reach it at once.
@@ -507,22 +530,9 @@ TEST_F(BusConformanceTest, AConsumerSleepsThroughOtherTopicsTraffic) {
   ASSERT_TRUE(bus_->CreateTopic("busy", InMemory()).ok());
   auto c = bus_->OpenConsumer({"sleeper", "quiet"});
   ASSERT_TRUE(c.ok());
-  long switches = -1;
   Status waited;
-  std::atomic<bool> waiting{false};
-  std::thread consumer([&] {
-    const long before = VoluntarySwitches();
-    waiting = true;
-    auto d = (*c)->Next(milliseconds(400));
-    waited = d.status();
-    if (before >= 0) switches = VoluntarySwitches() - before;
-  });
-  while (!waiting) std::this_thread::yield();
-  for (int i = 0; i < 150; ++i) {
-    ASSERT_TRUE(bus_->Publish("busy", Msg("x")).ok());
-    std::this_thread::sleep_for(milliseconds(1));
-  }
-  consumer.join();
+  const long switches = SwitchesWhileAnotherTopicIsBusy(
+      *bus_, [&] { return (*c)->Next(milliseconds(400)).status(); }, &waited);
   EXPECT_EQ(waited.code(), StatusCode::kDeadlineExceeded);
   if (switches >= 0) {
     EXPECT_LT(switches, 40) << "woken by another topic's publishes";
@@ -547,21 +557,9 @@ TEST_F(BusConformanceTest, ASubscriptionToOneTopicSleepsThroughOtherTopicsTraffi
   ASSERT_TRUE(bus_->CreateTopic("busy", InMemory()).ok());
   auto sub = Sub("quiet");
   auto wide = Sub("q.*");
-  long switches = -1;
   Status waited;
-  std::atomic<bool> waiting{false};
-  std::thread reader([&] {
-    const long before = VoluntarySwitches();
-    waiting = true;
-    waited = sub->Next(milliseconds(400)).status();
-    if (before >= 0) switches = VoluntarySwitches() - before;
-  });
-  while (!waiting) std::this_thread::yield();
-  for (int i = 0; i < 150; ++i) {
-    ASSERT_TRUE(bus_->Publish("busy", Msg("x")).ok());
-    std::this_thread::sleep_for(milliseconds(1));
-  }
-  reader.join();
+  const long switches = SwitchesWhileAnotherTopicIsBusy(
+      *bus_, [&] { return sub->Next(milliseconds(400)).status(); }, &waited);
   EXPECT_EQ(waited.code(), StatusCode::kDeadlineExceeded);
   if (switches >= 0) {
     EXPECT_LT(switches, 40) << "woken by another topic's publishes";
