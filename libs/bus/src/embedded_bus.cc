@@ -231,6 +231,14 @@ class Topic {
     PublishCallback done = std::move(q->done);
     done(std::move(result));
   }
+  // Fails every publish of the list starting at `first` with `error`.
+  static void FailAll(Queued* first, const Status& error) {
+    for (Queued* q = first; q != nullptr;) {
+      Queued* next = q->next;  // read before Finish frees q
+      Finish(q, error);
+      q = next;
+    }
+  }
   // The WAL callback of one combined batch (two words: std::function stores it without an
   // allocation). It runs once, on a WAL thread, before Wal::Close() returns (the topic outlives
   // its WAL's threads); it completes the batch's publishes in order and frees their entries. It
@@ -799,26 +807,18 @@ void Topic::AppendQueued(Env& env, Queued* fifo, uint64_t total) {
     }
   }
   if (!appended.ok()) return DurableBatch{this, fifo}(appended);  // fails its publishes
-  for (Queued* q = fifo; q != nullptr;) {
-    Queued* next = q->next;
-    Finish(q, refused);
-    q = next;
-  }
+  FailAll(fifo, refused);
 }
 
 void Topic::DurableBatch::operator()(const Status& st) const {
-  if (st.ok()) {
-    topic->Committed(first->batch_end);  // readers: woken after the batch
-  } else {
+  if (!st.ok()) {
     topic->Fail(st);
+    return FailAll(first, Unavailable("topic " + *topic->name_ + ": " + st.message()));
   }
+  topic->Committed(first->batch_end);  // readers: woken after the batch
   for (Queued* q = first; q != nullptr;) {
-    Queued* next = q->next;
-    if (st.ok()) {
-      Finish(q, q->range);
-    } else {
-      Finish(q, Unavailable("topic " + *topic->name_ + ": " + st.message()));
-    }
+    Queued* next = q->next;  // read before Finish frees q
+    Finish(q, q->range);
     q = next;
   }
 }
@@ -1011,7 +1011,7 @@ class EmbeddedConsumer final : public Consumer {
     Env& env = core_->env();
     while (true) {
       if (closed_ || core_->closed()) return Cancelled("consumer closed");
-      // Only this topic's batches wake a consumer (Topic::Changed), not every topic's.
+      // Only this topic's batches wake a consumer (Topic::changes()), not every topic's.
       uint64_t gen = reader_->topic()->changes().generation();
       auto now = env.SteadyNow();
       for (auto it = in_flight_.begin(); it != in_flight_.end();) {

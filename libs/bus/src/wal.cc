@@ -435,10 +435,11 @@ void Wal::WriterLoop() {
     }
     if (syncer_.joinable()) {
       // kSync. Under load (a large batch with more appends pending, or the syncer busy) the
-      // syncer acknowledges the batch after its fdatasync while this thread goes on: the next
-      // batch is taken only once the syncer holds this one, so it collects what arrives during
-      // that sync. Otherwise the writer syncs and acknowledges the batch itself: for a small
-      // batch the hand-off's two thread wake-ups cost more than the overlap saves.
+      // batch is queued for the syncer, whose next fdatasync covers it and whatever else was
+      // written meanwhile, and this thread goes on writing (it waits only when
+      // kMaxQueuedSyncJobs batches are queued). Otherwise the writer syncs and acknowledges the
+      // batch itself: for a small batch the hand-off's two thread wake-ups cost more than the
+      // overlap saves.
       lock.lock();
       if (!sync_jobs_.empty() || syncing_ ||
           (!pending_.empty() && records >= options_.pipeline_min_records)) {
@@ -451,9 +452,8 @@ void Wal::WriterLoop() {
         // fdatasync after a failed one can succeed without the lost pages being on disk.
         Status failed_now = failed_;
         lock.unlock();  // the syncer is idle and only this thread gives it work
-        std::vector<SyncJob> jobs;
-        jobs.push_back(SyncJob{std::move(batch), s, start});
-        FinishSyncJobs(jobs, failed_now);
+        SyncJob job{std::move(batch), s, start};
+        FinishSyncJobs({&job, 1}, failed_now);
       }
     } else {
       for (auto& p : batch) {
@@ -491,7 +491,7 @@ void Wal::SyncerLoop() {
 
 // `failed`: the WAL's failure as it was before this sync, read under mu_. Every job was written
 // before the call (in order), so one fdatasync of the active file covers them all.
-void Wal::FinishSyncJobs(std::vector<SyncJob>& jobs, const Status& failed) {
+void Wal::FinishSyncJobs(std::span<SyncJob> jobs, const Status& failed) {
   Status synced;
   if (!failed.ok()) {
     synced = Unavailable("WAL " + dir_ + " has failed: " + failed.message());

@@ -9,6 +9,21 @@ namespace atrium::bus {
 namespace wf = wal_format;
 namespace {
 
+// Little-endian writers over a buffer sized in advance (EncodeRecord): no capacity checks.
+char* StoreU32(char* p, uint32_t v) {
+  for (int i = 0; i < 4; ++i) p[i] = static_cast<char>(v >> (8 * i));
+  return p + 4;
+}
+char* StoreU64(char* p, uint64_t v) {
+  for (int i = 0; i < 8; ++i) p[i] = static_cast<char>(v >> (8 * i));
+  return p + 8;
+}
+char* StoreBytes(char* p, std::string_view s) {
+  p = StoreU32(p, static_cast<uint32_t>(s.size()));
+  if (!s.empty()) std::memcpy(p, s.data(), s.size());
+  return p + s.size();
+}
+
 uint32_t GetU32(const char* p) {
   uint32_t v = 0;
   for (int i = 0; i < 4; ++i) v |= static_cast<uint32_t>(static_cast<uint8_t>(p[i])) << (8 * i);
@@ -63,25 +78,6 @@ size_t EncodedRecordSize(const Record& r) {
   for (const auto& [k, v] : r.headers) n += 8 + k.size() + v.size();
   return n;
 }
-
-namespace {
-
-// Little-endian writers over a buffer sized in advance (EncodeRecord): no capacity checks.
-char* StoreU32(char* p, uint32_t v) {
-  for (int i = 0; i < 4; ++i) p[i] = static_cast<char>(v >> (8 * i));
-  return p + 4;
-}
-char* StoreU64(char* p, uint64_t v) {
-  for (int i = 0; i < 8; ++i) p[i] = static_cast<char>(v >> (8 * i));
-  return p + 8;
-}
-char* StoreBytes(char* p, std::string_view s) {
-  p = StoreU32(p, static_cast<uint32_t>(s.size()));
-  if (!s.empty()) std::memcpy(p, s.data(), s.size());
-  return p + s.size();
-}
-
-}  // namespace
 
 void EncodeRecord(const Record& r, std::string* out) {
   const size_t start = out->size();

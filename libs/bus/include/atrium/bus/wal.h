@@ -32,6 +32,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <span>
 #include <string>
 #include <thread>
 #include <vector>
@@ -189,7 +190,7 @@ class Wal : public std::enable_shared_from_this<Wal> {
   void WriterLoop();
   void SyncerLoop();
   // One sync for all of `jobs`, then their callbacks in order.
-  void FinishSyncJobs(std::vector<SyncJob>& jobs, const Status& failed);
+  void FinishSyncJobs(std::span<SyncJob> jobs, const Status& failed);
   // Written batches that may wait for the syncer before the writer waits too.
   static constexpr size_t kMaxQueuedSyncJobs = 8;
   Status WriteBatch(const std::vector<Pending>& batch);
