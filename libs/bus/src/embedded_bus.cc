@@ -86,6 +86,7 @@ std::string EncodeTopicMeta(const TopicOptions& o) {
   kv("segment_bytes", std::to_string(o.segment_bytes));
   kv("max_batch_size", std::to_string(o.max_batch_size));
   kv("max_batch_bytes", std::to_string(o.max_batch_bytes));
+  kv("commit_delay_us", std::to_string(o.commit_delay.count()));
   return s;
 }
 
@@ -117,6 +118,7 @@ Result<TopicOptions> DecodeTopicMeta(std::string_view text, const std::string& p
     if (k == "segment_bytes") o.segment_bytes = n;
     if (k == "max_batch_size") o.max_batch_size = n;
     if (k == "max_batch_bytes") o.max_batch_bytes = n;
+    if (k == "commit_delay_us") o.commit_delay = std::chrono::microseconds(n);
   }
   return o;
 }

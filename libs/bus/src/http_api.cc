@@ -96,6 +96,9 @@ json::object StatsJson(const TopicStats& st) {
   if (st.options.durability == Durability::kInterval) {
     o["interval_ms"] = st.options.interval.count();
   }
+  if (st.options.durability == Durability::kSync) {
+    o["commit_delay_us"] = st.options.commit_delay.count();
+  }
   return o;
 }
 
@@ -200,6 +203,14 @@ Result<TopicOptions> ParseTopicOptions(const json::object& o) {
     ASSIGN_OR_RETURN(uint64_t ms, GetUint(o, "interval_ms", "interval_ms"));
     if (ms == 0 || ms > 3'600'000) return InvalidArgument("interval_ms: must be 1..3600000");
     options.interval = std::chrono::milliseconds(ms);
+  }
+  if (o.contains("commit_delay_us")) {
+    ASSIGN_OR_RETURN(uint64_t us, GetUint(o, "commit_delay_us", "commit_delay_us"));
+    if (us > 1'000'000) return InvalidArgument("commit_delay_us: must be 0..1000000");
+    if (us > 0 && options.durability != Durability::kSync) {
+      return InvalidArgument("commit_delay_us: applies to sync topics only");
+    }
+    options.commit_delay = std::chrono::microseconds(us);
   }
   if (const json::value* r = o.if_contains("retention"); r != nullptr && !r->is_null()) {
     if (!r->is_object()) return InvalidArgument("retention: must be an object");

@@ -103,6 +103,7 @@ WalOptions WalOptions::FromTopic(const TopicOptions& t, bool repair) {
   o.retention = t.retention;
   o.max_batch_size = t.max_batch_size;
   o.max_batch_bytes = t.max_batch_bytes;
+  o.commit_delay = t.commit_delay;
   o.repair = repair;
   return o;
 }
@@ -411,6 +412,13 @@ void Wal::WriterLoop() {
       }
       writer_idle_ = false;
       continue;
+    }
+    if (options_.commit_delay.count() > 0 && syncer_.joinable()) {
+      // Group commit window: at most one batch per window. Appends made meanwhile do not wake
+      // this thread (it is not idle); Close() does.
+      const auto due = last_take_ + options_.commit_delay;
+      while (!stop_ && std::chrono::steady_clock::now() < due) cv_.wait_until(lock, due);
+      last_take_ = std::chrono::steady_clock::now();
     }
     std::vector<Pending> batch;
     size_t records = 0;

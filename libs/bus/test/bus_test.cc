@@ -119,7 +119,16 @@ class BusFixture : public ::testing::Test {
 };
 
 // Embedded-only behaviour.
-class BusConformanceTest : public BusFixture {};
+class BusConformanceTest : public BusFixture {
+ protected:
+  // The fdatasyncs of one topic's WAL (the bus's flush-duration histogram).
+  Histogram& Syncs(const std::string& topic) {
+    return metrics_
+        .Histogram("bus_wal_flush_duration_seconds", "", {"topic"},
+                   {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1})
+        .WithLabels({topic});
+  }
+};
 
 // Behaviour every backend must have.
 class BusBackendTest : public BusFixture, public ::testing::WithParamInterface<std::string> {
@@ -369,16 +378,60 @@ TEST_F(BusConformanceTest, IntervalPolicySyncsInTheBackground) {
   TopicOptions o = Durable(Durability::kInterval);
   o.interval = milliseconds(20);
   ASSERT_TRUE(bus_->CreateTopic("tick", o).ok());
-  auto& syncs = metrics_
-                    .Histogram("bus_wal_flush_duration_seconds", "", {"topic"},
-                               {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
-                                0.1, 0.25, 1})
-                    .WithLabels({"tick"});
+  auto& syncs = Syncs("tick");
   ASSERT_TRUE(bus_->Publish("tick", Msg("a")).ok());
   ASSERT_TRUE(bus_->Publish("tick", Msg("b")).ok());
   // No further publish: the writer must still fdatasync within the interval.
   for (int i = 0; i < 100 && syncs.Count() == 0; ++i) std::this_thread::sleep_for(milliseconds(5));
   EXPECT_GE(syncs.Count(), 1u);
+}
+
+TEST_F(BusConformanceTest, SyncCommitDelayCoversAWindowsPublishesWithOneSync) {
+  TopicOptions o = Durable(Durability::kSync);
+  o.commit_delay = milliseconds(150);
+  ASSERT_TRUE(bus_->CreateTopic("usage", o).ok());
+  auto& syncs = Syncs("usage");
+  // After a quiet spell a publish is written and synced at once.
+  auto quiet_start = std::chrono::steady_clock::now();
+  ASSERT_TRUE(bus_->Publish("usage", Msg("first")).ok());
+  EXPECT_LT(std::chrono::steady_clock::now() - quiet_start, milliseconds(140));
+  EXPECT_EQ(syncs.Count(), 1u);
+  // Publishes within the window wait for it, and one sync covers them all.
+  constexpr int kPublishes = 40;
+  std::atomic<int> ok{0}, calls{0};
+  auto start = std::chrono::steady_clock::now();
+  for (int i = 0; i < kPublishes; ++i) {
+    std::vector<Message> one;
+    one.push_back(Msg("m" + std::to_string(i)));
+    bus_->PublishBatchAsync("usage", std::move(one), [&](Result<OffsetRange> r) {
+      if (r.ok()) ++ok;
+      ++calls;
+    });
+  }
+  for (int i = 0; i < 1000 && calls.load() < kPublishes; ++i) {
+    std::this_thread::sleep_for(milliseconds(5));
+  }
+  auto waited = std::chrono::steady_clock::now() - start;
+  EXPECT_EQ(ok.load(), kPublishes);
+  EXPECT_GE(waited, milliseconds(50));  // they were held for the window, not synced one by one
+  EXPECT_LE(syncs.Count(), 3u);         // 1 + one per window (a slow machine may straddle two)
+  // The window is part of the topic's stored options.
+  Reopen();
+  auto stats = bus_->GetTopicStats("usage");
+  ASSERT_TRUE(stats.ok());
+  EXPECT_EQ(stats->options.commit_delay, milliseconds(150));
+  EXPECT_EQ(stats->next_offset, static_cast<uint64_t>(kPublishes + 1));
+  // Closing the bus does not wait out a window: the last publishes are written and completed.
+  ASSERT_TRUE(bus_->Publish("usage", Msg("opens a window")).ok());
+  std::atomic<int> late{0};
+  std::vector<Message> one;
+  one.push_back(Msg("late"));
+  bus_->PublishBatchAsync("usage", std::move(one), [&](Result<OffsetRange> r) {
+    if (r.ok()) ++late;
+  });
+  Reopen();
+  EXPECT_EQ(late.load(), 1);
+  EXPECT_EQ(bus_->GetTopicStats("usage")->next_offset, static_cast<uint64_t>(kPublishes + 3));
 }
 
 TEST_F(BusConformanceTest, SubscribersShareOneImmutableRecordBuffer) {
@@ -885,6 +938,13 @@ TEST(BusOptionsTest, TopicNamesAndOptionsAreValidated) {
   TopicOptions bad = InMemory();
   bad.ring_pow = 40;
   EXPECT_EQ((*bus)->CreateTopic("x", bad).code(), StatusCode::kInvalidArgument);
+  TopicOptions delayed = Durable(Durability::kAsync);
+  delayed.commit_delay = std::chrono::milliseconds(1);
+  EXPECT_EQ(delayed.Validate().message(), "commit_delay_us applies to sync topics only");
+  delayed.durability = Durability::kSync;
+  EXPECT_TRUE(delayed.Validate().ok());
+  delayed.commit_delay = std::chrono::seconds(2);
+  EXPECT_EQ(delayed.Validate().code(), StatusCode::kInvalidArgument);
   ASSERT_TRUE((*bus)->CreateTopic("x", InMemory()).ok());
   EXPECT_TRUE((*bus)->CreateTopic("x", InMemory()).ok());
 }

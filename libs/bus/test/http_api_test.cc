@@ -214,11 +214,15 @@ TEST_F(BusHttpTest, CreateListAndStatsTopics) {
   EXPECT_EQ(Send("POST", "/api/v1/bus/topics", R"({"name":"audit","durability":"sync"})").status,
             409);
   CreateTopic("chat.message.created", "memory");
+  res = Send("POST", "/api/v1/bus/topics",
+             R"({"name":"usage","durability":"sync","commit_delay_us":2000})");
+  ASSERT_EQ(res.status, 201) << res.body;
+  EXPECT_EQ(Num(json::parse(res.body).at("commit_delay_us")), 2000);
 
   res = Send("GET", "/api/v1/bus/topics");
   ASSERT_EQ(res.status, 200);
   auto topics = json::parse(res.body).at("topics").as_array();
-  ASSERT_EQ(topics.size(), 2u);
+  ASSERT_EQ(topics.size(), 3u);
 
   PublishN("audit", 3, 0);
   res = Send("GET", "/api/v1/bus/topics/audit");
@@ -283,6 +287,14 @@ TEST_F(BusHttpTest, BadInputIs400NamingTheField) {
   res = Send("POST", "/api/v1/bus/topics", R"({"name":"x","durability":"fast"})");
   EXPECT_EQ(res.status, 400);
   EXPECT_EQ(ErrorMessage(res), "durability: must be memory, async, interval or sync");
+  res = Send("POST", "/api/v1/bus/topics",
+             R"({"name":"x","durability":"async","commit_delay_us":500})");
+  EXPECT_EQ(res.status, 400);
+  EXPECT_EQ(ErrorMessage(res), "commit_delay_us: applies to sync topics only");
+  res = Send("POST", "/api/v1/bus/topics",
+             R"({"name":"x","durability":"sync","commit_delay_us":1000001})");
+  EXPECT_EQ(res.status, 400);
+  EXPECT_EQ(ErrorMessage(res), "commit_delay_us: must be 0..1000000");
   EXPECT_EQ(Send("POST", "/api/v1/bus/topics", R"({"name":"a..b"})").status, 400);
   EXPECT_EQ(Send("GET", "/api/v1/bus/topics/t/messages?from=soon").status, 400);
   EXPECT_EQ(Send("GET", "/api/v1/bus/topics/missing/messages").status, 404);

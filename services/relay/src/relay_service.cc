@@ -49,6 +49,10 @@ void DefineRelayConfig(ConfigSchema& schema) {
                    "Under steady traffic, how long the usage aggregator gathers records into "
                    "one transaction (a lone request after a quiet spell is counted at once)",
                    {.min = 0, .max = 10000});
+  schema.DefineInt("relay.usage_commit_delay_ms", 5,
+                   "Group commit window of the usage topic (bus commit_delay) when the relay "
+                   "creates it: at most one fdatasync per window; no request waits for it",
+                   {.min = 0, .max = 1000});
   schema.DefineInt("relay.probe_interval_seconds", 60,
                    "First recovery probe of an unauthorized/errored account after this long, "
                    "doubling after each failed probe; 0: no probes",
@@ -78,6 +82,7 @@ Result<RelayOptions> RelayOptionsFromConfig(const Config& config) {
   o.pricing_file = config.GetString("relay.pricing_file");
   o.aggregator_name = config.GetString("relay.aggregator");
   o.aggregator_linger = std::chrono::milliseconds(config.GetInt("relay.aggregator_linger_ms"));
+  o.usage_commit_delay = std::chrono::milliseconds(config.GetInt("relay.usage_commit_delay_ms"));
   o.ca_file = config.GetString("relay.ca_file");
   o.oauth_token_url = config.GetString("relay.oauth_token_url");
   o.oauth_refresh_margin =
@@ -128,7 +133,8 @@ Status RelayService::Impl::Init() {
                                // A model request's upstream call stays on its I/O thread.
                                .run_on_server_threads = true}));
   RETURN_IF_ERROR(bus.CreateTopic(options.usage_topic,
-                                  bus::TopicOptions{.durability = bus::Durability::kSync}));
+                                  bus::TopicOptions{.durability = bus::Durability::kSync,
+                                                    .commit_delay = options.usage_commit_delay}));
   RETURN_IF_ERROR(bus.CreateTopic(options.events_topic,
                                   bus::TopicOptions{.durability = bus::Durability::kSync}));
   RETURN_IF_ERROR(ReloadAccounts());

@@ -42,6 +42,11 @@ struct TopicOptions {
   // WAL batcher: the writer thread takes at most this much per write+fsync.
   size_t max_batch_size = 4096;
   uint64_t max_batch_bytes = 8ull << 20;
+  // kSync only: group commit window. The WAL writer takes a batch at most once per window, so one
+  // write and one fdatasync cover every publish of the window (a publish after a quiet spell is
+  // written at once). Trades up to this much acknowledgement latency for fewer syncs and
+  // wake-ups; zero (the default) syncs as soon as the previous sync ends. At most 1 s.
+  std::chrono::microseconds commit_delay{0};
 
   // InvalidArgument when a value is out of range.
   Status Validate() const;

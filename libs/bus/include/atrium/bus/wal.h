@@ -55,6 +55,8 @@ struct WalOptions {
   // kSync: the smallest batch the writer hands to the syncer when more appends are waiting
   // (smaller ones it syncs and acknowledges itself: there the hand-off costs more than it saves).
   size_t pipeline_min_records = 256;
+  // kSync: group commit window (TopicOptions::commit_delay).
+  std::chrono::microseconds commit_delay{0};
   bool repair = false;
 
   static WalOptions FromTopic(const TopicOptions& t, bool repair);
@@ -234,6 +236,7 @@ class Wal : public std::enable_shared_from_this<Wal> {
   std::unique_ptr<WritableFile> index_file_;
   bool dirty_ = false;  // written but not synced (kInterval)
   std::chrono::steady_clock::time_point last_sync_;
+  std::chrono::steady_clock::time_point last_take_;  // when the last batch was taken (kSync)
   std::string buf_;
   std::string index_buf_;
 };

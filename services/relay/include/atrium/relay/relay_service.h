@@ -78,6 +78,10 @@ struct RelayOptions {
   // JSON file with pricing overrides ({"models":{...}}), applied over the bundled table.
   std::string pricing_file;
   std::string usage_topic = "relay.usage";
+  // Group commit window of the usage topic when the relay creates it (bus TopicOptions::
+  // commit_delay): records still complete only after the fdatasync covering them, but a busy
+  // relay syncs at most once per window instead of every few records. No request waits for it.
+  std::chrono::milliseconds usage_commit_delay{5};
   // Durable consumer that aggregates usage into SQL; empty: none on this node.
   std::string aggregator_name = "relay-usage-aggregator";
   // Under steady traffic (a batch ending less than this before the next record), how long the
