@@ -33,17 +33,24 @@ struct CipherCtxDeleter {
 };
 using CipherCtx = std::unique_ptr<EVP_CIPHER_CTX, CipherCtxDeleter>;
 
+struct MdCtxDeleter {
+  void operator()(EVP_MD_CTX* c) const { EVP_MD_CTX_free(c); }
+};
+
 }  // namespace
 
 std::string Sha256(std::string_view data) {
   // Fetched once: SHA256() looks the algorithm up on every call (OpenSSL 3), which cost more
-  // than hashing an API key on the relay's hot path.
+  // than hashing an API key on the relay's hot path; the context is kept per thread (EVP_Digest
+  // would allocate and free one per call).
   static EVP_MD* const md = EVP_MD_fetch(nullptr, "SHA256", nullptr);
+  thread_local const std::unique_ptr<EVP_MD_CTX, MdCtxDeleter> ctx(EVP_MD_CTX_new());
   std::string out(SHA256_DIGEST_LENGTH, '\0');
+  auto* digest = reinterpret_cast<unsigned char*>(out.data());
   unsigned int len = 0;
-  if (md == nullptr ||
-      EVP_Digest(data.data(), data.size(), reinterpret_cast<unsigned char*>(out.data()), &len, md,
-                 nullptr) != 1) {
+  if (md == nullptr || ctx == nullptr || EVP_DigestInit_ex2(ctx.get(), md, nullptr) != 1 ||
+      EVP_DigestUpdate(ctx.get(), data.data(), data.size()) != 1 ||
+      EVP_DigestFinal_ex(ctx.get(), digest, &len) != 1) {
     SHA256(reinterpret_cast<const unsigned char*>(data.data()), data.size(),
            reinterpret_cast<unsigned char*>(out.data()));
   }

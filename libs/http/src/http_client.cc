@@ -34,6 +34,7 @@
 #include <map>
 #include <optional>
 #include <thread>
+#include <unordered_map>
 #include <unordered_set>
 #include <vector>
 
@@ -123,6 +124,18 @@ struct IoContext {
   // Requests started here whose coroutine has not ended (for a server thread's context, the
   // client's destructor waits for none to be left).
   std::atomic<int> live{0};
+  // Parsed request URLs: a relay sends the same few URLs over and over. Shared pointers, so that
+  // clearing the map (when it fills) leaves the requests in flight their copy.
+  std::unordered_map<std::string, std::shared_ptr<const client_internal::TargetUrl>> targets;
+
+  Result<std::shared_ptr<const client_internal::TargetUrl>> ParseTarget(const std::string& url) {
+    if (auto it = targets.find(url); it != targets.end()) return it->second;
+    ASSIGN_OR_RETURN(auto parsed, client_internal::ParseTargetUrl(url));
+    auto target = std::make_shared<const client_internal::TargetUrl>(std::move(parsed));
+    if (targets.size() >= 256) targets.clear();
+    targets.emplace(url, target);
+    return target;
+  }
 
   // Ends the pool and aborts the requests (on the context's thread, or with it not running).
   void Stop(const char* why) {
@@ -343,8 +356,9 @@ asio::awaitable<Result<ClientResponse>> HttpClient::Impl::Perform(std::shared_pt
   Headers redirect_headers;
   const std::string no_body;
   for (int redirects = 0;; ++redirects) {
-    auto target = client_internal::ParseTargetUrl(url);
-    if (!target.ok()) co_return target.status();
+    auto parsed = job->context->ParseTarget(url);
+    if (!parsed.ok()) co_return parsed.status();
+    std::shared_ptr<const client_internal::TargetUrl> target = std::move(*parsed);
     Outcome outcome = co_await ExchangeWithRetry(job, *target, method, *headers, *body);
     if (!outcome.status.ok()) co_return outcome.status;
     if (!outcome.redirect_location) co_return std::move(outcome.response);

@@ -3,6 +3,10 @@
 #include <boost/json.hpp>
 
 #include <algorithm>
+#include <charconv>
+#include <cmath>
+
+#include "atrium/core/log.h"
 
 namespace atrium::relay {
 namespace json = boost::json;
@@ -90,29 +94,59 @@ int64_t EstimateTokens(int64_t chars) {
   return chars <= 0 ? 0 : std::max<int64_t>(1, (chars + 3) / 4);
 }
 
+// Written directly rather than through a json::object: one record per request, on the request's
+// I/O thread. FromJson reads it back (and any other JSON object with these fields).
 std::string UsageRecord::ToJson() const {
-  return json::serialize(json::object{{"time", time_micros},
-                                      {"request_id", request_id},
-                                      {"key_id", key_id},
-                                      {"user_id", user_id},
-                                      {"workspace_id", workspace_id},
-                                      {"account_id", account_id},
-                                      {"provider", provider},
-                                      {"client_model", client_model},
-                                      {"upstream_model", upstream_model},
-                                      {"input_tokens", usage.input_tokens},
-                                      {"output_tokens", usage.output_tokens},
-                                      {"cache_write_tokens", usage.cache_write_tokens},
-                                      {"cache_read_tokens", usage.cache_read_tokens},
-                                      {"usage_reported", usage.reported},
-                                      {"cost", cost},
-                                      {"status", status},
-                                      {"error", error},
-                                      {"latency_ms", latency_ms},
-                                      {"ttfb_ms", ttfb_ms},
-                                      {"streamed", streamed},
-                                      {"stop_reason", stop_reason},
-                                      {"attempts", attempts}});
+  std::string out;
+  out.reserve(384 + request_id.size() + key_id.size() + user_id.size() + workspace_id.size() +
+              account_id.size() + client_model.size() + upstream_model.size() + error.size() +
+              stop_reason.size());
+  auto field = [&out](std::string_view name) {
+    out += out.empty() ? "{\"" : ",\"";
+    out += name;
+    out += "\":";
+  };
+  auto text = [&](std::string_view name, std::string_view value) {
+    field(name);
+    out += '"';
+    AppendJsonEscaped(value, out);
+    out += '"';
+  };
+  auto integer = [&](std::string_view name, int64_t value) {
+    field(name);
+    char buf[24];
+    out.append(buf, std::to_chars(buf, buf + sizeof(buf), value).ptr);
+  };
+  auto flag = [&](std::string_view name, bool value) {
+    field(name);
+    out += value ? "true" : "false";
+  };
+  integer("time", time_micros);
+  text("request_id", request_id);
+  text("key_id", key_id);
+  text("user_id", user_id);
+  text("workspace_id", workspace_id);
+  text("account_id", account_id);
+  text("provider", provider);
+  text("client_model", client_model);
+  text("upstream_model", upstream_model);
+  integer("input_tokens", usage.input_tokens);
+  integer("output_tokens", usage.output_tokens);
+  integer("cache_write_tokens", usage.cache_write_tokens);
+  integer("cache_read_tokens", usage.cache_read_tokens);
+  flag("usage_reported", usage.reported);
+  field("cost");
+  char buf[32];  // shortest form that reads back as the same double
+  out.append(buf, std::to_chars(buf, buf + sizeof(buf), std::isfinite(cost) ? cost : 0.0).ptr);
+  integer("status", status);
+  text("error", error);
+  integer("latency_ms", latency_ms);
+  integer("ttfb_ms", ttfb_ms);
+  flag("streamed", streamed);
+  text("stop_reason", stop_reason);
+  integer("attempts", attempts);
+  out += '}';
+  return out;
 }
 
 Result<UsageRecord> UsageRecord::FromJson(std::string_view text) {

@@ -2,7 +2,10 @@
 // (reservations under concurrency, period windows).
 #include <gtest/gtest.h>
 
+#include <boost/json.hpp>
+
 #include <atomic>
+#include <limits>
 #include <thread>
 
 #include "atrium/core/fault_env.h"
@@ -76,6 +79,42 @@ TEST(UsageTest, RecordRoundTripsThroughJson) {
   EXPECT_EQ(back->usage.cache_read_tokens, 4);
   EXPECT_DOUBLE_EQ(back->cost, 0.5);
   EXPECT_TRUE(back->streamed);
+}
+
+TEST(UsageTest, RecordJsonEscapesTextAndKeepsEveryNumberExactly) {
+  UsageRecord r;
+  r.time_micros = 1'765'000'000'123'456;
+  r.request_id = "req\"1\\";
+  r.error = "upstream said \"no\"\n\ttab \x01 \xC3\xA9";
+  r.client_model = "claude-sonnet-4";
+  r.usage = Usage{-1, 9'007'199'254'740'993, 0, 7, false};
+  r.cost = 0.1 + 0.2;  // not the shortest decimal of 0.3
+  r.status = 502;
+  r.latency_ms = 12;
+  r.ttfb_ms = -1;
+  r.attempts = 3;
+  std::string text = r.ToJson();
+  // A JSON object any parser reads: quotes, backslashes and control characters escaped.
+  boost::system::error_code ec;
+  auto parsed = boost::json::parse(text, ec);
+  ASSERT_FALSE(ec) << text;
+  EXPECT_EQ(parsed.at("error").as_string(), "upstream said \"no\"\n\ttab \x01 \xC3\xA9");
+  auto back = UsageRecord::FromJson(text);
+  ASSERT_TRUE(back.ok());
+  EXPECT_EQ(back->time_micros, r.time_micros);
+  EXPECT_EQ(back->request_id, r.request_id);
+  EXPECT_EQ(back->error, r.error);
+  EXPECT_EQ(back->usage.input_tokens, -1);
+  EXPECT_EQ(back->usage.output_tokens, 9'007'199'254'740'993);
+  EXPECT_FALSE(back->usage.reported);
+  EXPECT_EQ(back->cost, r.cost);  // exactly the same double
+  EXPECT_EQ(back->status, 502);
+  EXPECT_EQ(back->ttfb_ms, -1);
+  EXPECT_EQ(back->attempts, 3);
+  EXPECT_FALSE(back->streamed);
+  // A cost that is not a number is written as 0 (JSON has no NaN).
+  r.cost = std::numeric_limits<double>::quiet_NaN();
+  EXPECT_EQ(UsageRecord::FromJson(r.ToJson())->cost, 0);
 }
 
 TEST(PricingTest, BundledTableMostSpecificPatternAndCachePrices) {
