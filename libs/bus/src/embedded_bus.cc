@@ -1016,21 +1016,30 @@ class EmbeddedConsumer final : public Consumer {
       // Only this topic's batches wake a consumer (Topic::changes()), not every topic's.
       uint64_t gen = reader_->topic()->changes().generation();
       auto now = env.SteadyNow();
-      for (auto it = in_flight_.begin(); it != in_flight_.end();) {
-        if (it->second.deadline > now) {
-          ++it;
-          continue;
+      // Expired deliveries, looked for only once the earliest deadline may have passed: a
+      // consumer holding many records (the relay's aggregator holds up to 512) would otherwise
+      // scan all of them on every Next.
+      if (!in_flight_.empty() && now >= earliest_deadline_) {
+        auto earliest = Clock::time_point::max();
+        for (auto it = in_flight_.begin(); it != in_flight_.end();) {
+          if (it->second.deadline > now) {
+            earliest = std::min(earliest, it->second.deadline);
+            ++it;
+            continue;
+          }
+          if (it->second.count >= options_.max_deliver) {
+            RETURN_IF_ERROR(DeadLetter(it->second));
+            it = in_flight_.erase(it);
+            RETURN_IF_ERROR(PersistPosition());
+            continue;
+          }
+          ++it->second.count;
+          it->second.deadline = now + options_.ack_timeout;
+          if (redelivery_) redelivery_->Inc();
+          earliest_deadline_ = now;  // the rest is not scanned yet: look again next time
+          return MakeDelivery(it->second);
         }
-        if (it->second.count >= options_.max_deliver) {
-          RETURN_IF_ERROR(DeadLetter(it->second));
-          it = in_flight_.erase(it);
-          RETURN_IF_ERROR(PersistPosition());
-          continue;
-        }
-        ++it->second.count;
-        it->second.deadline = now + options_.ack_timeout;
-        if (redelivery_) redelivery_->Inc();
-        return MakeDelivery(it->second);
+        earliest_deadline_ = earliest;
       }
       ASSIGN_OR_RETURN(std::optional<Delivery> d, reader_->Poll(options_.filter));
       if (d) {
@@ -1039,15 +1048,16 @@ class EmbeddedConsumer final : public Consumer {
           f.record = d->record;
           f.deadline = now + options_.ack_timeout;
           f.count = 1;
+          earliest_deadline_ = std::min(earliest_deadline_, f.deadline);
         }
         UpdateMetrics();
         return std::move(*d);
       }
       UpdateMetrics();
       auto wake = until;
-      for (const auto& [off, f] : in_flight_) {
+      if (!in_flight_.empty() && earliest_deadline_ != Clock::time_point::max()) {
         // Ack deadlines are on env's clock; wait at most the remaining real time.
-        auto left = f.deadline - now;
+        auto left = earliest_deadline_ - now;
         wake = std::min(wake, Clock::now() + std::chrono::duration_cast<Clock::duration>(left));
       }
       if (!reader_->topic()->changes().Wait(gen, wake, core_->closed_flag()) &&
@@ -1128,6 +1138,9 @@ class EmbeddedConsumer final : public Consumer {
   ConsumerOptions options_;
   std::unique_ptr<TopicReader> reader_;
   std::map<uint64_t, InFlight> in_flight_;
+  // No deadline in in_flight_ is earlier than this (acks only remove entries; a scan makes it
+  // exact again).
+  Clock::time_point earliest_deadline_ = Clock::time_point::max();
   uint64_t persisted_ = UINT64_MAX;
   bool closed_ = false;
   Gauge* lag_ = nullptr;

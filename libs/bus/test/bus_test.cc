@@ -434,6 +434,39 @@ TEST_F(BusConformanceTest, SyncCommitDelayCoversAWindowsPublishesWithOneSync) {
   EXPECT_EQ(bus_->GetTopicStats("usage")->next_offset, static_cast<uint64_t>(kPublishes + 3));
 }
 
+TEST_F(BusConformanceTest, UnackedRecordsComeAgainEachAfterItsOwnAckTimeout) {
+  ASSERT_TRUE(bus_->CreateTopic("work", Durable()).ok());
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(bus_->Publish("work", Msg(std::to_string(i))).ok());
+  ConsumerOptions o{"w", "work"};
+  o.ack_timeout = milliseconds(150);
+  auto c = bus_->OpenConsumer(o);
+  ASSERT_TRUE(c.ok());
+  auto t0 = std::chrono::steady_clock::now();
+  ASSERT_EQ((*c)->Next(milliseconds(1000))->record->offset, 0u);
+  std::this_thread::sleep_for(milliseconds(60));
+  auto t1 = std::chrono::steady_clock::now();
+  ASSERT_EQ((*c)->Next(milliseconds(1000))->record->offset, 1u);
+  ASSERT_EQ((*c)->Next(milliseconds(1000))->record->offset, 2u);
+  // Offset 0 expires first, then 1 and 2: each comes again after its own timeout, not before.
+  auto again = (*c)->Next(milliseconds(1000));
+  ASSERT_TRUE(again.ok()) << again.status().ToString();
+  EXPECT_EQ(again->record->offset, 0u);
+  EXPECT_EQ(again->delivery_count, 2u);
+  EXPECT_GE(std::chrono::steady_clock::now() - t0, milliseconds(150));
+  ASSERT_TRUE((*c)->Ack(0).ok());
+  for (uint64_t want : {1u, 2u}) {
+    auto d = (*c)->Next(milliseconds(1000));
+    ASSERT_TRUE(d.ok()) << d.status().ToString();
+    EXPECT_EQ(d->record->offset, want);
+    EXPECT_EQ(d->delivery_count, 2u);
+    EXPECT_GE(std::chrono::steady_clock::now() - t1, milliseconds(150));
+  }
+  ASSERT_TRUE((*c)->Ack(2).ok());
+  ASSERT_TRUE((*c)->Ack(1).ok());
+  EXPECT_EQ((*c)->Next(milliseconds(200)).status().code(), StatusCode::kDeadlineExceeded);
+  EXPECT_EQ((*c)->AckedPosition(), 3u);
+}
+
 TEST_F(BusConformanceTest, SubscribersShareOneImmutableRecordBuffer) {
   ASSERT_TRUE(bus_->CreateTopic("fan", Durable()).ok());
   auto a = Sub("fan");
