@@ -388,13 +388,13 @@ TEST_F(BusConformanceTest, IntervalPolicySyncsInTheBackground) {
 
 TEST_F(BusConformanceTest, SyncCommitDelayCoversAWindowsPublishesWithOneSync) {
   TopicOptions o = Durable(Durability::kSync);
-  o.commit_delay = milliseconds(150);
+  o.commit_delay = milliseconds(600);
   ASSERT_TRUE(bus_->CreateTopic("usage", o).ok());
   auto& syncs = Syncs("usage");
   // After a quiet spell a publish is written and synced at once.
   auto quiet_start = std::chrono::steady_clock::now();
   ASSERT_TRUE(bus_->Publish("usage", Msg("first")).ok());
-  EXPECT_LT(std::chrono::steady_clock::now() - quiet_start, milliseconds(140));
+  EXPECT_LT(std::chrono::steady_clock::now() - quiet_start, milliseconds(500));
   EXPECT_EQ(syncs.Count(), 1u);
   // Publishes within the window wait for it, and one sync covers them all.
   constexpr int kPublishes = 40;
@@ -413,13 +413,13 @@ TEST_F(BusConformanceTest, SyncCommitDelayCoversAWindowsPublishesWithOneSync) {
   }
   auto waited = std::chrono::steady_clock::now() - start;
   EXPECT_EQ(ok.load(), kPublishes);
-  EXPECT_GE(waited, milliseconds(50));  // they were held for the window, not synced one by one
-  EXPECT_LE(syncs.Count(), 3u);         // 1 + one per window (a slow machine may straddle two)
+  EXPECT_GE(waited, milliseconds(300));  // they were held for the window, not synced one by one
+  EXPECT_LE(syncs.Count(), 3u);          // 1 + one per window (a slow machine may straddle two)
   // The window is part of the topic's stored options.
   Reopen();
   auto stats = bus_->GetTopicStats("usage");
   ASSERT_TRUE(stats.ok());
-  EXPECT_EQ(stats->options.commit_delay, milliseconds(150));
+  EXPECT_EQ(stats->options.commit_delay, milliseconds(600));
   EXPECT_EQ(stats->next_offset, static_cast<uint64_t>(kPublishes + 1));
   // Closing the bus does not wait out a window: the last publishes are written and completed.
   ASSERT_TRUE(bus_->Publish("usage", Msg("opens a window")).ok());
