@@ -14,6 +14,7 @@
 #include "atrium/relay/provider.h"
 #include "atrium/relay/translate.h"
 #include "relay_impl.h"
+#include "scratch_json.h"
 
 namespace atrium::relay {
 namespace json = boost::json;
@@ -84,7 +85,8 @@ std::string SessionHash(const json::object& body) {
 Result<RequestInfo> ReadRequest(std::string_view body, Operation op,
                                 const std::string& path_model = "") {
   boost::system::error_code ec;
-  json::value v = json::parse(body, ec);
+  ScratchJson scratch;
+  json::value v = json::parse(body, ec, scratch.storage());
   if (ec || !v.is_object()) return InvalidArgument("the request body must be a JSON object");
   const auto& o = v.as_object();
   RequestInfo info;

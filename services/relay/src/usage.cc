@@ -7,6 +7,7 @@
 #include <cmath>
 
 #include "atrium/core/log.h"
+#include "scratch_json.h"
 
 namespace atrium::relay {
 namespace json = boost::json;
@@ -151,7 +152,8 @@ std::string UsageRecord::ToJson() const {
 
 Result<UsageRecord> UsageRecord::FromJson(std::string_view text) {
   boost::system::error_code ec;
-  json::value v = json::parse(text, ec);
+  ScratchJson scratch;
+  json::value v = json::parse(text, ec, scratch.storage());
   if (ec || !v.is_object()) return InvalidArgument("usage record: not a JSON object");
   const auto& o = v.as_object();
   UsageRecord r;
@@ -185,7 +187,8 @@ Result<UsageRecord> UsageRecord::FromJson(std::string_view text) {
 Usage UsageFromResponse(ApiFormat format, std::string_view body, std::string* stop_reason) {
   Usage u;
   boost::system::error_code ec;
-  json::value v = json::parse(body, ec);
+  ScratchJson scratch;
+  json::value v = json::parse(body, ec, scratch.storage());
   if (!ec && format == ApiFormat::kGemini) {
     // One response object, or the JSON-array stream of them (usage is cumulative: the last).
     std::vector<const json::object*> items;
@@ -233,7 +236,8 @@ void StreamUsageTracker::OnEvent(const ParsedSseEvent& ev) {
     return;
   }
   boost::system::error_code ec;
-  json::value v = json::parse(ev.data, ec);
+  ScratchJson scratch;
+  json::value v = json::parse(ev.data, ec, scratch.storage());
   if (ec || !v.is_object()) return;
   const auto& o = v.as_object();
   if (format_ == ApiFormat::kAnthropic) {
