@@ -206,10 +206,8 @@ Result<TopicOptions> ParseTopicOptions(const json::object& o) {
   }
   if (o.contains("commit_delay_us")) {
     ASSIGN_OR_RETURN(uint64_t us, GetUint(o, "commit_delay_us", "commit_delay_us"));
-    if (us > 1'000'000) return InvalidArgument("commit_delay_us: must be 0..1000000");
-    if (us > 0 && options.durability != Durability::kSync) {
-      return InvalidArgument("commit_delay_us: applies to sync topics only");
-    }
+    // The range and the sync-only rule are TopicOptions::Validate's, below (a value past
+    // INT64_MAX wraps negative and is refused there too).
     options.commit_delay = std::chrono::microseconds(us);
   }
   if (const json::value* r = o.if_contains("retention"); r != nullptr && !r->is_null()) {

@@ -14,10 +14,10 @@ Status TopicOptions::Validate() const {
   }
   if (segment_bytes < 4096) return InvalidArgument("segment_bytes must be at least 4096");
   if (commit_delay.count() < 0 || commit_delay > std::chrono::seconds(1)) {
-    return InvalidArgument("commit_delay_us must be in [0, 1000000]");
+    return InvalidArgument("commit_delay_us: must be 0..1000000");
   }
   if (commit_delay.count() > 0 && durability != Durability::kSync) {
-    return InvalidArgument("commit_delay_us applies to sync topics only");
+    return InvalidArgument("commit_delay_us: applies to sync topics only");
   }
   if (max_batch_size == 0 || max_batch_bytes == 0) {
     return InvalidArgument("max_batch_size and max_batch_bytes must be positive");

@@ -973,7 +973,7 @@ TEST(BusOptionsTest, TopicNamesAndOptionsAreValidated) {
   EXPECT_EQ((*bus)->CreateTopic("x", bad).code(), StatusCode::kInvalidArgument);
   TopicOptions delayed = Durable(Durability::kAsync);
   delayed.commit_delay = std::chrono::milliseconds(1);
-  EXPECT_EQ(delayed.Validate().message(), "commit_delay_us applies to sync topics only");
+  EXPECT_EQ(delayed.Validate().message(), "commit_delay_us: applies to sync topics only");
   delayed.durability = Durability::kSync;
   EXPECT_TRUE(delayed.Validate().ok());
   delayed.commit_delay = std::chrono::seconds(2);

@@ -295,6 +295,10 @@ TEST_F(BusHttpTest, BadInputIs400NamingTheField) {
              R"({"name":"x","durability":"sync","commit_delay_us":1000001})");
   EXPECT_EQ(res.status, 400);
   EXPECT_EQ(ErrorMessage(res), "commit_delay_us: must be 0..1000000");
+  res = Send("POST", "/api/v1/bus/topics",
+             R"({"name":"x","durability":"sync","commit_delay_us":18446744073709551615})");
+  EXPECT_EQ(res.status, 400);
+  EXPECT_EQ(ErrorMessage(res), "commit_delay_us: must be 0..1000000");
   EXPECT_EQ(Send("POST", "/api/v1/bus/topics", R"({"name":"a..b"})").status, 400);
   EXPECT_EQ(Send("GET", "/api/v1/bus/topics/t/messages?from=soon").status, 400);
   EXPECT_EQ(Send("GET", "/api/v1/bus/topics/missing/messages").status, 404);
