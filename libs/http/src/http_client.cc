@@ -17,6 +17,7 @@
 #include <boost/asio/ssl/error.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/beast/http/buffer_body.hpp>
 #include <boost/beast/http/error.hpp>
 #include <boost/beast/http/parser.hpp>
@@ -26,6 +27,7 @@
 #include <boost/beast/http/write.hpp>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <condition_variable>
 #include <deque>
@@ -41,6 +43,7 @@
 #include "client_connection.h"
 #include "client_url.h"
 #include "io_thread.h"
+#include "wire.h"
 
 namespace atrium::http {
 
@@ -462,35 +465,61 @@ asio::awaitable<HttpClient::Impl::Outcome> HttpClient::Impl::Exchange(
   const ClientOptions& options = job->impl->options_;
   bool plain_via_http_proxy = job->proxy.kind == ProxyKind::kHttp && !target.tls;
 
-  // The body is sent from the caller's string (span_body), not copied; the message is dropped once
-  // written, so a long response does not keep a second copy of the request's head.
-  std::optional<http::request<http::span_body<const char>>> request_message(std::in_place);
-  auto& message = *request_message;
-  message.version(11);
-  message.method_string(method);
-  message.target(plain_via_http_proxy ? target.AbsoluteForm() : target.target);
-  for (const auto& [name, value] : headers.fields()) message.insert(name, value);
-  if (!headers.Has("Host")) message.set(http::field::host, target.host_header);
+  // The head is serialized here; the body is sent from the caller's string, not copied.
+  std::string absolute_form;
+  if (plain_via_http_proxy) absolute_form = target.AbsoluteForm();
+  const std::string_view request_target =
+      plain_via_http_proxy ? std::string_view(absolute_form) : std::string_view(target.target);
+  std::string request_head;
+  request_head.reserve(128 + 64 * headers.size() + request_target.size());
+  request_head.append(method).append(" ").append(request_target).append(" HTTP/1.1\r\n");
+  for (const auto& [name, value] : headers.fields()) {
+    // The framing is the client's: Content-Length is written below from the body.
+    if (EqualsIgnoreCase(name, "Content-Length") || EqualsIgnoreCase(name, "Transfer-Encoding")) {
+      continue;
+    }
+    if (!internal::AppendHeaderField(request_head, name, value)) {
+      co_return Outcome::Fail(InvalidArgument("request header '" + name +
+                                              "' is not a valid HTTP field (a name that is not a "
+                                              "token, or CR, LF or NUL in its value)"));
+    }
+  }
+  if (!headers.Has("Host")) internal::AppendHeaderField(request_head, "Host", target.host_header);
   if (!headers.Has("User-Agent") && !options.user_agent.empty()) {
-    message.set(http::field::user_agent, options.user_agent);
+    internal::AppendHeaderField(request_head, "User-Agent", options.user_agent);
   }
   if (!headers.Has("Authorization") && !target.authorization.empty()) {
-    message.set(http::field::authorization, target.authorization);
+    internal::AppendHeaderField(request_head, "Authorization", target.authorization);
   }
   if (plain_via_http_proxy && job->proxy.has_credentials && !headers.Has("Proxy-Authorization")) {
-    message.set(http::field::proxy_authorization,
-                "Basic " + Base64Encode(job->proxy.user + ":" + job->proxy.password));
+    internal::AppendHeaderField(
+        request_head, "Proxy-Authorization",
+        "Basic " + Base64Encode(job->proxy.user + ":" + job->proxy.password));
   }
-  message.body() = http::span_body<const char>::value_type(body.data(), body.size());
-  message.prepare_payload();
+  // As Beast's prepare_payload: a length whenever there is a body, and for the methods that
+  // expect one even when it is empty.
+  if (!body.empty() || EqualsIgnoreCase(method, "POST") || EqualsIgnoreCase(method, "PUT") ||
+      EqualsIgnoreCase(method, "OPTIONS") || EqualsIgnoreCase(method, "PATCH")) {
+    internal::AppendHeaderField(request_head, "Content-Length", std::to_string(body.size()));
+  }
+  request_head.append("\r\n");
   bool idempotent = IsIdempotent(method);
 
   beast::error_code ec;
   Clock::time_point deadline = limits.OpDeadline(limits.read_timeout);
-  connection->tcp().expires_at(deadline);
-  size_t written =
-      co_await http::async_write(stream, message, asio::redirect_error(asio::use_awaitable, ec));
-  request_message.reset();
+  size_t written = 0;
+  if constexpr (kTls) {
+    connection->tcp().expires_at(deadline);
+    std::array<asio::const_buffer, 2> buffers{asio::buffer(request_head), asio::buffer(body)};
+    written =
+        co_await asio::async_write(stream, buffers, asio::redirect_error(asio::use_awaitable, ec));
+  } else {
+    internal::WriteResult result =
+        co_await internal::WriteHeadAndBody(stream, request_head, body, deadline);
+    ec = result.error;
+    written = result.written;
+  }
+  request_head = std::string();
   if (ec || control.aborted) {
     Outcome outcome = Outcome::Fail(client_internal::OperationError(
         ec, control, limits, limits.read_timeout, deadline, "sending request to " + request.url));
@@ -557,9 +586,20 @@ asio::awaitable<HttpClient::Impl::Outcome> HttpClient::Impl::Exchange(
     parser->get().body().data = job->chunk.get();
     parser->get().body().size = chunk_size;
     deadline = limits.OpDeadline(limits.read_timeout);
-    connection->tcp().expires_at(deadline);
-    co_await http::async_read_some(stream, buffer, *parser,
-                                   asio::redirect_error(asio::use_awaitable, ec));
+    // Bytes read with the head (often the whole body) are parsed here: a completed
+    // async_read_some would cost a trip through the scheduler for nothing.
+    bool parsed = false;
+    if (buffer.size() > 0) {
+      size_t used = parser->put(buffer.data(), ec);
+      buffer.consume(used);
+      if (ec == http::error::need_more) ec = {};
+      parsed = used > 0 || ec;
+    }
+    if (!parsed) {
+      connection->tcp().expires_at(deadline);
+      co_await http::async_read_some(stream, buffer, *parser,
+                                     asio::redirect_error(asio::use_awaitable, ec));
+    }
     if (ec == http::error::need_buffer) ec = {};
     if constexpr (kTls) {
       // Servers that end an EOF-delimited body without close_notify.

@@ -35,6 +35,7 @@
 #include "atrium/http/json_error.h"
 #include "io_thread.h"
 #include "reply_slot.h"
+#include "wire.h"
 
 namespace atrium::http {
 
@@ -391,17 +392,30 @@ class Server::State : public std::enable_shared_from_this<Server::State> {
   static net::awaitable<bool> WriteSimple(std::shared_ptr<Conn> conn, const ServerOptions& opt,
                                           int status, const Headers& headers, std::string body,
                                           bool keep_alive, bool head, unsigned version) {
-    bhttp::response<bhttp::string_body> res;
-    res.version(version);
-    res.result(static_cast<unsigned>(status));
-    for (const auto& [k, v] : headers.fields()) res.insert(k, v);
-    res.keep_alive(keep_alive);
-    res.body() = std::move(body);
-    res.prepare_payload();
-    if (head) res.body().clear();
-    conn->stream.expires_after(opt.write_timeout);
-    auto [ec, n] = co_await bhttp::async_write(conn->stream, res, kNoThrow);
-    co_return !ec;
+    std::string out;
+    out.reserve(128 + 64 * headers.size());
+    internal::AppendStatusLine(out, version, status);
+    for (const auto& [name, value] : headers.fields()) {
+      // Framing is the server's: these three are written below from the response itself.
+      if (EqualsIgnoreCase(name, "Content-Length") || EqualsIgnoreCase(name, "Transfer-Encoding") ||
+          EqualsIgnoreCase(name, "Connection")) {
+        continue;
+      }
+      // A field that would split the response (CR or LF in it) is dropped, not sent.
+      internal::AppendHeaderField(out, name, value);
+    }
+    if (internal::StatusHasNoBody(status)) {
+      body.clear();
+    } else {
+      internal::AppendHeaderField(out, "Content-Length", std::to_string(body.size()));
+    }
+    if (version >= 11 && !keep_alive) out.append("Connection: close\r\n");
+    if (version < 11 && keep_alive) out.append("Connection: keep-alive\r\n");
+    out.append("\r\n");
+    internal::WriteResult written = co_await internal::WriteHeadAndBody(
+        conn->stream, out, head ? std::string_view() : std::string_view(body),
+        Clock::now() + opt.write_timeout);
+    co_return !written.error;
   }
 
   // Reads one request (the buffer holds at least its first byte), answers it. Returns whether
@@ -527,16 +541,24 @@ class Server::State : public std::enable_shared_from_this<Server::State> {
     if (reply->done()) {
       response = reply->Take();
     } else {
-      auto timer = std::make_shared<net::steady_timer>(conn->stream.get_executor());
       auto timeout = request.route ? request.route->options.timeout : std::chrono::milliseconds(0);
       if (timeout.count() > 0) {
+        auto timer = std::make_shared<net::steady_timer>(conn->stream.get_executor());
         timer->expires_after(timeout);
+        auto exec = conn->stream.get_executor();
+        if (reply->SetWaker([timer, exec] { net::post(exec, [timer] { timer->cancel(); }); })) {
+          co_await timer->async_wait(kNoThrow);
+        }
       } else {
-        timer->expires_at(Clock::time_point::max());
-      }
-      auto exec = conn->stream.get_executor();
-      if (reply->SetWaker([timer, exec] { net::post(exec, [timer] { timer->cancel(); }); })) {
-        co_await timer->async_wait(kNoThrow);
+        // No deadline: the session's own completion handler is the waker (one post, no timer).
+        co_await net::async_initiate<decltype(net::use_awaitable), void()>(
+            [&reply](auto handler) {
+              auto waiting = std::make_shared<decltype(handler)>(std::move(handler));
+              if (!reply->SetWaker([waiting] { net::post(std::move(*waiting)); })) {
+                net::post(std::move(*waiting));
+              }
+            },
+            net::use_awaitable);
       }
       response = reply->Take();
       if (!response) {

@@ -98,6 +98,57 @@ TEST_F(HttpClientTest, GetAndPostRoundTrip) {
   EXPECT_EQ(response->body, "POST /items payload");
 }
 
+// The client writes the request head itself: the framing (Content-Length, Host) is its own,
+// and a header that would split the request is refused before anything is sent.
+TEST_F(HttpClientTest, RequestFramingIsTheClientsAndSplittingHeadersAreRefused) {
+  std::mutex mu;
+  std::vector<TestRequest> seen;
+  TestHttpServer server([&](TestConnection& c, const TestRequest& r) {
+    {
+      std::lock_guard lock(mu);
+      seen.push_back(r);
+    }
+    c.Respond(200, "ok");
+  });
+  HttpClient client;
+  ClientRequest patch = Get(server.Url("/p"));
+  patch.method = "PATCH";
+  patch.headers.Set("Content-Length", "999");
+  patch.headers.Set("Transfer-Encoding", "chunked");
+  auto response = client.SendSync(patch);
+  ASSERT_TRUE(response.ok()) << response.status().ToString();
+  ClientRequest post = Get(server.Url("/q"));
+  post.method = "POST";
+  post.body = std::string(300000, 'x');  // more than one socket write
+  response = client.SendSync(post);
+  ASSERT_TRUE(response.ok()) << response.status().ToString();
+  response = client.SendSync(Get(server.Url("/g")));
+  ASSERT_TRUE(response.ok()) << response.status().ToString();
+  {
+    std::lock_guard lock(mu);
+    ASSERT_EQ(seen.size(), 3u);
+    EXPECT_EQ(seen[0].method, "PATCH");
+    EXPECT_EQ(seen[0].headers.GetOr("content-length", "none"), "0");
+    EXPECT_FALSE(seen[0].headers.Has("transfer-encoding"));
+    EXPECT_EQ(seen[0].headers.GetOr("host", ""),
+              server.Url("").substr(std::string_view("http://").size()));
+    EXPECT_EQ(seen[1].headers.GetOr("content-length", "none"), "300000");
+    EXPECT_EQ(seen[1].body, std::string(300000, 'x'));
+    EXPECT_EQ(seen[2].method, "GET");
+    EXPECT_FALSE(seen[2].headers.Has("content-length"));
+  }
+
+  ClientRequest bad = Get(server.Url("/bad"));
+  bad.headers.Set("X-Note", "a\r\nInjected: 1");
+  response = client.SendSync(bad);
+  ASSERT_FALSE(response.ok());
+  EXPECT_EQ(response.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(response.status().message().find("'X-Note'"), std::string::npos)
+      << response.status().message();
+  std::lock_guard lock(mu);
+  EXPECT_EQ(seen.size(), 3u);  // nothing reached the server
+}
+
 TEST_F(HttpClientTest, AsyncSendRunsDoneOnceOnClientThread) {
   TestHttpServer server(Echo);
   HttpClient client;

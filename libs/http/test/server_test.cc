@@ -204,6 +204,67 @@ TEST_F(ServerTest, HeadAnswersWithoutBody) {
   EXPECT_EQ(next.body(), "hello");
 }
 
+// The response head is written by the server itself (not Beast's serializer): its framing is
+// the server's, whatever the handler put in its headers.
+TEST_F(ServerTest, ResponseFramingIsTheServers) {
+  Router r;
+  ASSERT_TRUE(r.Add("GET", "/nothing", SyncHandler([](Request&) {
+                      Response res = Response::Text(204, "dropped");
+                      res.headers.Set("Content-Length", "7");
+                      res.headers.Set("x-kept", "yes");
+                      return res;
+                    }))
+                  .ok());
+  ASSERT_TRUE(r.Add("GET", "/framing", SyncHandler([](Request&) {
+                      Response res = Response::Text(200, "body");
+                      res.headers.Set("Content-Length", "999");
+                      res.headers.Set("Transfer-Encoding", "chunked");
+                      res.headers.Set("Connection", "upgrade");
+                      res.headers.Set("x-split", "a\r\nInjected: 1");
+                      res.headers.Set("x-kept", "yes");
+                      return res;
+                    }))
+                  .ok());
+  Start(std::move(r));
+  {
+    TestClient c(port());
+    c.SendRaw(
+        "GET /nothing HTTP/1.1\r\nHost: x\r\n\r\n"
+        "GET /framing HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    std::string all = c.ReadToEof();
+    size_t second = all.find("HTTP/1.1 200 OK\r\n");
+    ASSERT_NE(second, std::string::npos) << all;
+    std::string first = all.substr(0, second);
+    EXPECT_TRUE(first.starts_with("HTTP/1.1 204 No Content\r\n")) << first;
+    EXPECT_NE(first.find("x-kept: yes\r\n"), std::string::npos) << first;
+    EXPECT_EQ(first.find("Content-Length"), std::string::npos) << first;
+    EXPECT_TRUE(first.ends_with("\r\n\r\n")) << first;  // no body after the head
+    std::string rest = all.substr(second);
+    EXPECT_NE(rest.find("\r\nContent-Length: 4\r\n"), std::string::npos) << rest;
+    EXPECT_NE(rest.find("\r\nConnection: close\r\n"), std::string::npos) << rest;
+    EXPECT_NE(rest.find("\r\nx-kept: yes\r\n"), std::string::npos) << rest;
+    EXPECT_EQ(rest.find("999"), std::string::npos) << rest;
+    EXPECT_EQ(rest.find("chunked"), std::string::npos) << rest;
+    EXPECT_EQ(rest.find("upgrade"), std::string::npos) << rest;
+    EXPECT_EQ(rest.find("Injected"), std::string::npos) << rest;
+    EXPECT_TRUE(rest.ends_with("\r\n\r\nbody")) << rest;
+  }
+  {
+    // HTTP/1.0 asking for keep-alive is told so, and the connection serves a second request.
+    TestClient c(port());
+    c.SendRaw("GET /framing HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+    auto res = c.Read();
+    EXPECT_EQ(res.version(), 10);
+    EXPECT_EQ(res[bhttp::field::connection], "keep-alive");
+    EXPECT_EQ(res.body(), "body");
+    c.SendRaw("GET /framing HTTP/1.0\r\n\r\n");
+    std::string all = c.ReadToEof();
+    EXPECT_TRUE(all.starts_with("HTTP/1.0 200 OK\r\n")) << all;
+    EXPECT_EQ(all.find("Connection:"), std::string::npos) << all;
+    EXPECT_TRUE(all.ends_with("body")) << all;
+  }
+}
+
 TEST_F(ServerTest, HandlerErrorsUseTheUniformShape) {
   Start(EchoRouter());
   TestClient c(port());

@@ -1,0 +1,126 @@
+#include "wire.h"
+
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+#include <array>
+#include <cerrno>
+#include <charconv>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/buffer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/http/status.hpp>
+
+namespace atrium::http::internal {
+
+namespace net = boost::asio;
+namespace bhttp = boost::beast::http;
+
+namespace {
+
+// RFC 9110 tchar.
+bool IsTokenChar(unsigned char c) {
+  if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) return true;
+  switch (c) {
+    case '!':
+    case '#':
+    case '$':
+    case '%':
+    case '&':
+    case '\'':
+    case '*':
+    case '+':
+    case '-':
+    case '.':
+    case '^':
+    case '_':
+    case '`':
+    case '|':
+    case '~':
+      return true;
+    default:
+      return false;
+  }
+}
+
+void AppendNumber(std::string& out, unsigned long long n) {
+  char digits[24];
+  auto [end, ec] = std::to_chars(digits, digits + sizeof(digits), n);
+  out.append(digits, end);
+}
+
+}  // namespace
+
+bool AppendHeaderField(std::string& out, std::string_view name, std::string_view value) {
+  if (name.empty()) return false;
+  for (char c : name) {
+    if (!IsTokenChar(static_cast<unsigned char>(c))) return false;
+  }
+  for (char c : value) {
+    if (c == '\r' || c == '\n' || c == '\0') return false;
+  }
+  out.append(name);
+  out.append(": ");
+  out.append(value);
+  out.append("\r\n");
+  return true;
+}
+
+void AppendStatusLine(std::string& out, unsigned version, int status) {
+  out.append(version == 10 ? "HTTP/1.0 " : "HTTP/1.1 ");
+  AppendNumber(out, static_cast<unsigned>(status));
+  out.push_back(' ');
+  out.append(bhttp::obsolete_reason(static_cast<bhttp::status>(status)));
+  out.append("\r\n");
+}
+
+bool StatusHasNoBody(int status) {
+  return (status >= 100 && status < 200) || status == 204 || status == 304;
+}
+
+net::awaitable<WriteResult> WriteHeadAndBody(boost::beast::tcp_stream& stream,
+                                             std::string_view head, std::string_view body,
+                                             std::chrono::steady_clock::time_point deadline) {
+  const int fd = stream.socket().native_handle();
+  size_t total = head.size() + body.size();
+  size_t sent = 0;
+  while (sent < total) {
+    std::array<iovec, 2> iov{};
+    size_t n_iov = 0;
+    if (sent < head.size()) {
+      iov[n_iov++] = {const_cast<char*>(head.data()) + sent, head.size() - sent};
+      if (!body.empty()) iov[n_iov++] = {const_cast<char*>(body.data()), body.size()};
+    } else {
+      size_t off = sent - head.size();
+      iov[n_iov++] = {const_cast<char*>(body.data()) + off, body.size() - off};
+    }
+    msghdr msg{};
+    msg.msg_iov = iov.data();
+    msg.msg_iovlen = n_iov;
+    ssize_t n = ::sendmsg(fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n > 0) {
+      sent += static_cast<size_t>(n);
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+      co_return WriteResult{boost::system::error_code(errno, boost::system::system_category()),
+                            sent};
+    }
+    break;  // the send buffer is full: the rest waits for the socket
+  }
+  if (sent == total) co_return WriteResult{{}, sent};
+  std::array<net::const_buffer, 2> rest;
+  if (sent < head.size()) {
+    rest = {net::buffer(head.substr(sent)), net::buffer(body)};
+  } else {
+    rest = {net::const_buffer(), net::buffer(body.substr(sent - head.size()))};
+  }
+  stream.expires_at(deadline);
+  auto [ec, n] = co_await net::async_write(stream, rest, net::as_tuple(net::use_awaitable));
+  co_return WriteResult{ec, sent + n};
+}
+
+}  // namespace atrium::http::internal
