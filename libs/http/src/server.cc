@@ -16,6 +16,7 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
@@ -45,6 +46,7 @@ namespace bhttp = boost::beast::http;
 using tcp = net::ip::tcp;
 using Clock = std::chrono::steady_clock;
 constexpr auto kNoThrow = net::as_tuple(net::use_awaitable);
+using namespace boost::asio::experimental::awaitable_operators;  // || for a stream and its watch
 
 namespace {
 
@@ -588,10 +590,9 @@ class Server::State : public std::enable_shared_from_this<Server::State> {
     // Recorded before the write so that a client that got its answer sees it in /metrics.
     self->Record(request, res.status, Clock::now() - start, res.body.size());
     if (res.stream && !head) {
-      // A stream that is complete before its first write keeps the connection; one still
-      // running ends it (its disconnect watch reads from the socket).
+      // The connection is kept after a stream its producer ended, unless the client left.
       keep_alive = keep_alive && !self->stopping_;
-      ok = co_await WriteStream(self, conn, res, version, keep_alive);
+      ok = co_await WriteStream(self, conn, buffer, res, version, keep_alive);
     } else {
       // HEAD of a streaming route: nobody will drain the stream, so its producer is told now.
       if (res.stream) res.stream->CloseFromServer(BodyStream::CloseReason::kClientGone);
@@ -655,21 +656,68 @@ class Server::State : public std::enable_shared_from_this<Server::State> {
                          11);
   }
 
-  // Waits for the client to go away while a streaming response is written.
-  static net::awaitable<void> DetectDisconnect(std::shared_ptr<Conn> conn,
-                                               std::shared_ptr<BodyStream> body) {
+  // Watches the client while a stream is written, until the writer finishes and cancels it. A
+  // read that fails (EOF, reset) means the client is gone: the stream is closed and the writer
+  // stops. Bytes that arrive instead (the client's next request, sent early) are kept in
+  // `buffer` for the session, and the watch then only waits to be cancelled.
+  static net::awaitable<void> WatchClient(std::shared_ptr<Conn> conn,
+                                          std::shared_ptr<BodyStream> body,
+                                          beast::flat_buffer& buffer, bool& client_gone) {
     char scratch[512];
-    while (true) {
-      auto [ec, n] = co_await conn->stream.socket().async_read_some(net::buffer(scratch), kNoThrow);
-      if (ec) break;  // EOF, reset, or the socket closed by the writer
+    auto [ec, n] = co_await conn->stream.socket().async_read_some(net::buffer(scratch), kNoThrow);
+    if (ec == net::error::operation_aborted) co_return;  // the stream ended first
+    if (ec) {
+      client_gone = true;
+      body->CloseFromServer(BodyStream::CloseReason::kClientGone);
+      co_return;
     }
-    body->CloseFromServer(BodyStream::CloseReason::kClientGone);
+    buffer.commit(net::buffer_copy(buffer.prepare(n), net::buffer(scratch, n)));
+    net::steady_timer until_cancelled(conn->stream.get_executor(), Clock::time_point::max());
+    co_await until_cancelled.async_wait(kNoThrow);
+  }
+
+  // Writes the chunks of a stream as its producer queues them (and heartbeats while it is
+  // quiet) until it finishes or a write fails; false on a failed write.
+  static net::awaitable<bool> WriteChunks(std::shared_ptr<Conn> conn,
+                                          std::shared_ptr<BodyStream> body,
+                                          std::shared_ptr<net::steady_timer> timer,
+                                          const ServerOptions& opt) {
+    auto last_write = Clock::now();
+    while (true) {
+      auto drained = body->Drain();
+      if (!drained.chunks.empty()) {
+        std::string data;
+        for (auto& c : drained.chunks) data += c;
+        conn->stream.expires_after(opt.write_timeout);
+        auto [wec, wn] =
+            co_await net::async_write(conn->stream, bhttp::make_chunk(net::buffer(data)), kNoThrow);
+        if (wec) co_return false;
+        last_write = Clock::now();
+      }
+      if (drained.finished) co_return true;
+      auto hb = body->heartbeat_interval();
+      if (hb.count() > 0 && Clock::now() - last_write >= hb) {
+        conn->stream.expires_after(opt.write_timeout);
+        auto [wec, wn] = co_await net::async_write(
+            conn->stream, bhttp::make_chunk(net::buffer(body->heartbeat_chunk())), kNoThrow);
+        if (wec) co_return false;
+        last_write = Clock::now();
+        continue;
+      }
+      if (hb.count() > 0) {
+        timer->expires_at(last_write + hb);
+      } else {
+        timer->expires_at(Clock::time_point::max());
+      }
+      if (body->queued_bytes() == 0 && !body->closed()) co_await timer->async_wait(kNoThrow);
+    }
   }
 
   // Writes a streamed (chunked) response. `keep_alive` in: what the request allows; out: whether
   // the connection stays open.
   static net::awaitable<bool> WriteStream(std::shared_ptr<State> self, std::shared_ptr<Conn> conn,
-                                          Response& res, unsigned version, bool& keep_alive) {
+                                          beast::flat_buffer& buffer, Response& res,
+                                          unsigned version, bool& keep_alive) {
     const ServerOptions& opt = self->options_;
     std::shared_ptr<BodyStream> body = res.stream;
     bhttp::response<bhttp::empty_body> head;
@@ -677,6 +725,12 @@ class Server::State : public std::enable_shared_from_this<Server::State> {
     head.result(static_cast<unsigned>(res.status));
     for (const auto& [k, v] : res.headers.fields()) head.insert(k, v);
     head.chunked(true);
+    // A producer still running may be a read away from its end (a short answer that arrived in
+    // two parts): the event loop gets two turns first, so that such an answer still goes out
+    // whole, in one write and without a watch. Costs two queue passes, no timer.
+    for (int turn = 0; turn < 2 && !body->closed(); ++turn) {
+      co_await net::post(conn->stream.get_executor(), net::use_awaitable);
+    }
     if (body->closed() && body->close_reason() == BodyStream::CloseReason::kProducer) {
       // Complete already (a short answer, relayed whole): head, chunks and the last chunk in
       // one write, and no disconnect watch, so the connection can serve the next request.
@@ -697,8 +751,9 @@ class Server::State : public std::enable_shared_from_this<Server::State> {
       body->CloseFromServer(BodyStream::CloseReason::kClientGone);
       co_return !wec;
     }
-    keep_alive = false;
-    head.keep_alive(false);
+    // Still running: the connection stays open afterwards when the stream ends as its producer
+    // meant it to and the client is still there (its watch keeps what it sent meanwhile).
+    head.keep_alive(keep_alive);
     bhttp::response_serializer<bhttp::empty_body> sr{head};
     conn->stream.expires_after(opt.write_timeout);
     auto [ec, n] = co_await bhttp::async_write_header(conn->stream, sr, kNoThrow);
@@ -713,54 +768,26 @@ class Server::State : public std::enable_shared_from_this<Server::State> {
     auto exec = conn->stream.get_executor();
     auto timer = std::make_shared<net::steady_timer>(exec);
     body->SetWaker([timer, exec] { net::post(exec, [timer] { timer->cancel(); }); });
-    net::co_spawn(exec, DetectDisconnect(conn, body), net::detached);
-    auto last_write = Clock::now();
-    bool ok = true;
-    while (ok) {
-      auto drained = body->Drain();
-      if (!drained.chunks.empty()) {
-        std::string data;
-        for (auto& c : drained.chunks) data += c;
-        conn->stream.expires_after(opt.write_timeout);
-        auto [wec, wn] =
-            co_await net::async_write(conn->stream, bhttp::make_chunk(net::buffer(data)), kNoThrow);
-        if (wec) {
-          ok = false;
-          break;
-        }
-        last_write = Clock::now();
-      }
-      if (drained.finished) break;
-      auto hb = body->heartbeat_interval();
-      if (hb.count() > 0 && Clock::now() - last_write >= hb) {
-        conn->stream.expires_after(opt.write_timeout);
-        auto [wec, wn] = co_await net::async_write(
-            conn->stream, bhttp::make_chunk(net::buffer(body->heartbeat_chunk())), kNoThrow);
-        if (wec) {
-          ok = false;
-          break;
-        }
-        last_write = Clock::now();
-        continue;
-      }
-      if (hb.count() > 0) {
-        timer->expires_at(last_write + hb);
-      } else {
-        timer->expires_at(Clock::time_point::max());
-      }
-      if (body->queued_bytes() == 0 && !body->closed()) co_await timer->async_wait(kNoThrow);
-    }
+    bool client_gone = false;
+    auto first_done = co_await (WriteChunks(conn, body, timer, opt) ||
+                                WatchClient(conn, body, buffer, client_gone));
+    bool ok = first_done.index() == 0 && std::get<0>(first_done);
     if (ok) {
       conn->stream.expires_after(opt.write_timeout);
-      co_await net::async_write(conn->stream, bhttp::make_chunk_last(), kNoThrow);
+      auto [lec, ln] = co_await net::async_write(conn->stream, bhttp::make_chunk_last(), kNoThrow);
+      ok = !lec;
     }
+    bool finished_by_producer = body->close_reason() == BodyStream::CloseReason::kProducer;
     body->CloseFromServer(BodyStream::CloseReason::kClientGone);
     body->SetWaker(nullptr);
     conn->body.reset();
     --self->open_streams_;
     if (self->open_streams_gauge_) self->open_streams_gauge_->Dec();
-    boost::system::error_code sec;
-    conn->stream.socket().shutdown(tcp::socket::shutdown_send, sec);
+    keep_alive = keep_alive && ok && finished_by_producer && !client_gone && !self->stopping_;
+    if (!keep_alive) {
+      boost::system::error_code sec;
+      conn->stream.socket().shutdown(tcp::socket::shutdown_send, sec);
+    }
     co_return ok;
   }
 

@@ -486,7 +486,7 @@ TEST_F(ServerTest, GracefulShutdownFinishesInFlightRequest) {
   EXPECT_TRUE(ec);
 }
 
-TEST_F(ServerTest, AStreamCompleteBeforeItsFirstWriteKeepsTheConnection) {
+TEST_F(ServerTest, StreamsKeepTheConnectionAndARequestSentDuringOneIsServedAfterIt) {
   Router r;
   ASSERT_TRUE(r.Add("GET", "/short", Handler([](Request&, Responder responder) {
                       auto stream = std::make_shared<BodyStream>();
@@ -530,10 +530,18 @@ TEST_F(ServerTest, AStreamCompleteBeforeItsFirstWriteKeepsTheConnection) {
     size_t n = c.socket().read_some(net::buffer(buf));
     got.append(buf, n);
   }
+  EXPECT_EQ(got.find("Connection: close"), std::string::npos) << got;
+  // The next request, sent while the stream runs, waits for it and is answered after it.
+  c.SendRaw("GET /short HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+  std::this_thread::sleep_for(50ms);
   head_seen.set_value();
-  got += c.ReadToEof();  // the stream ends the connection
-  EXPECT_NE(got.find("Connection: close\r\n"), std::string::npos) << got;
-  EXPECT_NE(got.find("4\r\nlate\r\n0\r\n\r\n"), std::string::npos) << got;
+  got += c.ReadToEof();  // the second request asked for the close
+  size_t late = got.find("4\r\nlate\r\n0\r\n\r\n");
+  ASSERT_NE(late, std::string::npos) << got;
+  std::string after = got.substr(late + std::string_view("4\r\nlate\r\n0\r\n\r\n").size());
+  EXPECT_TRUE(after.starts_with("HTTP/1.1 200 OK\r\n")) << got;
+  EXPECT_NE(after.find("Connection: close\r\n"), std::string::npos) << after;
+  EXPECT_NE(after.find("data: two\n\n\r\n0\r\n\r\n"), std::string::npos) << after;
 }
 
 TEST_F(ServerTest, SseStreamIsReadByAClient) {
