@@ -514,8 +514,10 @@ asio::awaitable<HttpClient::Impl::Outcome> HttpClient::Impl::Exchange(
     written =
         co_await asio::async_write(stream, buffers, asio::redirect_error(asio::use_awaitable, ec));
   } else {
-    internal::WriteResult result =
-        co_await internal::WriteHeadAndBody(stream, request_head, body, deadline);
+    internal::WriteResult result = internal::SendNow(stream, request_head, body);
+    if (internal::NeedsRest(result, request_head, body)) {
+      result = co_await internal::WriteRest(stream, request_head, body, result, deadline);
+    }
     ec = result.error;
     written = result.written;
   }

@@ -414,9 +414,12 @@ class Server::State : public std::enable_shared_from_this<Server::State> {
     if (version >= 11 && !keep_alive) out.append("Connection: close\r\n");
     if (version < 11 && keep_alive) out.append("Connection: keep-alive\r\n");
     out.append("\r\n");
-    internal::WriteResult written = co_await internal::WriteHeadAndBody(
-        conn->stream, out, head ? std::string_view() : std::string_view(body),
-        Clock::now() + opt.write_timeout);
+    std::string_view payload = head ? std::string_view() : std::string_view(body);
+    internal::WriteResult written = internal::SendNow(conn->stream, out, payload);
+    if (internal::NeedsRest(written, out, payload)) {
+      written = co_await internal::WriteRest(conn->stream, out, payload, written,
+                                             Clock::now() + opt.write_timeout);
+    }
     co_return !written.error;
   }
 

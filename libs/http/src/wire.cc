@@ -80,9 +80,8 @@ bool StatusHasNoBody(int status) {
   return (status >= 100 && status < 200) || status == 204 || status == 304;
 }
 
-net::awaitable<WriteResult> WriteHeadAndBody(boost::beast::tcp_stream& stream,
-                                             std::string_view head, std::string_view body,
-                                             std::chrono::steady_clock::time_point deadline) {
+WriteResult SendNow(boost::beast::tcp_stream& stream, std::string_view head,
+                    std::string_view body) {
   const int fd = stream.socket().native_handle();
   size_t total = head.size() + body.size();
   size_t sent = 0;
@@ -106,21 +105,26 @@ net::awaitable<WriteResult> WriteHeadAndBody(boost::beast::tcp_stream& stream,
     }
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
-      co_return WriteResult{boost::system::error_code(errno, boost::system::system_category()),
-                            sent};
+      return WriteResult{boost::system::error_code(errno, boost::system::system_category()), sent};
     }
     break;  // the send buffer is full: the rest waits for the socket
   }
-  if (sent == total) co_return WriteResult{{}, sent};
+  return WriteResult{{}, sent};
+}
+
+net::awaitable<WriteResult> WriteRest(boost::beast::tcp_stream& stream, std::string_view head,
+                                      std::string_view body, WriteResult sent,
+                                      std::chrono::steady_clock::time_point deadline) {
+  if (!NeedsRest(sent, head, body)) co_return sent;
   std::array<net::const_buffer, 2> rest;
-  if (sent < head.size()) {
-    rest = {net::buffer(head.substr(sent)), net::buffer(body)};
+  if (sent.written < head.size()) {
+    rest = {net::buffer(head.substr(sent.written)), net::buffer(body)};
   } else {
-    rest = {net::const_buffer(), net::buffer(body.substr(sent - head.size()))};
+    rest = {net::const_buffer(), net::buffer(body.substr(sent.written - head.size()))};
   }
   stream.expires_at(deadline);
   auto [ec, n] = co_await net::async_write(stream, rest, net::as_tuple(net::use_awaitable));
-  co_return WriteResult{ec, sent + n};
+  co_return WriteResult{ec, sent.written + n};
 }
 
 }  // namespace atrium::http::internal

@@ -32,10 +32,20 @@ struct WriteResult {
   size_t written = 0;  // bytes the socket took, head included
 };
 
-// Writes `head` then `body` to `stream`'s socket: directly while the socket takes the bytes,
-// then asynchronously with `deadline` as the stream's expiry. Completes with the first error.
-boost::asio::awaitable<WriteResult> WriteHeadAndBody(
-    boost::beast::tcp_stream& stream, std::string_view head, std::string_view body,
-    std::chrono::steady_clock::time_point deadline);
+// Sends as much of `head` then `body` as `stream`'s socket takes now, without waiting. `written`
+// below the total (and no error) means the socket's buffer is full: WriteRest sends the rest.
+WriteResult SendNow(boost::beast::tcp_stream& stream, std::string_view head, std::string_view body);
+
+// Writes what SendNow left (`sent.written` bytes are out) asynchronously, with `deadline` as the
+// stream's expiry. Completes with the first error and the total written.
+boost::asio::awaitable<WriteResult> WriteRest(boost::beast::tcp_stream& stream,
+                                              std::string_view head, std::string_view body,
+                                              WriteResult sent,
+                                              std::chrono::steady_clock::time_point deadline);
+
+// Whether a SendNow result still needs WriteRest.
+inline bool NeedsRest(const WriteResult& sent, std::string_view head, std::string_view body) {
+  return !sent.error && sent.written < head.size() + body.size();
+}
 
 }  // namespace atrium::http::internal
