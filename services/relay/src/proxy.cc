@@ -646,9 +646,9 @@ class ProxyCall : public std::enable_shared_from_this<ProxyCall> {
     record_.latency_ms = ElapsedMs(started_);
     record_.ttfb_ms = ttfb_ms_;
     auto prices = s_.prices();
-    const std::string& priced_model =
-        prices->Find(record_.upstream_model) != nullptr ? record_.upstream_model : info_.model;
-    record_.cost = prices->Cost(priced_model, record_.usage, policy_.cost_multiplier);
+    const ModelPrice* price = prices->Find(record_.upstream_model);
+    if (price == nullptr) price = prices->Find(info_.model);
+    record_.cost = PriceTable::CostAt(price, record_.usage, policy_.cost_multiplier);
     s_.ledger.Commit(reservation_, record_.cost);
     if (!policy_.key_id.empty() && policy_.budget.any() && record_.cost > 0) {
       s_.CheckBudgetEvents(principal_.workspace_id, policy_.key_id, policy_.budget);

@@ -356,35 +356,46 @@ Result<PriceTable> PriceTable::FromJson(std::string_view text) {
 }
 
 void PriceTable::Set(ModelPrice price) {
-  for (auto& p : prices_) {
-    if (p.pattern == price.pattern) {
-      p = std::move(price);
-      return;
-    }
+  auto same = std::find_if(prices_.begin(), prices_.end(),
+                           [&](const ModelPrice& p) { return p.pattern == price.pattern; });
+  if (same != prices_.end()) {
+    *same = std::move(price);
+  } else {
+    prices_.push_back(std::move(price));
   }
-  prices_.push_back(std::move(price));
+  Reorder();
 }
 
 void PriceTable::Merge(const PriceTable& other) {
   for (const auto& p : other.prices_) Set(p);
 }
 
-const ModelPrice* PriceTable::Find(std::string_view model) const {
-  const ModelPrice* best = nullptr;
+void PriceTable::Reorder() {
+  // Longest pattern first, every wildcard costing more than any length difference.
   auto score = [](const std::string& pattern) {
     int64_t wild = std::count(pattern.begin(), pattern.end(), '*') +
                    std::count(pattern.begin(), pattern.end(), '?');
     return static_cast<int64_t>(pattern.size()) * 16 - wild * 1000;
   };
-  for (const auto& p : prices_) {
-    if (!GlobMatch(p.pattern, model)) continue;
-    if (best == nullptr || score(p.pattern) > score(best->pattern)) best = &p;
+  by_specificity_.resize(prices_.size());
+  for (size_t i = 0; i < prices_.size(); ++i) by_specificity_[i] = i;
+  std::stable_sort(by_specificity_.begin(), by_specificity_.end(), [&](size_t a, size_t b) {
+    return score(prices_[a].pattern) > score(prices_[b].pattern);
+  });
+}
+
+const ModelPrice* PriceTable::Find(std::string_view model) const {
+  for (size_t i : by_specificity_) {
+    if (GlobMatch(prices_[i].pattern, model)) return &prices_[i];
   }
-  return best;
+  return nullptr;
 }
 
 double PriceTable::Cost(std::string_view model, const Usage& u, double multiplier) const {
-  const ModelPrice* p = Find(model);
+  return CostAt(Find(model), u, multiplier);
+}
+
+double PriceTable::CostAt(const ModelPrice* p, const Usage& u, double multiplier) {
   if (p == nullptr) return 0;
   double dollars = (static_cast<double>(u.input_tokens) * p->input +
                     static_cast<double>(u.output_tokens) * p->output +

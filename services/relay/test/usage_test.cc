@@ -134,6 +134,32 @@ TEST(PricingTest, BundledTableMostSpecificPatternAndCachePrices) {
   EXPECT_FALSE(PriceTable::FromJson(R"({"models":{"x":{"input":-1}}})").ok());
 }
 
+TEST(PricingTest, MostSpecificMatchWinsWhateverTheOrderAndTiesGoToTheEarlierEntry) {
+  auto t = PriceTable::FromJson(R"({"models":{
+    "*":{"input":1},
+    "claude-*":{"input":2},
+    "claude-sonnet-?-5*":{"input":3},
+    "claude-sonnet-4-5*":{"input":4},
+    "claude-sonnet-4-5-20250929":{"input":5},
+    "claude-haiku-4-5*":{"input":6},
+    "claude-haiku-?-5*":{"input":7}}})");
+  ASSERT_TRUE(t.ok()) << t.status().ToString();
+  EXPECT_EQ(t->Find("claude-sonnet-4-5-20250929")->input, 5);  // exact
+  EXPECT_EQ(t->Find("claude-sonnet-4-5-20260101")->input, 4);  // one wildcard, longer
+  EXPECT_EQ(t->Find("claude-sonnet-5-5")->input, 2);           // fewer wildcards first, then length
+  EXPECT_EQ(t->Find("claude-opus")->input, 2);
+  EXPECT_EQ(t->Find("gpt-4o")->input, 1);
+  EXPECT_EQ(t->Find("claude-haiku-4-5")->input, 6);  // fewer wildcards beats the same length
+  // An override of an existing pattern keeps its place; a new, more specific one wins at once.
+  t->Set(ModelPrice{.pattern = "claude-*", .input = 20});
+  t->Set(ModelPrice{.pattern = "claude-opus*", .input = 30});
+  EXPECT_EQ(t->Find("claude-haiku")->input, 20);
+  EXPECT_EQ(t->Find("claude-opus-4")->input, 30);
+  EXPECT_DOUBLE_EQ(PriceTable::CostAt(t->Find("claude-opus-4"), Usage{1'000'000, 0, 0, 0, true}),
+                   30);
+  EXPECT_EQ(PriceTable::CostAt(nullptr, Usage{1'000'000, 0, 0, 0, true}), 0);
+}
+
 TEST(BudgetTest, PeriodStartsAreUtcBoundaries) {
   // 2026-11-22T10:00:00Z is a Sunday.
   int64_t t = 1'795'341'600'000'000;

@@ -92,11 +92,18 @@ class PriceTable {
   const ModelPrice* Find(std::string_view model) const;
   // Cost in dollars of `usage` for `model` (0 for unknown models), times `multiplier`.
   double Cost(std::string_view model, const Usage& usage, double multiplier = 1.0) const;
+  // The same for a price already found (0 for null).
+  static double CostAt(const ModelPrice* price, const Usage& usage, double multiplier = 1.0);
   const std::vector<ModelPrice>& prices() const { return prices_; }
   std::string ToJson() const;
 
  private:
+  void Reorder();
+
   std::vector<ModelPrice> prices_;
+  // Indexes into prices_, most specific pattern first (ties: earlier entry first), so that the
+  // first match is the best one.
+  std::vector<size_t> by_specificity_;
 };
 
 // The pricing JSON compiled into the binary (services/relay/src/pricing.json).
