@@ -6,7 +6,6 @@
 #include <limits>
 #include <random>
 #include <set>
-#include <sstream>
 #include <thread>
 #include <unordered_map>
 
@@ -390,15 +389,15 @@ class Server::State : public std::enable_shared_from_this<Server::State> {
     return {};
   }
 
-  // Writes a complete non-streaming response. Returns false on write failure.
-  static net::awaitable<bool> WriteSimple(std::shared_ptr<Conn> conn, const ServerOptions& opt,
-                                          int status, const Headers& headers, std::string body,
-                                          bool keep_alive, bool head, unsigned version) {
+  // The head of a response: status line, the handler's fields, then the framing, which is the
+  // server's: a Content-Length of `content_length`, or chunked when it is nullopt, and the
+  // Connection field that `keep_alive` calls for.
+  static std::string ResponseHead(unsigned version, int status, const Headers& headers,
+                                  std::optional<size_t> content_length, bool keep_alive) {
     std::string out;
     out.reserve(128 + 64 * headers.size());
     internal::AppendStatusLine(out, version, status);
     for (const auto& [name, value] : headers.fields()) {
-      // Framing is the server's: these three are written below from the response itself.
       if (EqualsIgnoreCase(name, "Content-Length") || EqualsIgnoreCase(name, "Transfer-Encoding") ||
           EqualsIgnoreCase(name, "Connection")) {
         continue;
@@ -406,21 +405,44 @@ class Server::State : public std::enable_shared_from_this<Server::State> {
       // A field that would split the response (CR or LF in it) is dropped, not sent.
       internal::AppendHeaderField(out, name, value);
     }
-    if (internal::StatusHasNoBody(status)) {
-      body.clear();
-    } else {
-      internal::AppendHeaderField(out, "Content-Length", std::to_string(body.size()));
+    if (!content_length) {
+      out.append("Transfer-Encoding: chunked\r\n");
+    } else if (!internal::StatusHasNoBody(status)) {
+      internal::AppendHeaderField(out, "Content-Length", std::to_string(*content_length));
     }
     if (version >= 11 && !keep_alive) out.append("Connection: close\r\n");
     if (version < 11 && keep_alive) out.append("Connection: keep-alive\r\n");
     out.append("\r\n");
-    std::string_view payload = head ? std::string_view() : std::string_view(body);
-    internal::WriteResult written = internal::SendNow(conn->stream, out, payload);
-    if (internal::NeedsRest(written, out, payload)) {
-      written = co_await internal::WriteRest(conn->stream, out, payload, written,
+    return out;
+  }
+
+  // Appends `data` as one chunk of a chunked body (nothing for empty data, which would end it).
+  static void AppendChunk(std::string& out, std::string_view data) {
+    if (data.empty()) return;
+    out.append(fmt::format("{:x}\r\n", data.size()));
+    out.append(data);
+    out.append("\r\n");
+  }
+
+  // Writes `head` then `body`: directly while the socket takes them, then asynchronously under
+  // the write timeout. Returns false on failure.
+  static net::awaitable<bool> Write(std::shared_ptr<Conn> conn, const ServerOptions& opt,
+                                    std::string_view head, std::string_view body = {}) {
+    internal::WriteResult written = internal::SendNow(conn->stream, head, body);
+    if (internal::NeedsRest(written, head, body)) {
+      written = co_await internal::WriteRest(conn->stream, head, body, written,
                                              Clock::now() + opt.write_timeout);
     }
     co_return !written.error;
+  }
+
+  // Writes a complete non-streaming response. Returns false on write failure.
+  static net::awaitable<bool> WriteSimple(std::shared_ptr<Conn> conn, const ServerOptions& opt,
+                                          int status, const Headers& headers, std::string body,
+                                          bool keep_alive, bool head, unsigned version) {
+    if (internal::StatusHasNoBody(status)) body.clear();
+    std::string out = ResponseHead(version, status, headers, body.size(), keep_alive);
+    co_return co_await Write(conn, opt, out, head ? std::string_view() : std::string_view(body));
   }
 
   // Reads one request (the buffer holds at least its first byte), answers it. Returns whether
@@ -680,7 +702,7 @@ class Server::State : public std::enable_shared_from_this<Server::State> {
   }
 
   // Writes the chunks of a stream as its producer queues them (and heartbeats while it is
-  // quiet) until it finishes or a write fails; false on a failed write.
+  // quiet), then the last chunk once it finishes; false on a failed write.
   static net::awaitable<bool> WriteChunks(std::shared_ptr<Conn> conn,
                                           std::shared_ptr<BodyStream> body,
                                           std::shared_ptr<net::steady_timer> timer,
@@ -688,22 +710,19 @@ class Server::State : public std::enable_shared_from_this<Server::State> {
     auto last_write = Clock::now();
     while (true) {
       auto drained = body->Drain();
-      if (!drained.chunks.empty()) {
-        std::string data;
-        for (auto& c : drained.chunks) data += c;
-        conn->stream.expires_after(opt.write_timeout);
-        auto [wec, wn] =
-            co_await net::async_write(conn->stream, bhttp::make_chunk(net::buffer(data)), kNoThrow);
-        if (wec) co_return false;
+      std::string framed;
+      for (auto& c : drained.chunks) AppendChunk(framed, c);
+      if (drained.finished) framed += "0\r\n\r\n";  // the last chunk, in the same write
+      if (!framed.empty()) {
+        if (!co_await Write(conn, opt, framed)) co_return false;
         last_write = Clock::now();
       }
       if (drained.finished) co_return true;
       auto hb = body->heartbeat_interval();
       if (hb.count() > 0 && Clock::now() - last_write >= hb) {
-        conn->stream.expires_after(opt.write_timeout);
-        auto [wec, wn] = co_await net::async_write(
-            conn->stream, bhttp::make_chunk(net::buffer(body->heartbeat_chunk())), kNoThrow);
-        if (wec) co_return false;
+        std::string framed;
+        AppendChunk(framed, body->heartbeat_chunk());
+        if (!co_await Write(conn, opt, framed)) co_return false;
         last_write = Clock::now();
         continue;
       }
@@ -723,44 +742,25 @@ class Server::State : public std::enable_shared_from_this<Server::State> {
                                           unsigned version, bool& keep_alive) {
     const ServerOptions& opt = self->options_;
     std::shared_ptr<BodyStream> body = res.stream;
-    bhttp::response<bhttp::empty_body> head;
-    head.version(version);
-    head.result(static_cast<unsigned>(res.status));
-    for (const auto& [k, v] : res.headers.fields()) head.insert(k, v);
-    head.chunked(true);
     // A producer still running may be a read away from its end (a short answer that arrived in
     // two parts): the event loop gets two turns first, so that such an answer still goes out
     // whole, in one write and without a watch. Costs two queue passes, no timer.
     for (int turn = 0; turn < 2 && !body->closed(); ++turn) {
       co_await net::post(conn->stream.get_executor(), net::use_awaitable);
     }
+    std::string out = ResponseHead(version, res.status, res.headers, std::nullopt, keep_alive);
     if (body->closed() && body->close_reason() == BodyStream::CloseReason::kProducer) {
       // Complete already (a short answer, relayed whole): head, chunks and the last chunk in
       // one write, and no disconnect watch, so the connection can serve the next request.
-      auto drained = body->Drain();
-      head.keep_alive(keep_alive);
-      std::ostringstream os;
-      os << head.base();
-      std::string out = std::move(os).str();
-      for (const auto& c : drained.chunks) {
-        if (c.empty()) continue;
-        out += fmt::format("{:x}\r\n", c.size());
-        out += c;
-        out += "\r\n";
-      }
+      for (const auto& c : body->Drain().chunks) AppendChunk(out, c);
       out += "0\r\n\r\n";
-      conn->stream.expires_after(opt.write_timeout);
-      auto [wec, wn] = co_await net::async_write(conn->stream, net::buffer(out), kNoThrow);
+      bool written = co_await Write(conn, opt, out);
       body->CloseFromServer(BodyStream::CloseReason::kClientGone);
-      co_return !wec;
+      co_return written;
     }
     // Still running: the connection stays open afterwards when the stream ends as its producer
     // meant it to and the client is still there (its watch keeps what it sent meanwhile).
-    head.keep_alive(keep_alive);
-    bhttp::response_serializer<bhttp::empty_body> sr{head};
-    conn->stream.expires_after(opt.write_timeout);
-    auto [ec, n] = co_await bhttp::async_write_header(conn->stream, sr, kNoThrow);
-    if (ec) {
+    if (!co_await Write(conn, opt, out)) {
       body->CloseFromServer(BodyStream::CloseReason::kClientGone);
       co_return false;
     }
@@ -774,12 +774,7 @@ class Server::State : public std::enable_shared_from_this<Server::State> {
     bool client_gone = false;
     auto first_done = co_await (WriteChunks(conn, body, timer, opt) ||
                                 WatchClient(conn, body, buffer, client_gone));
-    bool ok = first_done.index() == 0 && std::get<0>(first_done);
-    if (ok) {
-      conn->stream.expires_after(opt.write_timeout);
-      auto [lec, ln] = co_await net::async_write(conn->stream, bhttp::make_chunk_last(), kNoThrow);
-      ok = !lec;
-    }
+    bool ok = first_done.index() == 0 && std::get<0>(first_done);  // last chunk written
     bool finished_by_producer = body->close_reason() == BodyStream::CloseReason::kProducer;
     body->CloseFromServer(BodyStream::CloseReason::kClientGone);
     body->SetWaker(nullptr);
