@@ -353,6 +353,9 @@ asio::awaitable<Result<ClientResponse>> HttpClient::Impl::Perform(std::shared_pt
   job->proxy = *proxy;
   std::string url = request.url;
   std::string method = request.method.empty() ? "GET" : request.method;
+  if (!internal::IsHttpToken(method)) {
+    co_return InvalidArgument("request method '" + method + "' is not an HTTP token");
+  }
   // The request's own headers and body, until a redirect changes them.
   const Headers* headers = &request.headers;
   const std::string* body = &request.body;

@@ -53,11 +53,16 @@ void AppendNumber(std::string& out, unsigned long long n) {
 
 }  // namespace
 
-bool AppendHeaderField(std::string& out, std::string_view name, std::string_view value) {
-  if (name.empty()) return false;
-  for (char c : name) {
+bool IsHttpToken(std::string_view s) {
+  if (s.empty()) return false;
+  for (char c : s) {
     if (!IsTokenChar(static_cast<unsigned char>(c))) return false;
   }
+  return true;
+}
+
+bool AppendHeaderField(std::string& out, std::string_view name, std::string_view value) {
+  if (!IsHttpToken(name)) return false;
   for (char c : value) {
     if (c == '\r' || c == '\n' || c == '\0') return false;
   }

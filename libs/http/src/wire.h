@@ -17,6 +17,9 @@
 
 namespace atrium::http::internal {
 
+// Whether `s` is a non-empty HTTP token (RFC 9110 tchar*): a method or a field name.
+bool IsHttpToken(std::string_view s);
+
 // Appends "name: value\r\n". Returns false, appending nothing, when the field would break the
 // message's framing: a name that is not an HTTP token, or a value holding CR, LF or NUL.
 bool AppendHeaderField(std::string& out, std::string_view name, std::string_view value);

@@ -145,6 +145,12 @@ TEST_F(HttpClientTest, RequestFramingIsTheClientsAndSplittingHeadersAreRefused) 
   EXPECT_EQ(response.status().code(), StatusCode::kInvalidArgument);
   EXPECT_NE(response.status().message().find("'X-Note'"), std::string::npos)
       << response.status().message();
+  ClientRequest bad_method = Get(server.Url("/bad"));
+  bad_method.method = "GET /x HTTP/1.1\r\nX:";
+  response = client.SendSync(bad_method);
+  ASSERT_FALSE(response.ok());
+  EXPECT_EQ(response.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(response.status().message().find("method"), std::string::npos);
   std::lock_guard lock(mu);
   EXPECT_EQ(seen.size(), 3u);  // nothing reached the server
 }

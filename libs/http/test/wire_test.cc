@@ -33,6 +33,11 @@ TEST(WireTest, HeaderFieldsThatWouldSplitTheMessageAreRefused) {
     EXPECT_FALSE(AppendHeaderField(out, bad, "v")) << bad;
   }
   EXPECT_EQ(out, "Content-Type: application/json\r\nx-empty: \r\n");  // nothing appended
+  EXPECT_TRUE(IsHttpToken("PATCH"));
+  EXPECT_TRUE(IsHttpToken("x-custom_1.2~"));
+  EXPECT_FALSE(IsHttpToken(""));
+  EXPECT_FALSE(IsHttpToken("GET /"));
+  EXPECT_FALSE(IsHttpToken("a\r\n"));
 }
 
 TEST(WireTest, StatusLinesAndBodilessStatuses) {
