@@ -235,6 +235,13 @@ void StreamUsageTracker::OnEvent(const ParsedSseEvent& ev) {
     completed_ = true;
     return;
   }
+  // Anthropic names each event after its type: these carry no usage, text, stop reason or
+  // error, so their JSON is not parsed (half of a short answer's events).
+  if (format_ == ApiFormat::kAnthropic &&
+      (ev.event == "ping" || ev.event == "content_block_start" ||
+       ev.event == "content_block_stop")) {
+    return;
+  }
   boost::system::error_code ec;
   ScratchJson scratch;
   json::value v = json::parse(ev.data, ec, scratch.storage());

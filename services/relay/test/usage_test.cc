@@ -44,6 +44,12 @@ TEST(UsageTest, StreamUsageComesFromTheStreamOrTheDeliveredText) {
   t.OnEvent(
       {"content_block_delta",
        R"({"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"0123456789abcdef"}})"});
+  // Events that carry nothing billable change nothing (and are not parsed).
+  t.OnEvent({"ping", R"({"type": "ping"})"});
+  t.OnEvent(
+      {"content_block_start",
+       R"({"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}})"});
+  t.OnEvent({"content_block_stop", R"({"type":"content_block_stop","index":0})"});
   // Interrupted here: output is estimated from 16 delivered characters.
   EXPECT_EQ(t.usage().input_tokens, 25);
   EXPECT_EQ(t.usage().output_tokens, 4);
