@@ -22,9 +22,7 @@
 #include <boost/beast/http/error.hpp>
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/read.hpp>
-#include <boost/beast/http/span_body.hpp>
 #include <boost/beast/http/string_body.hpp>
-#include <boost/beast/http/write.hpp>
 
 #include <algorithm>
 #include <array>
@@ -477,10 +475,7 @@ asio::awaitable<HttpClient::Impl::Outcome> HttpClient::Impl::Exchange(
   request_head.reserve(128 + 64 * headers.size() + request_target.size());
   request_head.append(method).append(" ").append(request_target).append(" HTTP/1.1\r\n");
   for (const auto& [name, value] : headers.fields()) {
-    // The framing is the client's: Content-Length is written below from the body.
-    if (EqualsIgnoreCase(name, "Content-Length") || EqualsIgnoreCase(name, "Transfer-Encoding")) {
-      continue;
-    }
+    if (internal::IsBodyFramingField(name)) continue;  // Content-Length is written below
     if (!internal::AppendHeaderField(request_head, name, value)) {
       co_return Outcome::Fail(InvalidArgument("request header '" + name +
                                               "' is not a valid HTTP field (a name that is not a "
@@ -499,8 +494,8 @@ asio::awaitable<HttpClient::Impl::Outcome> HttpClient::Impl::Exchange(
         request_head, "Proxy-Authorization",
         "Basic " + Base64Encode(job->proxy.user + ":" + job->proxy.password));
   }
-  // As Beast's prepare_payload: a length whenever there is a body, and for the methods that
-  // expect one even when it is empty.
+  // A length whenever there is a body, and for the methods that expect one even when it is empty
+  // (Beast's prepare_payload rule for POST, PUT and OPTIONS, and PATCH).
   if (!body.empty() || EqualsIgnoreCase(method, "POST") || EqualsIgnoreCase(method, "PUT") ||
       EqualsIgnoreCase(method, "OPTIONS") || EqualsIgnoreCase(method, "PATCH")) {
     internal::AppendHeaderField(request_head, "Content-Length", std::to_string(body.size()));

@@ -398,10 +398,7 @@ class Server::State : public std::enable_shared_from_this<Server::State> {
     out.reserve(128 + 64 * headers.size());
     internal::AppendStatusLine(out, version, status);
     for (const auto& [name, value] : headers.fields()) {
-      if (EqualsIgnoreCase(name, "Content-Length") || EqualsIgnoreCase(name, "Transfer-Encoding") ||
-          EqualsIgnoreCase(name, "Connection")) {
-        continue;
-      }
+      if (internal::IsBodyFramingField(name) || EqualsIgnoreCase(name, "Connection")) continue;
       // A field that would split the response (CR or LF in it) is dropped, not sent.
       internal::AppendHeaderField(out, name, value);
     }
@@ -720,7 +717,7 @@ class Server::State : public std::enable_shared_from_this<Server::State> {
       if (drained.finished) co_return true;
       auto hb = body->heartbeat_interval();
       if (hb.count() > 0 && Clock::now() - last_write >= hb) {
-        std::string framed;
+        framed.clear();
         AppendChunk(framed, body->heartbeat_chunk());
         if (!co_await Write(conn, opt, framed)) co_return false;
         last_write = Clock::now();

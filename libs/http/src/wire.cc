@@ -13,6 +13,8 @@
 #include <boost/asio/write.hpp>
 #include <boost/beast/http/status.hpp>
 
+#include "atrium/http/headers.h"
+
 namespace atrium::http::internal {
 
 namespace net = boost::asio;
@@ -59,6 +61,10 @@ bool IsHttpToken(std::string_view s) {
     if (!IsTokenChar(static_cast<unsigned char>(c))) return false;
   }
   return true;
+}
+
+bool IsBodyFramingField(std::string_view name) {
+  return EqualsIgnoreCase(name, "Content-Length") || EqualsIgnoreCase(name, "Transfer-Encoding");
 }
 
 bool AppendHeaderField(std::string& out, std::string_view name, std::string_view value) {

@@ -4,7 +4,8 @@
 // send buffer: their head is serialized here into one string, and the message goes out in one
 // sendmsg() on the calling thread; only what the socket does not take is written
 // asynchronously (under the caller's deadline). Beast's serializer and its composed write cost
-// more than the system call itself for such messages. Streams keep Beast's chunked writer.
+// more than the system call itself for such messages. The server frames its chunked streams the
+// same way, a write per batch of chunks.
 #pragma once
 
 #include <boost/asio/awaitable.hpp>
@@ -23,6 +24,10 @@ bool IsHttpToken(std::string_view s);
 // Appends "name: value\r\n". Returns false, appending nothing, when the field would break the
 // message's framing: a name that is not an HTTP token, or a value holding CR, LF or NUL.
 bool AppendHeaderField(std::string& out, std::string_view name, std::string_view value);
+
+// Whether `name` is Content-Length or Transfer-Encoding: the body's framing, which the writer of
+// a message sets from the body itself, never from the caller's fields.
+bool IsBodyFramingField(std::string_view name);
 
 // Appends "HTTP/1.<minor> <status> <reason>\r\n"; `version` is 10 or 11 (Beast's encoding).
 void AppendStatusLine(std::string& out, unsigned version, int status);

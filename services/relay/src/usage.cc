@@ -357,12 +357,18 @@ Result<PriceTable> PriceTable::FromJson(std::string_view text) {
     if (price.input < 0 || price.output < 0 || price.cache_write < 0 || price.cache_read < 0) {
       return InvalidArgument("pricing: models." + std::string(pattern) + ": negative price");
     }
-    t.Set(std::move(price));
+    t.Put(std::move(price));
   }
+  t.Reorder();
   return t;
 }
 
 void PriceTable::Set(ModelPrice price) {
+  Put(std::move(price));
+  Reorder();
+}
+
+void PriceTable::Put(ModelPrice price) {
   auto same = std::find_if(prices_.begin(), prices_.end(),
                            [&](const ModelPrice& p) { return p.pattern == price.pattern; });
   if (same != prices_.end()) {
@@ -370,11 +376,11 @@ void PriceTable::Set(ModelPrice price) {
   } else {
     prices_.push_back(std::move(price));
   }
-  Reorder();
 }
 
 void PriceTable::Merge(const PriceTable& other) {
-  for (const auto& p : other.prices_) Set(p);
+  for (const auto& p : other.prices_) Put(p);
+  Reorder();
 }
 
 void PriceTable::Reorder() {

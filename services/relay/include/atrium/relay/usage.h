@@ -98,6 +98,8 @@ class PriceTable {
   std::string ToJson() const;
 
  private:
+  // Set without Reorder (FromJson and Merge reorder once, after all their entries).
+  void Put(ModelPrice price);
   void Reorder();
 
   std::vector<ModelPrice> prices_;
