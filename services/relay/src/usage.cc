@@ -395,13 +395,27 @@ void PriceTable::Reorder() {
   std::stable_sort(by_specificity_.begin(), by_specificity_.end(), [&](size_t a, size_t b) {
     return score(prices_[a].pattern) > score(prices_[b].pattern);
   });
+  memo_ = std::make_shared<Memo>();
 }
 
 const ModelPrice* PriceTable::Find(std::string_view model) const {
-  for (size_t i : by_specificity_) {
-    if (GlobMatch(prices_[i].pattern, model)) return &prices_[i];
+  auto at = [this](size_t i) { return i == Memo::kNone ? nullptr : &prices_[i]; };
+  if (memo_ == nullptr) return nullptr;  // moved from: no prices left
+  {
+    std::lock_guard lock(memo_->mu);
+    if (auto it = memo_->index.find(model); it != memo_->index.end()) return at(it->second);
   }
-  return nullptr;
+  size_t found = Memo::kNone;
+  for (size_t i : by_specificity_) {
+    if (GlobMatch(prices_[i].pattern, model)) {
+      found = i;
+      break;
+    }
+  }
+  std::lock_guard lock(memo_->mu);
+  if (memo_->index.size() >= Memo::kMaxNames) memo_->index.clear();
+  memo_->index.emplace(std::string(model), found);
+  return at(found);
 }
 
 double PriceTable::Cost(std::string_view model, const Usage& u, double multiplier) const {

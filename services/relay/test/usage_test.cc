@@ -166,6 +166,35 @@ TEST(PricingTest, MostSpecificMatchWinsWhateverTheOrderAndTiesGoToTheEarlierEntr
   EXPECT_EQ(PriceTable::CostAt(nullptr, Usage{1'000'000, 0, 0, 0, true}), 0);
 }
 
+TEST(PricingTest, RememberedAnswersFollowChangesAndCopiesAndManyNames) {
+  auto t = PriceTable::FromJson(R"({"models":{"claude-*":{"input":2}}})");
+  ASSERT_TRUE(t.ok()) << t.status().ToString();
+  EXPECT_EQ(t->Find("gpt-4o"), nullptr);  // remembered as no match
+  EXPECT_EQ(t->Find("claude-opus")->input, 2);
+  PriceTable copy = *t;  // shares the remembered answers, which hold for its equal prices
+  t->Set(ModelPrice{.pattern = "gpt-*", .input = 3});
+  t->Set(ModelPrice{.pattern = "claude-opus", .input = 4});
+  EXPECT_EQ(t->Find("gpt-4o")->input, 3);
+  EXPECT_EQ(t->Find("claude-opus")->input, 4);
+  EXPECT_EQ(copy.Find("gpt-4o"), nullptr);
+  EXPECT_EQ(copy.Find("claude-opus")->input, 2);
+  // The answer is the copy's own entry, not the original's.
+  EXPECT_GE(copy.Find("claude-opus"), copy.prices().data());
+  EXPECT_LT(copy.Find("claude-opus"), copy.prices().data() + copy.prices().size());
+  // More names than are remembered: the answers stay right.
+  for (int i = 0; i < 10'000; ++i) {
+    std::string name = (i % 2 ? "claude-" : "other-") + std::to_string(i);
+    const ModelPrice* p = t->Find(name);
+    if (i % 2) {
+      ASSERT_NE(p, nullptr) << name;
+      EXPECT_EQ(p->input, 2);
+    } else {
+      EXPECT_EQ(p, nullptr) << name;
+    }
+  }
+  EXPECT_EQ(t->Find("claude-opus")->input, 4);
+}
+
 TEST(BudgetTest, PeriodStartsAreUtcBoundaries) {
   // 2026-11-22T10:00:00Z is a Sunday.
   int64_t t = 1'795'341'600'000'000;

@@ -8,10 +8,14 @@
 // (about four characters per token), so interrupted streams are billed for what was delivered.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "atrium/core/status.h"
@@ -89,6 +93,9 @@ class PriceTable {
   // Later entries (overrides) replace earlier ones with the same pattern.
   void Merge(const PriceTable& other);
   void Set(ModelPrice price);
+  // The most specific entry whose pattern matches `model`, null when none does. Answers are
+  // remembered per model name (up to 4,096 names, then forgotten all at once), so a request's
+  // lookups do not each walk every pattern.
   const ModelPrice* Find(std::string_view model) const;
   // Cost in dollars of `usage` for `model` (0 for unknown models), times `multiplier`.
   double Cost(std::string_view model, const Usage& usage, double multiplier = 1.0) const;
@@ -106,6 +113,20 @@ class PriceTable {
   // Indexes into prices_, most specific pattern first (ties: earlier entry first), so that the
   // first match is the best one.
   std::vector<size_t> by_specificity_;
+
+  // Find's answers: model name -> index into prices_ (kNone when no pattern matches). Shared by
+  // copies of the table, which hold the same prices_; every change builds a new one (Reorder).
+  struct Memo {
+    static constexpr size_t kNone = static_cast<size_t>(-1);
+    static constexpr size_t kMaxNames = 4096;
+    struct Hash {
+      using is_transparent = void;
+      size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+    };
+    std::mutex mu;
+    std::unordered_map<std::string, size_t, Hash, std::equal_to<>> index;  // guarded by mu
+  };
+  std::shared_ptr<Memo> memo_ = std::make_shared<Memo>();
 };
 
 // The pricing JSON compiled into the binary (services/relay/src/pricing.json).
