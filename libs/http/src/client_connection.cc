@@ -267,7 +267,12 @@ asio::awaitable<Status> TlsHandshake(Connection* connection, TargetUrl target,
 }  // namespace
 
 Connection::Connection(std::string pool_key, const asio::any_io_executor& executor)
-    : pool_key_(std::move(pool_key)), plain_(std::make_unique<beast::tcp_stream>(executor)) {}
+    : pool_key_(std::move(pool_key)),
+      plain_(std::make_unique<beast::tcp_stream>(executor)),
+      read_deadline_(executor, [this] {
+        beast::error_code ignored;
+        tcp().socket().cancel(ignored);
+      }) {}
 
 beast::tcp_stream& Connection::tcp() { return tls_ ? tls_->next_layer() : *plain_; }
 

@@ -19,6 +19,7 @@
 
 #include "atrium/core/status.h"
 #include "client_url.h"
+#include "read_deadline.h"
 
 namespace atrium::http::client_internal {
 
@@ -44,6 +45,9 @@ class Connection {
   void StartTls(asio::ssl::context& context);
   // Bytes read past the end of the last message; must be empty for reuse.
   beast::flat_buffer& buffer() { return buffer_; }
+  // The deadline of the response's reads (its expiry cancels the socket), so that they need no
+  // timer each: reads go to the socket (or the TLS stream) with tcp()'s expiry left at never.
+  internal::ReadDeadline& read_deadline() { return read_deadline_; }
 
   // Cancels pending operations (they complete with operation_aborted).
   void Cancel();
@@ -58,6 +62,7 @@ class Connection {
   std::unique_ptr<beast::tcp_stream> plain_;  // set until StartTls()
   std::unique_ptr<TlsStream> tls_;
   beast::flat_buffer buffer_;
+  internal::ReadDeadline read_deadline_;  // after the streams: destroyed before them
 };
 
 // What a request is doing right now, so that Cancel() and shutdown can interrupt it.

@@ -527,6 +527,26 @@ asio::awaitable<HttpClient::Impl::Outcome> HttpClient::Impl::Exchange(
     co_return outcome;
   }
 
+  // The response's reads: past the TLS stream or straight to the socket, never through tcp()'s
+  // per-operation timer; the connection's read deadline bounds each instead. A read it cancelled
+  // timed out.
+  auto& reader = [connection]() -> auto& {
+    if constexpr (kTls) {
+      return connection->tls();
+    } else {
+      return connection->tcp().socket();
+    }
+  }
+  ();
+  connection->tcp().expires_never();  // the request's write set it; TLS reads pass through tcp()
+  internal::ReadDeadline& read_deadline = connection->read_deadline();
+  auto ReadEnded = [&read_deadline](beast::error_code& read_ec) {
+    read_deadline.Disarm();
+    if (read_ec == asio::error::operation_aborted && read_deadline.expired()) {
+      read_ec = beast::error::timeout;
+    }
+  };
+
   // Response head; interim 1xx responses (100 Continue, 103 Early Hints) are skipped.
   std::optional<http::response_parser<http::buffer_body>> parser;
   beast::flat_buffer& buffer = connection->buffer();
@@ -536,9 +556,10 @@ asio::awaitable<HttpClient::Impl::Outcome> HttpClient::Impl::Exchange(
     parser->header_limit(kHeaderLimit);
     if (EqualsIgnoreCase(method, "HEAD")) parser->skip(true);
     deadline = limits.OpDeadline(limits.read_timeout);
-    connection->tcp().expires_at(deadline);
-    co_await http::async_read_header(stream, buffer, *parser,
+    read_deadline.Arm(deadline);
+    co_await http::async_read_header(reader, buffer, *parser,
                                      asio::redirect_error(asio::use_awaitable, ec));
+    ReadEnded(ec);
     if (ec || control.aborted) {
       Outcome outcome = Outcome::Fail(
           client_internal::OperationError(ec, control, limits, limits.read_timeout, deadline,
@@ -596,9 +617,10 @@ asio::awaitable<HttpClient::Impl::Outcome> HttpClient::Impl::Exchange(
       parsed = used > 0 || ec;
     }
     if (!parsed) {
-      connection->tcp().expires_at(deadline);
-      co_await http::async_read_some(stream, buffer, *parser,
+      read_deadline.Arm(deadline);
+      co_await http::async_read_some(reader, buffer, *parser,
                                      asio::redirect_error(asio::use_awaitable, ec));
+      ReadEnded(ec);
     }
     if (ec == http::error::need_buffer) ec = {};
     if constexpr (kTls) {

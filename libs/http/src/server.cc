@@ -34,6 +34,7 @@
 #include "atrium/http/body_stream.h"
 #include "atrium/http/json_error.h"
 #include "io_thread.h"
+#include "read_deadline.h"
 #include "reply_slot.h"
 #include "wire.h"
 
@@ -75,8 +76,14 @@ int IoThreads(const ServerOptions& o) {
 
 // Connection state shared by the session coroutine, the disconnect reader and shutdown.
 struct Conn {
-  explicit Conn(tcp::socket socket) : stream(std::move(socket)) {}
+  explicit Conn(tcp::socket socket)
+      : stream(std::move(socket)), idle_deadline(stream.get_executor(), [this] {
+          boost::system::error_code ec;
+          stream.socket().cancel(ec);
+        }) {}
   beast::tcp_stream stream;
+  // The wait for a request's first byte (idle or header timeout), without a timer per request.
+  internal::ReadDeadline idle_deadline;
   bool idle = false;                 // waiting for the first byte of a request (its thread only)
   std::shared_ptr<BodyStream> body;  // streaming response in progress (its thread only)
   std::string remote;
@@ -358,8 +365,10 @@ class Server::State : public std::enable_shared_from_this<Server::State> {
       // header timeout start (slowloris: the whole header must arrive within header_timeout).
       if (buffer.size() == 0) {
         conn->idle = true;
-        conn->stream.expires_after(first ? opt.header_timeout : opt.idle_timeout);
-        auto [rec, n] = co_await conn->stream.async_read_some(buffer.prepare(4096), kNoThrow);
+        conn->idle_deadline.Arm(Clock::now() + (first ? opt.header_timeout : opt.idle_timeout));
+        auto [rec, n] =
+            co_await conn->stream.socket().async_read_some(buffer.prepare(4096), kNoThrow);
+        conn->idle_deadline.Disarm();
         conn->idle = false;
         if (rec) break;
         buffer.commit(n);

@@ -49,6 +49,20 @@ void Silent(TestConnection& c, const TestRequest&) {
   c.Close();
 }
 
+// Sends `request` with a 200 ms read timeout to a server that stops answering: it must fail with
+// DeadlineExceeded, `what` in the message, well before 5 s.
+void ExpectReadTimeout(HttpClient& client, ClientRequest request, std::string_view what) {
+  request.read_timeout = std::chrono::milliseconds(200);
+  auto start = std::chrono::steady_clock::now();
+  auto response = client.SendSync(request);
+  ASSERT_FALSE(response.ok());
+  EXPECT_EQ(response.status().code(), StatusCode::kDeadlineExceeded)
+      << response.status().ToString();
+  EXPECT_NE(response.status().message().find(what), std::string::npos)
+      << response.status().message();
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(5));
+}
+
 class HttpClientTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
@@ -295,6 +309,12 @@ TEST_F(HttpClientTest, TlsWithTestCaSucceeds) {
   EXPECT_EQ(client.stats().connections_opened, 1u);
 }
 
+TEST_F(HttpClientTest, TlsReadTimeoutWhenServerNeverAnswers) {
+  TestHttpServer server(Silent, pki_->server_cert_file, pki_->server_key_file);
+  HttpClient client(TlsOptions());
+  ExpectReadTimeout(client, Get(server.Url("/secure")), "timed out");
+}
+
 TEST_F(HttpClientTest, TlsWithoutTestCaFailsVerification) {
   TestHttpServer server(Echo, pki_->server_cert_file, pki_->server_key_file);
   HttpClient client;
@@ -431,15 +451,37 @@ TEST_F(HttpClientTest, ConnectTimeoutCoversTlsHandshake) {
 TEST_F(HttpClientTest, ReadTimeoutWhenServerNeverAnswers) {
   TestHttpServer server(Silent);
   HttpClient client;
-  ClientRequest request = Get(server.Url("/"));
-  request.read_timeout = 200ms;
-  auto start = std::chrono::steady_clock::now();
-  auto response = client.SendSync(request);
-  ASSERT_FALSE(response.ok());
-  EXPECT_EQ(response.status().code(), StatusCode::kDeadlineExceeded);
-  EXPECT_NE(response.status().message().find("timed out"), std::string::npos)
-      << response.status().message();
-  EXPECT_LT(std::chrono::steady_clock::now() - start, 3s);
+  ExpectReadTimeout(client, Get(server.Url("/")), "timed out");
+}
+
+TEST_F(HttpClientTest, AShortReadTimeoutHoldsOnAConnectionALongerOneUsedBefore) {
+  // One connection (pooled): the first request, with a long read timeout, is answered; the
+  // second, with a short one, is not, and must time out after the short one.
+  TestHttpServer server([](TestConnection& c, const TestRequest&) {
+    if (c.requests() == 1) {
+      c.Respond(200, "first");
+    } else {
+      Silent(c, {});
+    }
+  });
+  HttpClient client;
+  ClientRequest first = Get(server.Url("/first"));
+  first.read_timeout = 60s;
+  auto answered = client.SendSync(first);
+  ASSERT_TRUE(answered.ok()) << answered.status().ToString();
+  EXPECT_EQ(answered->body, "first");
+  ExpectReadTimeout(client, Get(server.Url("/second")), "reading response headers");
+  EXPECT_EQ(client.stats().connections_reused, 1u);
+}
+
+TEST_F(HttpClientTest, AStalledBodyTimesOutAfterTheReadTimeout) {
+  // The head and part of the body arrive, then nothing: the body read times out.
+  TestHttpServer server([](TestConnection& c, const TestRequest&) {
+    c.Write("HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\npartial");
+    Silent(c, {});
+  });
+  HttpClient client;
+  ExpectReadTimeout(client, Get(server.Url("/stall")), "reading response body");
 }
 
 TEST_F(HttpClientTest, TotalTimeoutStopsAStreamThatKeepsFlowing) {

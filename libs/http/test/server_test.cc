@@ -372,6 +372,24 @@ TEST_F(ServerTest, IdleKeepAliveConnectionIsClosed) {
   EXPECT_LT(std::chrono::steady_clock::now() - start, 3s);
 }
 
+TEST_F(ServerTest, AKeepAliveConnectionInUseOutlivesItsFirstIdleDeadline) {
+  // The idle deadline moves with each request: four requests 200 ms apart on one connection with
+  // a 300 ms idle timeout all succeed, and the connection then closes once idle for 300 ms.
+  ServerOptions o;
+  o.idle_timeout = 300ms;
+  Start(EchoRouter(), o);
+  TestClient c(port());
+  for (int i = 0; i < 4; ++i) {
+    if (i > 0) std::this_thread::sleep_for(200ms);
+    EXPECT_EQ(c.Do(bhttp::verb::get, "/hello").result_int(), 200) << "request " << i;
+  }
+  auto idle_from = std::chrono::steady_clock::now();
+  c.ReadToEof();
+  auto idle = std::chrono::steady_clock::now() - idle_from;
+  EXPECT_GE(idle, 250ms);
+  EXPECT_LT(idle, 3s);
+}
+
 TEST_F(ServerTest, OverMaxConnectionsIs503) {
   ServerOptions o;
   o.max_connections = 2;
