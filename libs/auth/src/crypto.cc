@@ -60,11 +60,11 @@ std::string Sha256(std::string_view data) {
 std::string Sha256Hex(std::string_view data) {
   static constexpr char kHex[] = "0123456789abcdef";
   std::string raw = Sha256(data);
-  std::string hex;
-  hex.reserve(64);
-  for (unsigned char c : raw) {
-    hex += kHex[c >> 4];
-    hex += kHex[c & 15];
+  std::string hex(raw.size() * 2, '\0');
+  for (size_t i = 0; i < raw.size(); ++i) {
+    auto c = static_cast<unsigned char>(raw[i]);
+    hex[2 * i] = kHex[c >> 4];
+    hex[2 * i + 1] = kHex[c & 15];
   }
   return hex;
 }
