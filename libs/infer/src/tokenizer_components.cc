@@ -6,6 +6,7 @@
 #include <limits>
 #include <string>
 
+#include "atrium/core/strings.h"
 #include "tokenizer_pipeline.h"
 #include "tokenizer_unicode.h"
 
@@ -321,10 +322,6 @@ class SequencePreTokenizer final : public PreTokenizer {
 // ---------------------------------------------------------------------------------------------
 // Models
 
-struct StringHash {
-  using is_transparent = void;
-  size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
-};
 using VocabMap = std::unordered_map<std::string, int32_t, StringHash, std::equal_to<>>;
 
 class VocabModel : public Model {

@@ -4,7 +4,6 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
-#include <functional>
 #include <string>
 #include <string_view>
 
@@ -18,12 +17,6 @@ inline constexpr size_t kMaxCachedStatements = 512;
 struct StatementCounters {
   std::atomic<uint64_t> prepared{0};
   std::atomic<uint64_t> cache_hits{0};
-};
-
-// Transparent hash so statement caches can be probed with a string_view.
-struct StringHash {
-  using is_transparent = void;
-  size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
 };
 
 // The first 160 bytes of `sql`, for error messages.

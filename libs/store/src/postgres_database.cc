@@ -1,4 +1,5 @@
 #include "atrium/store/postgres_database.h"
+#include "atrium/core/strings.h"
 #include "backend_common.h"
 #include "connection_transaction.h"
 
@@ -46,7 +47,6 @@ constexpr Oid kNumericOid = 1700;
 using internal::Abbreviate;
 using internal::kMaxCachedStatements;
 using internal::StatementCounters;
-using internal::StringHash;
 
 std::string Trimmed(const char* s) {
   std::string out = s != nullptr ? s : "";

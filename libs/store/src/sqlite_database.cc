@@ -1,4 +1,5 @@
 #include "atrium/store/sqlite_database.h"
+#include "atrium/core/strings.h"
 #include "backend_common.h"
 #include "connection_transaction.h"
 
@@ -28,7 +29,6 @@ using StatementPtr = std::unique_ptr<sqlite3_stmt, StatementFinalizer>;
 using internal::Abbreviate;
 using internal::kMaxCachedStatements;
 using internal::StatementCounters;
-using internal::StringHash;
 
 // Maps an (extended) SQLite result code to a Status; see database.h for the mapping.
 Status SqliteError(int rc, std::string_view detail, std::string_view what, std::string_view sql) {

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "atrium/core/status.h"
+#include "atrium/core/strings.h"
 #include "atrium/relay/sse_parser.h"
 #include "atrium/relay/types.h"
 
@@ -119,12 +120,8 @@ class PriceTable {
   struct Memo {
     static constexpr size_t kNone = static_cast<size_t>(-1);
     static constexpr size_t kMaxNames = 4096;
-    struct Hash {
-      using is_transparent = void;
-      size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
-    };
     std::mutex mu;
-    std::unordered_map<std::string, size_t, Hash, std::equal_to<>> index;  // guarded by mu
+    std::unordered_map<std::string, size_t, StringHash, std::equal_to<>> index;  // guarded by mu
   };
   std::shared_ptr<Memo> memo_ = std::make_shared<Memo>();
 };
