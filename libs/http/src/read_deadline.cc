@@ -15,8 +15,7 @@ struct ReadDeadline::State {
   net::steady_timer timer;
   std::function<void()> on_expiry;
   Clock::time_point deadline = Clock::time_point::max();  // max: disarmed
-  Clock::time_point waiting_until = Clock::time_point::max();
-  bool waiting = false;
+  bool waiting = false;                                   // the timer waits, until its expiry()
   bool expired = false;
   uint64_t generation = 0;  // of the wait in progress; a cancelled wait's handler is older
 };
@@ -41,7 +40,6 @@ void OnTimer(const std::weak_ptr<ReadDeadline::State>& weak, uint64_t generation
 
 void Wait(const std::shared_ptr<ReadDeadline::State>& state) {
   state->waiting = true;
-  state->waiting_until = state->deadline;
   state->timer.expires_at(state->deadline);  // cancels a wait in progress (an older generation)
   state->timer.async_wait([weak = std::weak_ptr(state), generation = ++state->generation](
                               const boost::system::error_code&) { OnTimer(weak, generation); });
@@ -58,7 +56,7 @@ ReadDeadline::~ReadDeadline() = default;
 void ReadDeadline::Arm(Clock::time_point deadline) {
   state_->deadline = deadline;
   state_->expired = false;
-  if (!state_->waiting || deadline < state_->waiting_until) Wait(state_);
+  if (!state_->waiting || deadline < state_->timer.expiry()) Wait(state_);
 }
 
 void ReadDeadline::Disarm() { state_->deadline = Clock::time_point::max(); }

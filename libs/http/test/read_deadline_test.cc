@@ -19,12 +19,6 @@ namespace net = boost::asio;
 using namespace std::chrono_literals;
 using Clock = ReadDeadline::Clock;
 
-// Runs `ioc` until it has no work or `limit` passed.
-void RunFor(net::io_context& ioc, std::chrono::milliseconds limit) {
-  ioc.run_for(limit);
-  ioc.restart();
-}
-
 // Calls `fn` on `ioc`'s thread `after` from now.
 template <typename Fn>
 std::shared_ptr<net::steady_timer> At(net::io_context& ioc, std::chrono::milliseconds after,
@@ -34,80 +28,80 @@ std::shared_ptr<net::steady_timer> At(net::io_context& ioc, std::chrono::millise
   return timer;
 }
 
-TEST(ReadDeadlineTest, AnArmedDeadlineThatPassesRunsTheActionOnce) {
-  net::io_context ioc;
-  int expiries = 0;
-  Clock::time_point fired;
-  ReadDeadline deadline(ioc.get_executor(), [&] {
-    ++expiries;
-    fired = Clock::now();
-  });
-  auto start = Clock::now();
-  deadline.Arm(start + 50ms);
-  EXPECT_FALSE(deadline.expired());
-  RunFor(ioc, 500ms);
-  EXPECT_EQ(expiries, 1);
-  EXPECT_TRUE(deadline.expired());
-  EXPECT_GE(fired - start, 50ms);
-  deadline.Arm(Clock::now() + 1h);  // a new read clears expired()
-  EXPECT_FALSE(deadline.expired());
+// An io_context, a deadline on it, and what the deadline's expiry action saw.
+class ReadDeadlineTest : public ::testing::Test {
+ protected:
+  // Runs the io_context until it has no work or `limit` passed.
+  void RunFor(std::chrono::milliseconds limit) {
+    ioc_.run_for(limit);
+    ioc_.restart();
+  }
+
+  net::io_context ioc_;
+  const Clock::time_point start_ = Clock::now();
+  int expiries_ = 0;
+  std::optional<Clock::time_point> fired_;  // when the action last ran
+  ReadDeadline deadline_{ioc_.get_executor(), [this] {
+                           ++expiries_;
+                           fired_ = Clock::now();
+                         }};
+};
+
+TEST_F(ReadDeadlineTest, AnArmedDeadlineThatPassesRunsTheActionOnce) {
+  deadline_.Arm(start_ + 50ms);
+  EXPECT_FALSE(deadline_.expired());
+  RunFor(500ms);
+  EXPECT_EQ(expiries_, 1);
+  EXPECT_TRUE(deadline_.expired());
+  ASSERT_TRUE(fired_.has_value());
+  EXPECT_GE(*fired_ - start_, 50ms);
+  deadline_.Arm(Clock::now() + 1h);  // a new read clears expired()
+  EXPECT_FALSE(deadline_.expired());
 }
 
-TEST(ReadDeadlineTest, ADisarmedDeadlineNeverFires) {
-  net::io_context ioc;
-  int expiries = 0;
-  ReadDeadline deadline(ioc.get_executor(), [&] { ++expiries; });
-  deadline.Arm(Clock::now() + 50ms);
-  auto t = At(ioc, 10ms, [&] { deadline.Disarm(); });
-  RunFor(ioc, 300ms);
-  EXPECT_EQ(expiries, 0);
-  EXPECT_FALSE(deadline.expired());
+TEST_F(ReadDeadlineTest, ADisarmedDeadlineNeverFires) {
+  deadline_.Arm(Clock::now() + 50ms);
+  auto t = At(ioc_, 10ms, [&] { deadline_.Disarm(); });
+  RunFor(300ms);
+  EXPECT_EQ(expiries_, 0);
+  EXPECT_FALSE(deadline_.expired());
 }
 
-TEST(ReadDeadlineTest, ADeadlineMovedLaterIsFollowedWithoutFiringEarly) {
+TEST_F(ReadDeadlineTest, ADeadlineMovedLaterIsFollowedWithoutFiringEarly) {
   // Reads of a busy connection: each arms a deadline later than the timer's; the timer wakes at
   // the first, sees the later one, and waits again.
-  net::io_context ioc;
-  std::optional<Clock::time_point> fired;
-  ReadDeadline deadline(ioc.get_executor(), [&] { fired = Clock::now(); });
-  auto start = Clock::now();
-  deadline.Arm(start + 100ms);
-  auto a = At(ioc, 20ms, [&] {
-    deadline.Disarm();
-    deadline.Arm(start + 150ms);
+  deadline_.Arm(start_ + 100ms);
+  auto a = At(ioc_, 20ms, [&] {
+    deadline_.Disarm();
+    deadline_.Arm(start_ + 150ms);
   });
-  auto b = At(ioc, 60ms, [&] {
-    deadline.Disarm();
-    deadline.Arm(start + 200ms);
+  auto b = At(ioc_, 60ms, [&] {
+    deadline_.Disarm();
+    deadline_.Arm(start_ + 200ms);
   });
-  RunFor(ioc, 1s);
-  ASSERT_TRUE(fired.has_value());
-  EXPECT_GE(*fired - start, 200ms);
-  EXPECT_LT(*fired - start, 900ms);
+  RunFor(1s);
+  ASSERT_TRUE(fired_.has_value());
+  EXPECT_GE(*fired_ - start_, 200ms);
+  EXPECT_LT(*fired_ - start_, 900ms);
 }
 
-TEST(ReadDeadlineTest, ADeadlineMovedEarlierFiresAtTheEarlierTime) {
+TEST_F(ReadDeadlineTest, ADeadlineMovedEarlierFiresAtTheEarlierTime) {
   // A pooled connection used first with a long read timeout, then with a short one.
-  net::io_context ioc;
-  std::optional<Clock::time_point> fired;
-  ReadDeadline deadline(ioc.get_executor(), [&] { fired = Clock::now(); });
-  auto start = Clock::now();
-  deadline.Arm(start + 1h);
-  deadline.Disarm();
-  deadline.Arm(start + 50ms);
-  RunFor(ioc, 2s);
-  ASSERT_TRUE(fired.has_value());
-  EXPECT_GE(*fired - start, 50ms);
-  EXPECT_LT(*fired - start, 1s);
+  deadline_.Arm(start_ + 1h);
+  deadline_.Disarm();
+  deadline_.Arm(start_ + 50ms);
+  RunFor(2s);
+  ASSERT_TRUE(fired_.has_value());
+  EXPECT_GE(*fired_ - start_, 50ms);
+  EXPECT_LT(*fired_ - start_, 1s);
 }
 
-TEST(ReadDeadlineTest, DestroyedWhileWaitingItNeverRunsTheAction) {
-  net::io_context ioc;
+TEST_F(ReadDeadlineTest, DestroyedWhileWaitingItNeverRunsTheAction) {
   int expiries = 0;
-  auto deadline = std::make_unique<ReadDeadline>(ioc.get_executor(), [&] { ++expiries; });
+  auto deadline = std::make_unique<ReadDeadline>(ioc_.get_executor(), [&] { ++expiries; });
   deadline->Arm(Clock::now() + 30ms);
-  auto t = At(ioc, 5ms, [&] { deadline.reset(); });
-  RunFor(ioc, 200ms);
+  auto t = At(ioc_, 5ms, [&] { deadline.reset(); });
+  RunFor(200ms);
   EXPECT_EQ(expiries, 0);
   EXPECT_EQ(deadline, nullptr);
 }
