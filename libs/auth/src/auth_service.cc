@@ -295,10 +295,17 @@ std::optional<Result<Principal>> AuthService::Impl::AuthenticateCached(const htt
   auto cred = ExtractCredential(req);
   if (!cred) return Result<Principal>(Unauthenticated("authentication required"));
   if (!cred->is_key) return std::nullopt;  // access tokens consult the revocation list
-  auto key = CachedKeyByHash(Sha256Hex(cred->value));
-  int64_t now = env.NowMicros();
-  if (!key || TouchDue(*key, now)) return std::nullopt;
-  return KeyPrincipal(*key, now);
+  const std::string hash = Sha256Hex(cred->value);
+  const int64_t now = env.NowMicros();
+  const auto steady = env.SteadyNow();
+  // The principal is built from the cached key in place (CachedKeyByHash would copy the key).
+  std::lock_guard lock(key_cache_mu);
+  auto it = key_cache.find(hash);
+  if (it == key_cache.end() || steady - it->second.fetched >= options.api_key_cache_ttl) {
+    return std::nullopt;
+  }
+  if (TouchDue(it->second.key, now)) return std::nullopt;
+  return KeyPrincipal(it->second.key, now);
 }
 
 Result<Principal> AuthService::Impl::Authenticate(const http::Request& req) {

@@ -39,32 +39,39 @@ struct MdCtxDeleter {
 
 }  // namespace
 
-std::string Sha256(std::string_view data) {
+namespace {
+
+// The digest of `data` into `digest`.
+void Sha256Into(std::string_view data, unsigned char (&digest)[SHA256_DIGEST_LENGTH]) {
   // Fetched once: SHA256() looks the algorithm up on every call (OpenSSL 3), which cost more
   // than hashing an API key on the relay's hot path; the context is kept per thread (EVP_Digest
   // would allocate and free one per call).
   static EVP_MD* const md = EVP_MD_fetch(nullptr, "SHA256", nullptr);
   thread_local const std::unique_ptr<EVP_MD_CTX, MdCtxDeleter> ctx(EVP_MD_CTX_new());
-  std::string out(SHA256_DIGEST_LENGTH, '\0');
-  auto* digest = reinterpret_cast<unsigned char*>(out.data());
   unsigned int len = 0;
   if (md == nullptr || ctx == nullptr || EVP_DigestInit_ex2(ctx.get(), md, nullptr) != 1 ||
       EVP_DigestUpdate(ctx.get(), data.data(), data.size()) != 1 ||
       EVP_DigestFinal_ex(ctx.get(), digest, &len) != 1) {
-    SHA256(reinterpret_cast<const unsigned char*>(data.data()), data.size(),
-           reinterpret_cast<unsigned char*>(out.data()));
+    SHA256(reinterpret_cast<const unsigned char*>(data.data()), data.size(), digest);
   }
-  return out;
+}
+
+}  // namespace
+
+std::string Sha256(std::string_view data) {
+  unsigned char digest[SHA256_DIGEST_LENGTH];
+  Sha256Into(data, digest);
+  return std::string(reinterpret_cast<const char*>(digest), sizeof(digest));
 }
 
 std::string Sha256Hex(std::string_view data) {
   static constexpr char kHex[] = "0123456789abcdef";
-  std::string raw = Sha256(data);
-  std::string hex(raw.size() * 2, '\0');
-  for (size_t i = 0; i < raw.size(); ++i) {
-    auto c = static_cast<unsigned char>(raw[i]);
-    hex[2 * i] = kHex[c >> 4];
-    hex[2 * i + 1] = kHex[c & 15];
+  unsigned char digest[SHA256_DIGEST_LENGTH];
+  Sha256Into(data, digest);  // no intermediate string: this runs for every API-key request
+  std::string hex(sizeof(digest) * 2, '\0');
+  for (size_t i = 0; i < sizeof(digest); ++i) {
+    hex[2 * i] = kHex[digest[i] >> 4];
+    hex[2 * i + 1] = kHex[digest[i] & 15];
   }
   return hex;
 }

@@ -477,7 +477,7 @@ asio::awaitable<HttpClient::Impl::Outcome> HttpClient::Impl::Exchange(
   for (const auto& [name, value] : headers.fields()) {
     if (internal::IsBodyFramingField(name)) continue;  // Content-Length is written below
     if (!internal::AppendHeaderField(request_head, name, value)) {
-      co_return Outcome::Fail(InvalidArgument("request header '" + name +
+      co_return Outcome::Fail(InvalidArgument("request header '" + std::string(name) +
                                               "' is not a valid HTTP field (a name that is not a "
                                               "token, or CR, LF or NUL in its value)"));
     }

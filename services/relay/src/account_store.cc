@@ -229,7 +229,7 @@ Status AccountStore::AggregateBatch(const std::string& consumer,
   if (records.empty()) return Status::Ok();
   constexpr int64_t kHour = 3'600'000'000;
   struct Sum {
-    std::string workspace_id;
+    std::string_view workspace_id;
     int64_t requests = 0, errors = 0, input = 0, output = 0, cache_write = 0, cache_read = 0,
             latency = 0;
     double cost = 0;
@@ -239,7 +239,8 @@ Status AccountStore::AggregateBatch(const std::string& consumer,
                                          "consumer = ?",
                                          {consumer}));
     uint64_t cursor = rows.empty() ? 0 : static_cast<uint64_t>(rows[0].Int(0));
-    std::map<std::tuple<int64_t, std::string, std::string, std::string>, Sum> sums;
+    // Keyed by views into `records` (which outlive the map): no copies of the ids per record.
+    std::map<std::tuple<int64_t, std::string_view, std::string_view, std::string_view>, Sum> sums;
     uint64_t next = cursor;
     for (const auto& [offset, r] : records) {
       if (offset < cursor) continue;  // already counted (a redelivery)
@@ -272,9 +273,9 @@ Status AccountStore::AggregateBatch(const std::string& consumer,
                   "excluded.cache_read_tokens, "
                   "cost = relay_usage_hourly.cost + excluded.cost, "
                   "latency_ms_sum = relay_usage_hourly.latency_ms_sum + excluded.latency_ms_sum",
-                  {std::get<0>(k), s.workspace_id, std::get<1>(k), std::get<2>(k), std::get<3>(k),
-                   s.requests, s.errors, s.input, s.output, s.cache_write, s.cache_read, s.cost,
-                   s.latency})
+                  {std::get<0>(k), std::string(s.workspace_id), std::string(std::get<1>(k)),
+                   std::string(std::get<2>(k)), std::string(std::get<3>(k)), s.requests, s.errors,
+                   s.input, s.output, s.cache_write, s.cache_read, s.cost, s.latency})
               .status());
     }
     if (next == cursor) return Status::Ok();

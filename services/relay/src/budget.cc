@@ -1,7 +1,7 @@
 #include "atrium/relay/budget.h"
 
 #include <algorithm>
-#include <ctime>
+#include <chrono>
 
 #include <fmt/format.h>
 
@@ -20,12 +20,12 @@ int64_t BudgetLedger::WeekStart(int64_t now) {
 }
 
 int64_t BudgetLedger::MonthStart(int64_t now) {
-  time_t secs = static_cast<time_t>(now / 1'000'000);
-  std::tm tm{};
-  gmtime_r(&secs, &tm);
-  tm.tm_mday = 1;
-  tm.tm_hour = tm.tm_min = tm.tm_sec = 0;
-  return static_cast<int64_t>(timegm(&tm)) * 1'000'000;
+  // Calendar arithmetic: gmtime_r and timegm take the C library's time-zone lock, and this runs
+  // twice per relayed request.
+  using namespace std::chrono;
+  const year_month_day date{floor<days>(sys_time<microseconds>(microseconds(now)))};
+  const sys_days first{date.year() / date.month() / 1};
+  return duration_cast<microseconds>(first.time_since_epoch()).count();
 }
 
 std::array<std::pair<BudgetLedger::Window*, int64_t>, 4> BudgetLedger::WindowsAt(KeyState& s,

@@ -51,6 +51,13 @@ struct RequestInfo {
   std::string session_hash;
 };
 
+// The first 32 hex digits of the SHA-256 of `text`.
+std::string ShortHash(std::string_view text) {
+  std::string hash = auth::Sha256Hex(text);
+  hash.resize(32);
+  return hash;
+}
+
 // The CRS session hash: the session part of Anthropic metadata.user_id
 // ("user_<hash>_account__session_<uuid>"), else a hash of the system prompt and the first user
 // message, so one conversation keeps its account.
@@ -58,7 +65,7 @@ std::string SessionHash(const json::object& body) {
   if (const auto* md = body.if_contains("metadata"); md != nullptr && md->is_object()) {
     std::string user = Str(md->as_object(), "user_id");
     size_t pos = user.find("session_");
-    if (pos != std::string::npos) return auth::Sha256Hex(user.substr(pos + 8)).substr(0, 32);
+    if (pos != std::string::npos) return ShortHash(std::string_view(user).substr(pos + 8));
   }
   std::string material;
   if (const auto* sys = body.if_contains("system"); sys != nullptr) {
@@ -78,7 +85,7 @@ std::string SessionHash(const json::object& body) {
     }
   }
   if (material.empty()) return "";
-  return auth::Sha256Hex(material).substr(0, 32);
+  return ShortHash(material);
 }
 
 // `path_model`: the model named by the path (Gemini), which the body then does not carry.
@@ -127,8 +134,9 @@ bool Retryable(int status) { return status == 408 || status == 429 || status >= 
 class ProxyCall : public std::enable_shared_from_this<ProxyCall> {
  public:
   ProxyCall(RelayService::Impl& s, Responder responder, ApiFormat client_format, Operation op,
-            std::string body, RequestInfo info, auth::Principal principal, KeyPolicy policy,
-            http::Headers client_headers, std::string request_id)
+            std::string body, RequestInfo info, auth::Principal principal,
+            std::shared_ptr<const KeyPolicy> policy, http::Headers client_headers,
+            std::string request_id)
       : s_(s),
         responder_(std::move(responder)),
         client_format_(client_format),
@@ -136,7 +144,7 @@ class ProxyCall : public std::enable_shared_from_this<ProxyCall> {
         body_(std::move(body)),
         info_(std::move(info)),
         principal_(std::move(principal)),
-        policy_(std::move(policy)),
+        policy_holder_(std::move(policy)),
         client_headers_(std::move(client_headers)),
         started_(s.env.SteadyNow()),
         cancel_(std::make_shared<http::CancelToken>()) {
@@ -196,7 +204,7 @@ class ProxyCall : public std::enable_shared_from_this<ProxyCall> {
                      .session_hash = info_.session_hash,
                      .group = policy_.account_group,
                      .account_id = policy_.account_id,
-                     .exclude = tried_};
+                     .exclude = &tried_};
     auto lease = s_.scheduler.Pick(pick);
     if (!lease.ok()) {
       if (last_error_status_ != 0) return ForwardLastError();
@@ -225,7 +233,6 @@ class ProxyCall : public std::enable_shared_from_this<ProxyCall> {
     }
     lease_ = std::move(*lease);
     const Account& account = lease_.account();
-    tried_.insert(account.id);
     oauth_retried_ = false;
     ++record_.attempts;
     record_.account_id = account.id;
@@ -233,7 +240,7 @@ class ProxyCall : public std::enable_shared_from_this<ProxyCall> {
     record_.upstream_model = account.UpstreamModel(info_.model);
     const ProviderAdapter* adapter = FindProvider(account.provider);
     if (adapter == nullptr) {
-      lease_.Release();
+      ReleaseAndExclude();
       return Attempt();
     }
     if (adapter->in_process()) return LocalEmbeddings();
@@ -291,7 +298,7 @@ class ProxyCall : public std::enable_shared_from_this<ProxyCall> {
     if (st.ok()) st = adapter->Sign(account, s_.env.NowMicros(), req);
     if (!st.ok()) {
       if (s_.log) s_.log->error("relay: {}", st.message());
-      lease_.Release();
+      ReleaseAndExclude();
       return Attempt();
     }
     req.proxy = account.proxy;
@@ -504,8 +511,15 @@ class ProxyCall : public std::enable_shared_from_this<ProxyCall> {
     return ForwardLastError();
   }
 
-  void Retry(const std::string& reason) {
+  // Gives the leased account back; the next attempt of this request skips it. (Only attempts
+  // after the first read the set: the first costs no copy of the account's id.)
+  void ReleaseAndExclude() {
+    if (lease_) tried_.insert(lease_.account().id);
     lease_.Release();
+  }
+
+  void Retry(const std::string& reason) {
+    ReleaseAndExclude();
     if (record_.attempts >= s_.options.max_attempts || s_.stopping) return ForwardLastError();
     if (s_.failovers_total != nullptr) s_.failovers_total->WithLabels({reason}).Inc();
     Attempt();
@@ -674,7 +688,8 @@ class ProxyCall : public std::enable_shared_from_this<ProxyCall> {
   const std::string body_;
   const RequestInfo info_;
   const auth::Principal principal_;
-  const KeyPolicy policy_;
+  const std::shared_ptr<const KeyPolicy> policy_holder_;  // shared with the policy cache
+  const KeyPolicy& policy_ = *policy_holder_;
   const http::Headers client_headers_;
   const std::chrono::steady_clock::time_point started_;
   std::shared_ptr<http::CancelToken> cancel_;
@@ -721,8 +736,9 @@ class ProxyCall : public std::enable_shared_from_this<ProxyCall> {
 void HandleProxy(RelayService::Impl& s, ApiFormat format, Operation op, Request& req,
                  Responder responder) {
   // On the I/O thread PrepareInline has left the principal here; on the pool it is read now.
-  const auto* prepared = std::any_cast<auth::Principal>(&req.principal);
-  auto principal = prepared != nullptr ? Result<auth::Principal>(*prepared) : s.authenticate(req);
+  auto* prepared = std::any_cast<auth::Principal>(&req.principal);
+  auto principal =
+      prepared != nullptr ? Result<auth::Principal>(std::move(*prepared)) : s.authenticate(req);
   if (!principal.ok()) {
     Response r = ApiError(format, 401, principal.status().message(),
                           format == ApiFormat::kGemini ? "" : "authentication_error");

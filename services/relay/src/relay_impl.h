@@ -57,10 +57,11 @@ class RelayService::Impl {
   Status ReloadPricing();
   void StartAggregator();
   void StopAggregator();
-  Result<KeyPolicy> PolicyFor(const auth::Principal& p);
-  // The principal's policy when cached and fresh (API keys), else nullopt; never reads the
+  // Policies are shared, never changed in place: a change caches a new one.
+  Result<std::shared_ptr<const KeyPolicy>> PolicyFor(const auth::Principal& p);
+  // The principal's policy when cached and fresh (API keys), else null; never reads the
   // database.
-  std::optional<KeyPolicy> CachedPolicyFor(const auth::Principal& p);
+  std::shared_ptr<const KeyPolicy> CachedPolicyFor(const auth::Principal& p);
   // RouteOptions::run_inline of the model routes: true when the request's principal, its key
   // policy and its budget windows are all in memory; leaves the principal in req.principal.
   bool PrepareInline(http::Request& req);
@@ -132,7 +133,7 @@ class RelayService::Impl {
   std::shared_ptr<const PriceTable> prices_;  // guarded by prices_mu_
   std::mutex policy_mu_;
   struct CachedPolicy {
-    KeyPolicy policy;
+    std::shared_ptr<const KeyPolicy> policy;
     std::chrono::steady_clock::time_point fetched;
   };
   std::map<std::string, CachedPolicy> policies_;  // guarded by policy_mu_

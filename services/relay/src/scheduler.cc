@@ -1,5 +1,7 @@
 #include "atrium/relay/scheduler.h"
 
+#include <boost/container/small_vector.hpp>
+
 #include <algorithm>
 #include <cstdlib>
 #include <limits>
@@ -94,7 +96,10 @@ Result<AccountLease> Scheduler::Pick(const PickRequest& req) {
       std::erase_if(sticky_, [now](const auto& kv) { return kv.second.expires <= now; });
       next_sticky_sweep_ = now + 60'000'000;
     }
-    std::vector<std::shared_ptr<const Account>> serving, usable, free;
+    // Counts and the free accounts, as pointers to accounts_'s entries (stable under mu_):
+    // no vector and no reference count per account on the per-request path.
+    size_t serving = 0, usable = 0;
+    boost::container::small_vector<const std::shared_ptr<const Account>*, 8> free;
     for (const auto& [id, a] : accounts_) {
       if (std::find(req.providers.begin(), req.providers.end(), a->provider) ==
           req.providers.end()) {
@@ -107,76 +112,82 @@ Result<AccountLease> Scheduler::Pick(const PickRequest& req) {
         continue;
       }
       if (!a->AllowsModel(req.model)) continue;
-      serving.push_back(a);
-      if (req.exclude.contains(id) || !a->UsableAt(now)) continue;
-      usable.push_back(a);
+      ++serving;
+      if ((req.exclude != nullptr && req.exclude->contains(id)) || !a->UsableAt(now)) continue;
+      ++usable;
       const Runtime& rt = runtime_[id];
       if (a->max_concurrency > 0 && rt.in_flight >= a->max_concurrency) continue;
-      free.push_back(a);
+      free.push_back(&a);
     }
-    if (serving.empty()) {
-      return NotFound("no upstream account serves model '" + req.model + "'");
+    const std::string model(req.model);
+    if (serving == 0) {
+      return NotFound("no upstream account serves model '" + model + "'");
     }
-    if (usable.empty()) {
-      return Unavailable("every upstream account for model '" + req.model +
+    if (usable == 0) {
+      return Unavailable("every upstream account for model '" + model +
                          "' is unavailable (rate-limited, overloaded or failing)");
     }
     if (free.empty()) {
-      return ResourceExhausted("every upstream account for model '" + req.model +
+      return ResourceExhausted("every upstream account for model '" + model +
                                "' is at its concurrency limit");
     }
     if (!req.session_hash.empty()) {
       auto it = sticky_.find(req.session_hash);
       if (it != sticky_.end() && it->second.expires > now) {
-        for (const auto& a : free) {
-          if (a->id == it->second.account_id) chosen = a;
+        for (const auto* a : free) {
+          if ((*a)->id == it->second.account_id) chosen = *a;
         }
       }
     }
     if (chosen == nullptr) {
       switch (options_.strategy) {
         case Strategy::kPriority:
-          chosen =
-              *std::min_element(free.begin(), free.end(), [this](const auto& a, const auto& b) {
-                if (a->priority != b->priority) return a->priority < b->priority;
-                return runtime_[a->id].last_used < runtime_[b->id].last_used;
-              });
+          chosen = **std::min_element(free.begin(), free.end(), [this](auto* pa, auto* pb) {
+            const Account &a = **pa, &b = **pb;
+            if (a.priority != b.priority) return a.priority < b.priority;
+            return runtime_[a.id].last_used < runtime_[b.id].last_used;
+          });
           break;
         case Strategy::kWeighted: {
           int64_t total = 0;
-          for (const auto& a : free) total += std::max(1, a->weight);
+          for (const auto* a : free) total += std::max(1, (*a)->weight);
           int64_t r = static_cast<int64_t>(rng_() % static_cast<uint64_t>(total));
-          for (const auto& a : free) {
-            r -= std::max(1, a->weight);
+          for (const auto* a : free) {
+            r -= std::max(1, (*a)->weight);
             if (r < 0) {
-              chosen = a;
+              chosen = *a;
               break;
             }
           }
           break;
         }
         case Strategy::kLeastBusy:
-          chosen =
-              *std::min_element(free.begin(), free.end(), [this](const auto& a, const auto& b) {
-                int fa = runtime_[a->id].in_flight, fb = runtime_[b->id].in_flight;
-                if (fa != fb) return fa < fb;
-                if (a->priority != b->priority) return a->priority < b->priority;
-                return runtime_[a->id].last_used < runtime_[b->id].last_used;
-              });
+          chosen = **std::min_element(free.begin(), free.end(), [this](auto* pa, auto* pb) {
+            const Account &a = **pa, &b = **pb;
+            int fa = runtime_[a.id].in_flight, fb = runtime_[b.id].in_flight;
+            if (fa != fb) return fa < fb;
+            if (a.priority != b.priority) return a.priority < b.priority;
+            return runtime_[a.id].last_used < runtime_[b.id].last_used;
+          });
           break;
         case Strategy::kLatency:
-          chosen =
-              *std::min_element(free.begin(), free.end(), [this](const auto& a, const auto& b) {
-                double la = runtime_[a->id].ewma_ttfb_ms, lb = runtime_[b->id].ewma_ttfb_ms;
-                if (la != lb) return la < lb;  // untried (-1) first
-                return a->priority < b->priority;
-              });
+          chosen = **std::min_element(free.begin(), free.end(), [this](auto* pa, auto* pb) {
+            const Account &a = **pa, &b = **pb;
+            double la = runtime_[a.id].ewma_ttfb_ms, lb = runtime_[b.id].ewma_ttfb_ms;
+            if (la != lb) return la < lb;  // untried (-1) first
+            return a.priority < b.priority;
+          });
           break;
       }
     }
     if (!req.session_hash.empty()) {
-      sticky_[req.session_hash] =
-          Sticky{chosen->id, now + static_cast<int64_t>(options_.sticky_ttl.count()) * 1'000'000};
+      Sticky sticky{chosen->id,
+                    now + static_cast<int64_t>(options_.sticky_ttl.count()) * 1'000'000};
+      if (auto it = sticky_.find(req.session_hash); it != sticky_.end()) {
+        it->second = std::move(sticky);
+      } else {
+        sticky_.emplace(std::string(req.session_hash), std::move(sticky));
+      }
     }
     Runtime& rt = runtime_[chosen->id];
     ++rt.in_flight;
@@ -219,7 +230,7 @@ int64_t Scheduler::RateLimitResetMicros(const http::Headers& headers, int64_t no
     if (end != s.c_str() && secs > 0) consider(static_cast<int64_t>(secs * 1e6));
   }
   for (const auto& [name, value] : headers.fields()) {
-    std::string lower = name;
+    std::string lower(name);
     for (auto& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
     if (lower.starts_with("anthropic-ratelimit-") && lower.ends_with("-reset")) {
       // Only windows that are used up matter: their "-remaining" is 0.

@@ -34,11 +34,11 @@ class SchedulerTest : public ::testing::Test {
     return std::make_unique<Scheduler>(
         env_, o, [this](const StatusChange& c) { changes_.push_back(c); }, 42);
   }
-  PickRequest Req(std::string model = "claude-sonnet-4", std::string session = "") {
-    return PickRequest{.workspace_id = "ws",
-                       .providers = {"anthropic", "openai"},
-                       .model = std::move(model),
-                       .session_hash = std::move(session)};
+  // Views: the tests pass literals.
+  PickRequest Req(std::string_view model = "claude-sonnet-4", std::string_view session = "") {
+    static constexpr std::string_view kProviders[] = {"anthropic", "openai"};
+    return PickRequest{
+        .workspace_id = "ws", .providers = kProviders, .model = model, .session_hash = session};
   }
 
   FaultInjectionEnv env_;
@@ -63,6 +63,23 @@ TEST_F(SchedulerTest, FiltersByProviderModelWorkspaceAndGroup) {
   EXPECT_EQ(none->account().id, "d");
   s->SetAccounts({relay::Make("a", "anthropic", 50, {"claude-*"})});
   EXPECT_EQ(s->Pick(Req("gpt-4o")).status().code(), StatusCode::kNotFound);
+}
+
+TEST_F(SchedulerTest, ExcludedAccountsAreSkippedAndNamedUnavailableWhenNoneIsLeft) {
+  auto s = Make();
+  s->SetAccounts({relay::Make("first", "anthropic", 1), relay::Make("second", "anthropic", 2)});
+  const std::set<std::string> tried_first = {"first"};
+  auto req = Req();
+  req.exclude = &tried_first;
+  auto l = s->Pick(req);
+  ASSERT_TRUE(l.ok());
+  EXPECT_EQ(l->account().id, "second");
+  l->Release();
+  const std::set<std::string> tried_both = {"first", "second"};
+  req.exclude = &tried_both;
+  EXPECT_EQ(s->Pick(req).status().code(), StatusCode::kUnavailable);
+  req.exclude = nullptr;
+  EXPECT_EQ(s->Pick(req)->account().id, "first");
 }
 
 TEST_F(SchedulerTest, PriorityThenLeastRecentlyUsed) {

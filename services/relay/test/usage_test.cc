@@ -201,6 +201,12 @@ TEST(BudgetTest, PeriodStartsAreUtcBoundaries) {
   EXPECT_EQ(BudgetLedger::DayStart(t), 1'795'305'600'000'000);
   EXPECT_EQ(BudgetLedger::WeekStart(t), 1'794'787'200'000'000);   // Monday 2026-11-16
   EXPECT_EQ(BudgetLedger::MonthStart(t), 1'793'491'200'000'000);  // 2026-11-01
+  // Months at their edges: the last microsecond of a leap February, the first instant of
+  // December and its last second, and a month before the epoch.
+  EXPECT_EQ(BudgetLedger::MonthStart(1'835'481'599'999'999), 1'832'976'000'000'000);  // 2028-02-01
+  EXPECT_EQ(BudgetLedger::MonthStart(1'796'083'200'000'000), 1'796'083'200'000'000);  // 2026-12-01
+  EXPECT_EQ(BudgetLedger::MonthStart(1'798'761'599'000'000), 1'796'083'200'000'000);
+  EXPECT_EQ(BudgetLedger::MonthStart(-43'200'000'000), -2'678'400'000'000);  // 1969-12-01
 }
 
 TEST(BudgetTest, ConcurrentRequestsNeverOverspendByMoreThanOneRequest) {

@@ -22,15 +22,29 @@ const ProviderAdapter* FindProvider(std::string_view provider) {
   return nullptr;
 }
 
-std::vector<std::string> ProvidersServing(Operation op, ApiFormat client) {
-  std::vector<std::string> out;
-  for (const auto* a : Registered()) {
-    if (!a->Supports(op)) continue;
-    // Chat translates between every format; token counting stays within one API.
-    if (op == Operation::kCountTokens && a->format() != client) continue;
-    out.emplace_back(a->name());
-  }
-  return out;
+std::span<const std::string_view> ProvidersServing(Operation op, ApiFormat client) {
+  // Worked out once per (operation, format): the registry is fixed, and this runs per request.
+  using List = std::vector<std::string_view>;
+  static const auto kTable = [] {
+    constexpr int kOps = static_cast<int>(Operation::kEmbeddings) + 1;
+    constexpr int kFormats = static_cast<int>(ApiFormat::kGemini) + 1;
+    std::array<std::array<List, kFormats>, kOps> table;
+    for (int o = 0; o < kOps; ++o) {
+      for (int f = 0; f < kFormats; ++f) {
+        for (const auto* a : Registered()) {
+          if (!a->Supports(static_cast<Operation>(o))) continue;
+          // Chat translates between every format; token counting stays within one API.
+          if (static_cast<Operation>(o) == Operation::kCountTokens &&
+              a->format() != static_cast<ApiFormat>(f)) {
+            continue;
+          }
+          table[o][f].push_back(a->name());
+        }
+      }
+    }
+    return table;
+  }();
+  return kTable[static_cast<int>(op)][static_cast<int>(client)];
 }
 
 std::string JoinUrl(std::string_view base, std::string_view path) {

@@ -13,6 +13,7 @@
 
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -86,8 +87,9 @@ class ProviderAdapter {
 // The registered adapter for `provider`, or null (a provider name no adapter serves).
 const ProviderAdapter* FindProvider(std::string_view provider);
 // Providers whose adapters serve `op` for a client speaking `client`: for chat any format
-// (translated when it differs from the client's), for token counting the client's own.
-std::vector<std::string> ProvidersServing(Operation op, ApiFormat client);
+// (translated when it differs from the client's), for token counting the client's own. The
+// names live as long as the program.
+std::span<const std::string_view> ProvidersServing(Operation op, ApiFormat client);
 
 // Internal request header carrying the Gemini method of the client's path
 // ("generateContent", "streamGenerateContent?alt=sse", "streamGenerateContent", "countTokens").

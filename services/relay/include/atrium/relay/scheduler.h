@@ -28,7 +28,9 @@
 #include <mutex>
 #include <random>
 #include <set>
+#include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "atrium/core/env.h"
@@ -52,14 +54,15 @@ struct SchedulerOptions {
   double latency_alpha = 0.3;  // EWMA weight of the newest sample
 };
 
+// What Pick looks for. Views of the caller's strings: Pick keeps none of them.
 struct PickRequest {
-  std::string workspace_id;            // only accounts of this workspace
-  std::vector<std::string> providers;  // acceptable providers
-  std::string model;                   // the client's model name
-  std::string session_hash;            // empty: no stickiness
-  std::string group;                   // non-empty: only accounts in this group
-  std::string account_id;              // non-empty: only this account (key binding)
-  std::set<std::string> exclude;       // accounts already tried by this request
+  std::string_view workspace_id;                   // only accounts of this workspace
+  std::span<const std::string_view> providers;     // acceptable providers
+  std::string_view model;                          // the client's model name
+  std::string_view session_hash;                   // empty: no stickiness
+  std::string_view group;                          // non-empty: only accounts in this group
+  std::string_view account_id;                     // non-empty: only this account (key binding)
+  const std::set<std::string>* exclude = nullptr;  // accounts already tried by this request
 };
 
 // A status change for the listener.
@@ -160,7 +163,7 @@ class Scheduler {
   mutable std::mutex mu_;
   std::map<std::string, std::shared_ptr<const Account>> accounts_;  // guarded by mu_
   std::map<std::string, Runtime> runtime_;                          // guarded by mu_
-  std::map<std::string, Sticky> sticky_;                            // guarded by mu_
+  std::map<std::string, Sticky, std::less<>> sticky_;               // guarded by mu_
   std::mt19937_64 rng_;                                             // guarded by mu_
   int64_t next_sticky_sweep_ = 0;                                   // guarded by mu_
 };
