@@ -1,5 +1,7 @@
 #include "atrium/http/router.h"
 
+#include <boost/container/small_vector.hpp>
+
 #include <algorithm>
 #include <set>
 
@@ -18,8 +20,11 @@ struct Router::Node {
 
 namespace {
 
-std::vector<std::string_view> SplitPath(std::string_view path) {
-  std::vector<std::string_view> out;
+// Inline room for the segments of a typical path: matching runs per request.
+using Segments = boost::container::small_vector<std::string_view, 8>;
+
+Segments SplitPath(std::string_view path) {
+  Segments out;
   if (!path.empty() && path.front() == '/') path.remove_prefix(1);
   if (path.empty()) return out;
   size_t start = 0;
@@ -55,7 +60,7 @@ bool ValidName(std::string_view name) {
 
 struct Search {
   std::string_view method;
-  const std::vector<std::string_view>* segs;
+  const Segments* segs;
   // Best match so far.
   const Route* route = nullptr;
   std::vector<std::pair<std::string, std::string>> params;

@@ -280,12 +280,15 @@ class ProxyCall : public std::enable_shared_from_this<ProxyCall> {
       sent_token_ = t->second;
     }
     upstream_format_ = adapter->format();
-    std::string source = body_;
+    std::string_view source = body_;
+    std::string marked;
     if (client_format_ == ApiFormat::kGemini && upstream_format_ != ApiFormat::kGemini &&
         info_.stream) {
       // Gemini carries "stream" in its path; the translator reads this marker instead.
-      size_t brace = source.find('{');
-      if (brace != std::string::npos) source.insert(brace + 1, "\"stream\":true,");
+      marked = body_;
+      size_t brace = marked.find('{');
+      if (brace != std::string::npos) marked.insert(brace + 1, "\"stream\":true,");
+      source = marked;
     }
     auto body = TranslateRequest(client_format_, upstream_format_, source, record_.upstream_model);
     if (!body.ok()) return Fail(400, body.status().message());
@@ -446,8 +449,11 @@ class ProxyCall : public std::enable_shared_from_this<ProxyCall> {
       if (!record_.usage.reported && adapter_ != nullptr) {
         if (auto u = adapter_->UsageFromHeaders(upstream_headers_)) record_.usage = *u;
       }
+      // The same API on both sides: the body goes back as it came, without a copy.
       auto translated =
-          TranslateResponse(upstream_format_, client_format_, error_body_, info_.model);
+          upstream_format_ == client_format_
+              ? Result<std::string>(std::move(error_body_))
+              : TranslateResponse(upstream_format_, client_format_, error_body_, info_.model);
       if (!translated.ok()) {
         return Fail(502,
                     "the upstream response cannot be translated: " + translated.status().message());

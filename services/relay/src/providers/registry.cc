@@ -49,7 +49,10 @@ std::span<const std::string_view> ProvidersServing(Operation op, ApiFormat clien
 
 std::string JoinUrl(std::string_view base, std::string_view path) {
   while (!base.empty() && base.back() == '/') base.remove_suffix(1);
-  return std::string(base) + std::string(path);
+  std::string url;
+  url.reserve(base.size() + path.size());
+  url.append(base).append(path);
+  return url;
 }
 
 }  // namespace atrium::relay
