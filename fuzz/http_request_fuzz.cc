@@ -1,15 +1,14 @@
-// libFuzzer target: HTTP/1.1 request parsing (Beast's parser with Atrium's limits) followed by
-// routing and query decoding, as the server does for every request.
+// libFuzzer target: HTTP/1.1 request parsing (the server's RequestParser: Beast's parser writing
+// into Atrium's Headers, with Atrium's limits) followed by routing and query decoding, as the
+// server does for every request.
 #include <cstddef>
 #include <cstdint>
 #include <string_view>
 
-#include <boost/beast/core/flat_buffer.hpp>
-#include <boost/beast/http/parser.hpp>
-#include <boost/beast/http/read.hpp>
-#include <boost/beast/http/string_body.hpp>
+#include <boost/asio/buffer.hpp>
 
 #include "atrium/http/router.h"
+#include "request_parser.h"
 
 namespace {
 
@@ -31,21 +30,23 @@ atrium::http::Router& TheRouter() {
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  namespace bhttp = boost::beast::http;
-  bhttp::request_parser<bhttp::string_body> parser;
+  atrium::http::internal::RequestParser parser;
   parser.header_limit(64 * 1024);
   parser.body_limit(1024 * 1024);
   parser.eager(true);
   boost::beast::error_code ec;
   parser.put(boost::asio::buffer(data, size), ec);
   if (ec || !parser.is_header_done()) return 0;
-  const auto& req = parser.get();
-  std::string_view target = req.target();
+  (void)atrium::http::internal::ExpectsContinue(parser.headers());
+  (void)parser.headers().Get("x-request-id");
+  std::string_view target = parser.target();
   size_t q = target.find('?');
   atrium::http::Request r;
   r.path = std::string(target.substr(0, q));
   if (q != std::string_view::npos) r.query = std::string(target.substr(q + 1));
-  auto m = TheRouter().Match(req.method_string(), r.path);
+  r.headers = std::move(parser.headers());
+  r.body = std::move(parser.body());
+  auto m = TheRouter().Match(parser.method(), r.path);
   if (m.kind == atrium::http::RouteMatch::Kind::kFound) r.params = m.params;
   (void)r.QueryParams();
   (void)r.Query("a");

@@ -36,6 +36,7 @@
 #include "io_thread.h"
 #include "read_deadline.h"
 #include "reply_slot.h"
+#include "request_parser.h"
 #include "wire.h"
 
 namespace atrium::http {
@@ -383,7 +384,7 @@ class Server::State : public std::enable_shared_from_this<Server::State> {
 
   // Feeds buffered bytes to the parser until it needs more input or the message (header first)
   // is complete. need_more means the buffer held too little; the caller reads asynchronously.
-  static boost::system::error_code ParseBuffered(bhttp::request_parser<bhttp::string_body>& parser,
+  static boost::system::error_code ParseBuffered(internal::RequestParser& parser,
                                                  beast::flat_buffer& buffer) {
     boost::system::error_code ec;
     bool header_was_done = parser.is_header_done();
@@ -457,7 +458,7 @@ class Server::State : public std::enable_shared_from_this<Server::State> {
                                         beast::flat_buffer& buffer) {
     const ServerOptions& opt = self->options_;
     auto start = Clock::now();
-    bhttp::request_parser<bhttp::string_body> parser;
+    internal::RequestParser parser;
     parser.header_limit(static_cast<std::uint32_t>(opt.max_header_bytes));
     // The body limit depends on the route, known only once the header is in.
     parser.body_limit(std::numeric_limits<std::uint64_t>::max());
@@ -482,14 +483,13 @@ class Server::State : public std::enable_shared_from_this<Server::State> {
       }
       co_return false;
     }
-    auto& hdr = parser.get();
     auto req = std::make_shared<Request>();
-    req->method = std::string(hdr.method_string());
-    req->target = std::string(hdr.target());
+    req->method = std::move(parser.method());
+    req->target = std::move(parser.target());
     size_t q = req->target.find('?');
     req->path = req->target.substr(0, q);
     if (q != std::string::npos) req->query = req->target.substr(q + 1);
-    for (const auto& f : hdr) req->headers.Add(f.name_string(), f.value());
+    req->headers = std::move(parser.headers());
     req->remote_addr = conn->remote;
     auto rid = req->headers.Get("x-request-id");
     req->request_id = (opt.trust_request_id && rid && AcceptableRequestId(*rid)) ? std::string(*rid)
@@ -502,8 +502,8 @@ class Server::State : public std::enable_shared_from_this<Server::State> {
     size_t limit = (match.route && match.route->options.max_body_bytes != 0)
                        ? match.route->options.max_body_bytes
                        : opt.max_body_bytes;
-    unsigned version = hdr.version();
-    bool keep_alive = hdr.keep_alive();
+    unsigned version = parser.version();
+    bool keep_alive = parser.keep_alive();
     bool head = req->method == "HEAD";
     if (auto len = parser.content_length(); len && *len > limit) {
       co_await WriteError(conn, opt, 413, "payload_too_large",
@@ -529,7 +529,7 @@ class Server::State : public std::enable_shared_from_this<Server::State> {
       }
     }
     if (!parser.is_done()) {
-      if (bhttp::token_list(hdr[bhttp::field::expect]).exists("100-continue")) {
+      if (internal::ExpectsContinue(req->headers)) {
         bhttp::response<bhttp::empty_body> cont{bhttp::status::continue_, version};
         conn->stream.expires_after(opt.write_timeout);
         auto [wec, wn] = co_await bhttp::async_write(conn->stream, cont, kNoThrow);
@@ -550,7 +550,7 @@ class Server::State : public std::enable_shared_from_this<Server::State> {
         co_return false;
       }
     }
-    req->body = std::move(parser.get().body());
+    req->body = std::move(parser.body());
     // The request is in: an empty read buffer goes back to the allocator rather than staying with
     // the connection while the response runs (a long stream, then an idle keep-alive wait).
     if (buffer.size() == 0) buffer.shrink_to_fit();
