@@ -3,6 +3,7 @@
 # preset names) and the top-level CMakeLists.txt (which smoke-runs each one in ctest).
 set(ATRIUM_FUZZ_TARGETS
   http_request_fuzz
+  http_response_fuzz
   json_error_fuzz
   wal_record_fuzz
   jwt_fuzz

@@ -8,7 +8,7 @@
 #include <boost/asio/buffer.hpp>
 
 #include "atrium/http/router.h"
-#include "request_parser.h"
+#include "message_parser.h"
 
 namespace {
 

@@ -41,6 +41,7 @@
 #include "client_connection.h"
 #include "client_url.h"
 #include "io_thread.h"
+#include "message_parser.h"
 #include "wire.h"
 
 namespace atrium::http {
@@ -548,7 +549,7 @@ asio::awaitable<HttpClient::Impl::Outcome> HttpClient::Impl::Exchange(
   };
 
   // Response head; interim 1xx responses (100 Continue, 103 Early Hints) are skipped.
-  std::optional<http::response_parser<http::buffer_body>> parser;
+  std::optional<internal::ResponseParser> parser;
   beast::flat_buffer& buffer = connection->buffer();
   for (;;) {
     parser.emplace();
@@ -568,19 +569,17 @@ asio::awaitable<HttpClient::Impl::Outcome> HttpClient::Impl::Exchange(
           reused && idempotent && !parser->got_some() && ec != beast::error::timeout;
       co_return outcome;
     }
-    unsigned code = parser->get().result_int();
+    int code = parser->status();
     if (code < 100 || code >= 200 || code == 101) break;
   }
 
   Outcome outcome;
-  auto& head = parser->get();
-  outcome.response.status = static_cast<int>(head.result_int());
-  for (const auto& field : head) {
-    outcome.response.headers.Add(field.name_string(), field.value());
-  }
-  bool redirecting = request.follow_redirects && IsRedirect(head.result_int()) &&
-                     head.find(http::field::location) != head.end();
-  if (redirecting) outcome.redirect_location = std::string(head[http::field::location]);
+  outcome.response.status = parser->status();
+  outcome.response.headers = std::move(parser->headers());
+  const auto location = outcome.response.headers.Get("location");
+  bool redirecting = request.follow_redirects &&
+                     IsRedirect(static_cast<unsigned>(outcome.response.status)) && location;
+  if (redirecting) outcome.redirect_location = std::string(*location);
   bool streaming = !redirecting && request.on_data != nullptr;
   size_t limit = redirecting ? kRedirectBodyLimit : request.max_response_bytes;
   if (!redirecting && request.on_headers) {
@@ -604,8 +603,7 @@ asio::awaitable<HttpClient::Impl::Outcome> HttpClient::Impl::Exchange(
   }
   std::string& accumulated = outcome.response.body;
   while (!parser->is_done()) {
-    parser->get().body().data = job->chunk.get();
-    parser->get().body().size = chunk_size;
+    parser->SetBodyWindow(job->chunk.get(), chunk_size);
     deadline = limits.OpDeadline(limits.read_timeout);
     // Bytes read with the head (often the whole body) are parsed here: a completed
     // async_read_some would cost a trip through the scheduler for nothing.
@@ -635,7 +633,7 @@ asio::awaitable<HttpClient::Impl::Outcome> HttpClient::Impl::Exchange(
           client_internal::OperationError(ec, control, limits, limits.read_timeout, deadline,
                                           "reading response body from " + request.url));
     }
-    size_t n = chunk_size - parser->get().body().size;
+    size_t n = chunk_size - parser->body_window_left();
     if (n == 0) continue;
     std::string_view data(job->chunk.get(), n);
     if (streaming) {

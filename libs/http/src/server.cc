@@ -34,9 +34,9 @@
 #include "atrium/http/body_stream.h"
 #include "atrium/http/json_error.h"
 #include "io_thread.h"
+#include "message_parser.h"
 #include "read_deadline.h"
 #include "reply_slot.h"
-#include "request_parser.h"
 #include "wire.h"
 
 namespace atrium::http {
