@@ -69,6 +69,9 @@ class AuthService::Impl {
   Result<ApiKey> LookupKey(const std::string& secret);
   // The cached key of this hash while fresh, else nullopt.
   std::optional<ApiKey> CachedKeyByHash(const std::string& hash);
+  // The cached key with this hash while it is fresh, else null. Requires key_cache_mu.
+  const ApiKey* FreshCachedKeyLocked(const std::string& hash,
+                                     std::chrono::steady_clock::time_point steady) const;
   void ForgetKey(const std::string& key_id);
 
   AuthOptions options;

@@ -241,13 +241,19 @@ void AuthService::Impl::Audit(const http::Request* req, const Principal* p, Audi
   }
 }
 
+const ApiKey* AuthService::Impl::FreshCachedKeyLocked(
+    const std::string& hash, std::chrono::steady_clock::time_point steady) const {
+  auto it = key_cache.find(hash);
+  if (it != key_cache.end() && steady - it->second.fetched < options.api_key_cache_ttl) {
+    return &it->second.key;
+  }
+  return nullptr;
+}
+
 std::optional<ApiKey> AuthService::Impl::CachedKeyByHash(const std::string& hash) {
   auto steady = env.SteadyNow();
   std::lock_guard lock(key_cache_mu);
-  auto it = key_cache.find(hash);
-  if (it != key_cache.end() && steady - it->second.fetched < options.api_key_cache_ttl) {
-    return it->second.key;
-  }
+  if (const ApiKey* key = FreshCachedKeyLocked(hash, steady)) return *key;
   return std::nullopt;
 }
 
@@ -300,12 +306,9 @@ std::optional<Result<Principal>> AuthService::Impl::AuthenticateCached(const htt
   const auto steady = env.SteadyNow();
   // The principal is built from the cached key in place (CachedKeyByHash would copy the key).
   std::lock_guard lock(key_cache_mu);
-  auto it = key_cache.find(hash);
-  if (it == key_cache.end() || steady - it->second.fetched >= options.api_key_cache_ttl) {
-    return std::nullopt;
-  }
-  if (TouchDue(it->second.key, now)) return std::nullopt;
-  return KeyPrincipal(it->second.key, now);
+  const ApiKey* key = FreshCachedKeyLocked(hash, steady);
+  if (key == nullptr || TouchDue(*key, now)) return std::nullopt;
+  return KeyPrincipal(*key, now);
 }
 
 Result<Principal> AuthService::Impl::Authenticate(const http::Request& req) {

@@ -119,16 +119,15 @@ Result<AccountLease> Scheduler::Pick(const PickRequest& req) {
       if (a->max_concurrency > 0 && rt.in_flight >= a->max_concurrency) continue;
       free.push_back(&a);
     }
-    const std::string model(req.model);
     if (serving == 0) {
-      return NotFound("no upstream account serves model '" + model + "'");
+      return NotFound("no upstream account serves model '" + std::string(req.model) + "'");
     }
     if (usable == 0) {
-      return Unavailable("every upstream account for model '" + model +
+      return Unavailable("every upstream account for model '" + std::string(req.model) +
                          "' is unavailable (rate-limited, overloaded or failing)");
     }
     if (free.empty()) {
-      return ResourceExhausted("every upstream account for model '" + model +
+      return ResourceExhausted("every upstream account for model '" + std::string(req.model) +
                                "' is at its concurrency limit");
     }
     if (!req.session_hash.empty()) {
