@@ -1,4 +1,5 @@
 #include "message_parser.h"
+#include "message_parser_feed.h"
 
 #include <gtest/gtest.h>
 
@@ -13,44 +14,6 @@ namespace {
 
 namespace bhttp = boost::beast::http;
 
-struct Read {
-  boost::beast::error_code ec;
-  std::string body;
-};
-
-// Feeds `wire` in pieces of `step` bytes with a body window of `window` bytes, collecting the
-// body as the client does: a full window is emptied, then parsing goes on.
-Read Feed(ResponseParser& parser, std::string_view wire, size_t step, size_t window) {
-  Read out;
-  std::string pending;
-  std::string chunk(window, '\0');
-  size_t at = 0;
-  while (!parser.is_done()) {
-    if (at < wire.size()) {
-      pending.append(wire.substr(at, step));
-      at += step;
-    } else if (pending.empty()) {
-      if (parser.need_eof()) parser.put_eof(out.ec);
-      break;
-    }
-    parser.SetBodyWindow(chunk.data(), chunk.size());
-    boost::beast::error_code ec;
-    size_t used = parser.put(boost::asio::buffer(pending), ec);
-    pending.erase(0, used);
-    out.body.append(chunk.data(), chunk.size() - parser.body_window_left());
-    if (ec == bhttp::error::need_more && at >= wire.size()) {
-      if (parser.need_eof()) parser.put_eof(out.ec);
-      break;  // the input ended inside the message
-    }
-    if (ec == bhttp::error::need_more || ec == bhttp::error::need_buffer) continue;
-    if (ec) {
-      out.ec = ec;
-      return out;
-    }
-  }
-  return out;
-}
-
 TEST(ResponseParserTest, ReadsStatusFieldsAndABodyLargerThanTheWindow) {
   const std::string body(1000, 'x');
   const std::string wire =
@@ -60,7 +23,7 @@ TEST(ResponseParserTest, ReadsStatusFieldsAndABodyLargerThanTheWindow) {
   for (size_t step : {wire.size(), size_t{1}, size_t{100}}) {
     for (size_t window : {size_t{1}, size_t{64}, size_t{4096}}) {
       ResponseParser parser;
-      Read r = Feed(parser, wire, step, window);
+      FeedResult r = Feed(parser, wire, step, window);
       ASSERT_FALSE(r.ec) << step << " " << window << ": " << r.ec.message();
       ASSERT_TRUE(parser.is_done());
       EXPECT_EQ(parser.status(), 200);
@@ -76,10 +39,10 @@ TEST(ResponseParserTest, ReadsStatusFieldsAndABodyLargerThanTheWindow) {
 TEST(ResponseParserTest, ChunkedAndEofDelimitedBodies) {
   {
     ResponseParser parser;
-    Read r = Feed(parser,
-                  "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
-                  "6\r\nevent:\r\n7;x=y\r\n ping\n\n\r\n0\r\n\r\n",
-                  5, 4);
+    FeedResult r = Feed(parser,
+                        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                        "6\r\nevent:\r\n7;x=y\r\n ping\n\n\r\n0\r\n\r\n",
+                        5, 4);
     ASSERT_FALSE(r.ec) << r.ec.message();
     EXPECT_TRUE(parser.is_done());
     EXPECT_EQ(r.body, "event: ping\n\n");
@@ -87,7 +50,7 @@ TEST(ResponseParserTest, ChunkedAndEofDelimitedBodies) {
   }
   {
     ResponseParser parser;  // neither length nor chunked: the body ends with the connection
-    Read r = Feed(parser, "HTTP/1.1 200 OK\r\n\r\nuntil close", 4, 3);
+    FeedResult r = Feed(parser, "HTTP/1.1 200 OK\r\n\r\nuntil close", 4, 3);
     ASSERT_FALSE(r.ec) << r.ec.message();
     EXPECT_TRUE(parser.is_done());
     EXPECT_EQ(r.body, "until close");
@@ -99,14 +62,14 @@ TEST(ResponseParserTest, HeadAnswersAndInterimResponsesHaveNoBody) {
   {
     ResponseParser parser;
     parser.skip(true);  // the answer to HEAD: Content-Length describes a body not sent
-    Read r = Feed(parser, "HTTP/1.1 200 OK\r\nContent-Length: 50\r\n\r\n", 64, 16);
+    FeedResult r = Feed(parser, "HTTP/1.1 200 OK\r\nContent-Length: 50\r\n\r\n", 64, 16);
     ASSERT_FALSE(r.ec);
     EXPECT_TRUE(parser.is_done());
     EXPECT_TRUE(r.body.empty());
   }
   {
     ResponseParser parser;
-    Read r = Feed(parser, "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n", 64, 16);
+    FeedResult r = Feed(parser, "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n", 64, 16);
     ASSERT_FALSE(r.ec);
     EXPECT_TRUE(parser.is_done());  // the interim response alone; the client reads again
     EXPECT_EQ(parser.status(), 100);
